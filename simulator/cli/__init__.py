@@ -1,0 +1,15 @@
+"""The `fp8sim` command line. Each subcommand group lives in its own module and is added here."""
+
+import click
+
+from simulator import __version__
+from simulator.cli.numerics_cmd import numerics
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fp8sim")
+def main() -> None:
+    """fp8sim: simulate sparse FP8 CNN training hardware, bit-exact and cycle-level."""
+
+
+main.add_command(numerics)
