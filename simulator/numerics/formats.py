@@ -72,8 +72,6 @@ class FloatFormat:
             raise FormatError(f"{where}: 'fn' NaN encoding needs at least one mantissa bit")
         if self.inf_nan is InfNan.IEEE and self.man_bits == 0:
             raise FormatError(f"{where}: IEEE Inf/NaN encoding needs at least one mantissa bit")
-        if self.emax < self.emin:
-            raise FormatError(f"{where}: no normal binade (emax {self.emax} < emin {self.emin})")
         if self.emax > _F32_MAX_EXP:
             raise FormatError(
                 f"{where}: largest exponent 2^{self.emax} exceeds float32's 2^{_F32_MAX_EXP}"

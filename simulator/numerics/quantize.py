@@ -14,14 +14,7 @@ if TYPE_CHECKING:
 
 Rounding = Literal["rne", "rna", "rtz", "sr", "sr_half", "sr_corrected"]
 
-ROUNDING_MODES: Final[dict[str, int]] = {
-    "rne": K.RNE,
-    "rna": K.RNA,
-    "rtz": K.RTZ,
-    "sr": K.SR,
-    "sr_half": K.SR_HALF,
-    "sr_corrected": K.SR_CORRECTED,
-}
+ROUNDING_MODES: Final = tuple(K.DECIDERS)
 STOCHASTIC: Final = frozenset({"sr", "sr_half", "sr_corrected"})
 MAX_RANDOM_BITS: Final = 32
 
@@ -89,7 +82,6 @@ def quantize(
         raise TypeError(f"quantize takes float32 or float64 arrays, not {arr.dtype}")
     if rounding not in ROUNDING_MODES:
         raise ValueError(f"unknown rounding {rounding!r}; choose one of {list(ROUNDING_MODES)}")
-    mode = ROUNDING_MODES[rounding]
 
     if rounding in STOCHASTIC:
         if r is None:
@@ -111,41 +103,44 @@ def quantize(
     int_dtype, mbits_in, ebits_in, bias_in = _INPUT_LAYOUT[arr.dtype]
     total = 1 + ebits_in + mbits_in
     abs_mask = (1 << (total - 1)) - 1
-    sign_bit = -(1 << (total - 1))
+    sign_mask = -(1 << (total - 1))  # the sign bit, as a signed integer of the input's width
     max_abs = _encode_in(f.max_value, arr.dtype)
     inf_abs = ((1 << ebits_in) - 1) << mbits_in
     nan_abs = inf_abs | (1 << (mbits_in - 1))  # canonical quiet NaN
 
-    if f.inf_nan is InfNan.IEEE:
-        overflow_mode = K.OVF_SATURATE if f.saturate else K.OVF_INF
-        inf_to = inf_abs
-    elif f.inf_nan is InfNan.FN:
-        overflow_mode = K.OVF_SATURATE if f.saturate else K.OVF_NAN
-        inf_to = max_abs if f.saturate else nan_abs
+    if f.saturate or rounding == "rtz":
+        ovf_abs = max_abs  # truncation never rounds past the largest finite (IEEE 754 7.4)
+    elif f.inf_nan is InfNan.IEEE:
+        ovf_abs = inf_abs
     else:
-        overflow_mode = K.OVF_SATURATE
+        ovf_abs = nan_abs
+    if f.inf_nan is InfNan.IEEE:
+        inf_to = inf_abs
+    elif f.inf_nan is InfNan.FN and not f.saturate:
+        inf_to = nan_abs
+    else:
         inf_to = max_abs
+    low_lsb = f.emin - f.man_bits if f.subnormals else f.emin
 
     bits = np.ascontiguousarray(arr).reshape(-1).view(int_dtype)
     out = np.empty_like(bits)
     nans = K.quantize_bits(
         bits,
         out,
-        mbits_in,
-        ebits_in,
-        bias_in,
-        abs_mask,
-        sign_bit,
-        f.man_bits,
-        f.emin,
-        f.subnormals,
-        max_abs,
-        overflow_mode,
-        inf_to,
-        nan_abs,
-        mode,
         rand,
         r,
+        K.DECIDERS[rounding],
+        mbits_in,
+        bias_in,
+        f.man_bits,
+        f.emin,
+        low_lsb,
+        max_abs,
+        ovf_abs,
+        inf_to,
+        nan_abs,
+        abs_mask,
+        sign_mask,
     )
     if nans and not f.has_nan:
         first = int(np.flatnonzero(np.isnan(arr.reshape(-1)))[0])

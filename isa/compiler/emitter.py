@@ -1,0 +1,201 @@
+"""Instruction emission with annotations, hardware loops, registers and the token protocol.
+
+Register roles are fixed (see `R`). A *step* is the unit of double buffering: loads into the
+current slot of each buffer, compute ops, stores; then the slot registers toggle. Tokens:
+FREE counts free slots, LOADED/DONE/CHAIN order the units inside a step, PERS orders loads of
+persistent data before their consumers, ACC guards a persistent accumulator's reuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from isa.encoding import Instruction
+from isa.spec import BY_MNEMONIC, BUFFER, SFU_OP, TC_PASS, UNIT
+
+# Registers.
+ZERO, IMG, BASE_A, BASE_B, BASE_C, TMP_D = 0, 1, 2, 3, 4, 5
+SLOT = {"act": 6, "wgt": 7, "err": 8, "msk": 9}
+TMP_A, TMP_B, TMP_O = 10, 11, 12
+K_IDX, C_IDX, P_IDX = 13, 14, 15
+
+# Tokens. Each cross-unit edge inside a step has its own token, so two waiters never race for
+# one signal.
+FREE, LOADED, DONE, PERS, ACC = 1, 2, 3, 5, 6
+CHAIN = (4, 7, 8, 9, 10, 11)
+
+MAX_ROWS = (1 << 12) - 1  # dma `rows` field
+
+
+def unit_of(op: str) -> str:
+    return BY_MNEMONIC[op].unit
+
+
+@dataclass
+class Op:
+    """A mutable instruction under construction (tokens are filled in by `step`)."""
+
+    op: str
+    args: dict[str, int]
+    wt: int = 0
+    sg: int = 0
+    note: str = ""
+
+
+@dataclass
+class Annotation:
+    index: int
+    layer: str
+    phase: str
+    note: str
+
+
+@dataclass
+class Emitter:
+    ops: list[Op] = field(default_factory=list)
+    notes: list[Annotation] = field(default_factory=list)
+    layer: str = ""
+    phase: str = "setup"
+    slot_toggle: dict[str, int] = field(default_factory=dict)  # buffer -> xor mask
+
+    # -- basics
+    def emit(self, mnemonic: str, wt: int = 0, sg: int = 0, note: str = "", **args: int) -> Op:
+        o = Op(mnemonic, dict(args), wt, sg, note)
+        self.place(o)
+        return o
+
+    def place(self, o: Op) -> Op:
+        self.notes.append(Annotation(len(self.ops), self.layer, self.phase, o.note))
+        self.ops.append(o)
+        return o
+
+    def make(self, mnemonic: str, note: str = "", **args: int) -> Op:
+        """An op not yet placed (for `step`)."""
+        return Op(mnemonic, dict(args), note=note)
+
+    def instructions(self) -> list[Instruction]:
+        return [Instruction(o.op, o.args, o.wt, o.sg) for o in self.ops]
+
+    @contextmanager
+    def loop(self, count: int) -> Iterator[None]:
+        if count == 1:
+            yield
+            return
+        head = self.emit("loop", count=count, end=1)
+        start = len(self.ops)
+        yield
+        if len(self.ops) == start:  # empty body: keep it harmless
+            self.emit("nop")
+        head.args["end"] = len(self.ops) - start + 1
+
+    def setr(self, reg: int, value: int) -> None:
+        self.emit("setr", rd=reg, imm=value)
+
+    def addr(self, rd: int, rs: int, imm: int) -> None:
+        self.emit("addr", rd=rd, rs=rs, imm=imm)
+
+    # -- DMA helpers: 2-D transfers split where `rows` exceeds its field
+    def dma(
+        self,
+        kind: str,
+        buf: str,
+        rbuf: int,
+        boff: int,
+        rdram: int,
+        dram_off: int,
+        rows: int,
+        row_bytes: int,
+        dstride: int,
+        bstride: int,
+        note: str = "",
+    ) -> list[Op]:
+        """Ops (not placed) for a strided transfer; `dram_off` is added to register `rdram`
+        through TMP_D, each op preceded by the `addr` that forms its address."""
+        out: list[Op] = []
+        done = 0
+        while done < rows:
+            n = min(MAX_ROWS, rows - done)
+            out.append(self.make("addr", rd=TMP_D, rs=rdram, imm=dram_off + done * dstride))
+            out.append(
+                self.make(
+                    kind,
+                    note=note,
+                    buf=BUFFER.values.index(buf),
+                    rbuf=rbuf,
+                    boff=boff + done * bstride,
+                    rdram=TMP_D,
+                    rows=n,
+                    row_bytes=row_bytes,
+                    dstride=dstride,
+                    bstride=bstride,
+                )
+            )
+            done += n
+        return out
+
+    # -- the step protocol
+    def step(self, loads: list[Op], computes: list[Op], stores: list[Op]) -> None:
+        """Place one double-buffered step with its tokens, then toggle the slots."""
+        lds = [o for o in loads if o.op == "dma.ld"]
+        sts = [o for o in stores if o.op == "dma.st"]
+        if lds:
+            lds[0].wt = FREE
+            lds[-1].sg = LOADED
+        chain = [o for o in computes if unit_of(o.op) != "ctrl"]
+        edges = 0
+        for i, o in enumerate(chain):
+            if i == 0:
+                o.wt = LOADED if lds else FREE
+            elif unit_of(o.op) != unit_of(chain[i - 1].op):
+                chain[i - 1].sg = o.wt = CHAIN[edges]
+                edges += 1
+        if chain:
+            chain[-1].sg = DONE if sts else FREE
+        if sts:
+            sts[0].wt = DONE if chain else (LOADED if lds else FREE)
+            sts[-1].sg = FREE
+        for o in (*loads, *computes, *stores):
+            self.place(o)
+        for buf, mask in self.slot_toggle.items():
+            if mask:
+                self.emit("xorr", rd=SLOT[buf], rs=SLOT[buf], imm=mask)
+
+    def begin_slots(self, bases: dict[str, tuple[int, int]]) -> int:
+        """Set the slot registers: buffer -> (slot 0 address, slot 1 address or equal for
+        single buffering). Returns the number of slots and pre-signals FREE for each."""
+        nslots = 2 if all(a != b for a, b in bases.values()) else 1
+        self.slot_toggle = {}
+        for buf, (a, b) in bases.items():
+            self.setr(SLOT[buf], a)
+            self.slot_toggle[buf] = (a ^ b) if nslots == 2 else 0
+        for _ in range(nslots):
+            self.emit("nop", sg=FREE)
+        return nslots
+
+    def end_block(self, nslots: int) -> None:
+        for _ in range(nslots):
+            self.emit("nop", wt=FREE)
+        self.emit("barrier")
+
+    def persistent_load(self, loads: list[Op], units: tuple[str, ...]) -> None:
+        """Place loads of persistent data, then make each consumer unit's queue wait until the
+        load channel has completed them (a `sync ld` signals, a `sync <unit>` waits)."""
+        for o in loads:
+            self.place(o)
+        for u in units:
+            self.emit("sync", sg=PERS, unit=UNIT.values.index("ld"))
+            self.emit("sync", wt=PERS, unit=UNIT.values.index(u))
+
+
+def sfu_code(name: str) -> int:
+    return SFU_OP.values.index(name)
+
+
+def tc_pass(name: str) -> int:
+    return TC_PASS.values.index(name)
+
+
+def buf_code(name: str) -> int:
+    return BUFFER.values.index(name)

@@ -1,0 +1,219 @@
+"""Tile sizes for each layer and phase that respect every buffer capacity of the config.
+
+Tiles divide their dimension exactly (uniform tiles: every loop iteration is alike). Each
+search tries double buffering first (every buffer's free space split into two slots) and falls
+back to a single slot; among the tilings that fit it takes the least DRAM traffic, then the
+fewest steps. Footprints are in bytes: FP8 operands 1 byte, FP16 accumulators 2 bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from isa.compiler.memmap import CompileError
+from simulator.config import HardwareConfig
+
+ACC_BYTES = 2  # FP16 accumulators
+NORM_BYTES = 4  # FP32 group norms / statistics
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """A conv or FC layer as the tensor cores see it (FC: 1x1 image, 1x1 kernel)."""
+
+    name: str
+    c: int
+    k: int
+    h: int
+    w: int
+    r: int
+    s: int
+    stride: int
+    pad: int
+    groups: int
+
+    @property
+    def oh(self) -> int:
+        return (self.h + 2 * self.pad - self.r) // self.stride + 1
+
+    @property
+    def ow(self) -> int:
+        return (self.w + 2 * self.pad - self.s) // self.stride + 1
+
+    @property
+    def cg(self) -> int:
+        return self.c // self.groups
+
+    @property
+    def kg(self) -> int:
+        return self.k // self.groups
+
+    @property
+    def taps(self) -> int:
+        return self.r * self.s
+
+    def rows_in(self, pn: int) -> int:
+        """Input rows a tile of `pn` output rows reads (upper bound, before clipping)."""
+        return min(self.h, (pn - 1) * self.stride + self.r)
+
+
+def divisors(n: int) -> list[int]:
+    """Divisors of n, largest first."""
+    return sorted((d for d in range(1, n + 1) if n % d == 0), reverse=True)
+
+
+def _align(n: int, a: int = 16) -> int:
+    return -(-n // a) * a
+
+
+def _slot(cap: int, double: bool) -> int:
+    return (cap // 2) // 16 * 16 if double else cap
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """kn output channels x cn input channels x pn output rows; `double` = two slots."""
+
+    kn: int
+    cn: int
+    pn: int
+    double: bool
+    persistent: dict[str, int]  # bytes kept for the whole block, per buffer (from address 0)
+
+    def slot_bases(self, cfg: HardwareConfig, bufs: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+        out = {}
+        for b in bufs:
+            cap = _cap(cfg, b)
+            pers = _align(self.persistent.get(b, 0))
+            size = _slot(cap - pers, self.double)
+            out[b] = (pers, pers + size if self.double else pers)
+        return out
+
+
+def _cap(cfg: HardwareConfig, buf: str) -> int:
+    b = cfg.buffers
+    return {
+        "act": b.activation.size_bytes,
+        "wgt": b.weight.size_bytes,
+        "err": b.error.size_bytes,
+        "msk": b.mask.size_bytes,
+    }[buf]
+
+
+def _search(name: str, phase: str, cfg: HardwareConfig, candidates, reserved_msk: int) -> Tiling:
+    """candidates: iterable of (kn, cn, pn, persistent, slot_needs, cost)."""
+    cands = list(candidates)
+    for double in ((True, False) if cfg.buffers.double_buffered else (False,)):
+        best = None
+        for kn, cn, pn, pers, needs, cost in cands:
+            pers = {**pers, "msk": pers.get("msk", 0) + reserved_msk}
+            ok = True
+            for buf in ("act", "wgt", "err", "msk"):
+                free = _cap(cfg, buf) - _align(pers.get(buf, 0))
+                if free < 0 or needs.get(buf, 0) > _slot(free, double):
+                    ok = False
+                    break
+            if ok and (best is None or cost < best[0]):
+                best = (cost, Tiling(kn, cn, pn, double, pers))
+        if best is not None:
+            return best[1]
+    raise CompileError(
+        f"layer {name}: no {phase} tiling fits the buffers of config {cfg.name!r} "
+        "(even one channel per tile)"
+    )
+
+
+def _k_tiles(sh: ConvShape) -> list[int]:
+    return [d for d in divisors(sh.k) if d % sh.kg == 0] if sh.groups > 1 else divisors(sh.k)
+
+
+def fp_tiling(sh: ConvShape, cfg: HardwareConfig, gated: bool, reserved_msk: int) -> Tiling:
+    """Forward: weights of a k-tile stay resident; per image, steps over row tiles."""
+    group = cfg.cgu.group_size_channels
+
+    def cands():
+        for kn in _k_tiles(sh):
+            if gated and kn % group:
+                continue  # a gate decision covers whole channel groups
+            wbytes = kn * sh.taps * sh.cg
+            cload = sh.c if sh.groups == 1 else kn // sh.kg * sh.cg
+            for pn in divisors(sh.oh):
+                x = _align(sh.rows_in(pn) * sh.w * cload)
+                acc = kn * pn * sh.ow * ACC_BYTES
+                needs = {"act": x + acc, "msk": pn * sh.ow * -(-kn // group) if gated else 0}
+                steps = (sh.k // kn) * (sh.oh // pn)
+                cost = (steps * x, steps)
+                pers = {"wgt": _align(wbytes) + (16 if gated else 0)}  # + gate threshold
+                yield kn, sh.cg, pn, pers, needs, cost
+
+    return _search(sh.name, "forward", cfg, cands(), reserved_msk)
+
+
+def bp_tiling(sh: ConvShape, cfg: HardwareConfig, reserved_msk: int) -> Tiling:
+    """Backward data: a c-tile of weights (all k) and the image's dX accumulators stay
+    resident; steps over k-tiles of the error (the reduction)."""
+
+    def cands():
+        if sh.groups > 1:  # group tiles: kn outputs and their kn/kg*cg inputs, no reduction
+            for kn in _k_tiles(sh):
+                ch = kn // sh.kg * sh.cg
+                pers = {"wgt": kn * sh.taps * sh.cg, "err": ch * sh.h * sh.w * ACC_BYTES}
+                needs = {"err": kn * sh.oh * sh.ow}
+                yield kn, sh.cg, sh.oh, pers, needs, (sh.k // kn, 0)
+            return
+        for cn in divisors(sh.c):
+            pers = {"wgt": sh.k * sh.taps * cn, "err": cn * sh.h * sh.w * ACC_BYTES}
+            for kn in divisors(sh.k):
+                needs = {"err": kn * sh.oh * sh.ow}
+                nc, nk = sh.c // cn, sh.k // kn
+                yield kn, cn, sh.oh, pers, needs, (nc, nc * nk)
+
+    return _search(sh.name, "backward", cfg, cands(), reserved_msk)
+
+
+def wu_tiling(sh: ConvShape, cfg: HardwareConfig, wsparse: bool, reserved_msk: int) -> Tiling:
+    """Weight gradient: a (k, c) tile of FP16 gradient accumulators stays resident over the
+    batch; per image, steps over row tiles. The update step after the batch reuses the slots
+    for the weights and momentum of the tile."""
+    gc = cfg.wsu.group_in_channels
+
+    def cands():
+        kns = _k_tiles(sh)
+        cns = [sh.cg] if sh.groups > 1 else divisors(sh.c)
+        for kn in kns:
+            for cn in cns:
+                if wsparse and cn % gc:
+                    continue
+                cload = kn // sh.kg * sh.cg if sh.groups > 1 else cn
+                tile_w = kn * sh.taps * cn
+                pers = {"err": tile_w * ACC_BYTES}
+                for pn in divisors(sh.oh):
+                    x = _align(sh.rows_in(pn) * sh.w * cload)
+                    dy = _align(kn * pn * sh.ow)
+                    norms = kn * -(-cn // gc) * NORM_BYTES
+                    needs = {
+                        "act": x,
+                        "err": max(dy, _align(tile_w) + norms),
+                        "wgt": tile_w,
+                        "msk": kn * -(-cn // gc),
+                    }
+                    ntiles = (sh.k // kn) * (sh.cg // cn if sh.groups == 1 else 1)
+                    steps = ntiles * (sh.oh // pn)
+                    yield kn, cn, pn, pers, needs, (steps * (x + dy), steps)
+
+    return _search(sh.name, "weight-update", cfg, cands(), reserved_msk)
+
+
+def channel_tile(
+    name: str, c: int, bytes_per_channel: dict[str, int], cfg: HardwareConfig, reserved_msk: int,
+    persistent_per_channel: dict[str, int] | None = None,
+) -> Tiling:
+    """Largest channel tile (a divisor of c) for an element-wise/pooling SFU pass."""
+
+    def cands():
+        for cn in divisors(c):
+            needs = {b: n * cn for b, n in bytes_per_channel.items()}
+            pers = {b: n * cn for b, n in (persistent_per_channel or {}).items()}
+            yield 1, cn, 1, pers, needs, (c // cn,)
+
+    return _search(name, "special-function", cfg, cands(), reserved_msk)

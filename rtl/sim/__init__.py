@@ -1,0 +1,1 @@
+"""Running RTL under Icarus or Verilator through cocotb, with vectors kept out of Python's loop."""

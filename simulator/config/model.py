@@ -1,0 +1,467 @@
+"""The validated hardware configuration: every parameter of the architecture template.
+
+The sections follow `reference-chip.md` section 3 (tensor cores, CGU, WSU, GSU, SRU, SFU,
+buffers, DMA/DRAM, controller, operating points) and section 5 (the energy table). Values live
+in YAML files (`ref28.yaml` ships with the package); this module holds the schema, the units,
+the provenance of the `ref28` values and the cross-field rules. Cross-field rules raise
+`ValueError("field: rule")` so the loader can report `section.field: rule`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator, model_validator
+
+from simulator.config.params import Provenance, StrictModel, param
+from simulator.numerics.formats import PRESETS
+
+P, H, A = Provenance.PUBLISHED, Provenance.HINTED, Provenance.ASSUMED
+
+RoundingVariant = Literal["rne", "sr", "sr_half", "sr_corrected"]
+RandomSourceKind = Literal["lfsr", "lfsr_inverted", "lfsr_alternate", "xorshift32", "tensor_bits"]
+LfsrSharing = Literal["per_lane", "shared"]
+GradSkipCriterion = Literal["correct_and_confident", "confident"]
+
+
+def _check_format(name: str) -> str:
+    if name not in PRESETS:
+        raise ValueError(f"unknown number format {name!r}; known: {', '.join(PRESETS)}")
+    return name
+
+
+class TensorCoreConfig(StrictModel):
+    n_tc: int = param(unit="cores", provenance=A, doc="Number of tensor cores.", gt=0)
+    lanes: int = param(
+        unit="dot-product units per core",
+        provenance=A,
+        doc="Dot-product units (lanes) per tensor core; each lane owns one output channel.",
+        gt=0,
+    )
+    dp_width: int = param(
+        unit="FP8 products per lane per cycle",
+        provenance=H,
+        doc="Inputs of one dot-product tree (8 input channels x 1 kernel tap in the group's code).",
+        gt=0,
+    )
+    pipeline_depth_cycles: int = param(
+        unit="cycles",
+        provenance=A,
+        doc="Latency from operand read to accumulator write (multiply, tree, accumulate).",
+        gt=0,
+    )
+    operand_format: str = param(
+        unit="format name (simulator.numerics preset)",
+        provenance=H,
+        doc="FP8 operand format of activations, weights and errors.",
+    )
+    accumulator_format: str = param(
+        unit="format name (simulator.numerics preset)",
+        provenance=H,
+        doc="Accumulator format, rounded after every dp_width-product step.",
+    )
+    alignment_width_bits: int = param(
+        unit="bits",
+        provenance=A,
+        doc="Width to which the adder tree aligns products before summing (0 = exact sum, "
+        "one rounding).",
+        ge=0,
+    )
+
+    _fmt = field_validator("operand_format", "accumulator_format")(_check_format)
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Peak dense FP8 MACs per cycle of the whole array."""
+        return self.n_tc * self.lanes * self.dp_width
+
+
+class ChannelGatingConfig(StrictModel):
+    base_fraction_denominator: int = param(
+        unit="G (base path uses 1/G of the input channels)",
+        provenance=H,
+        doc="The base path computes a partial sum over 1/G of the input channels.",
+        gt=0,
+    )
+    group_size_channels: int = param(
+        unit="output channels",
+        provenance=H,
+        doc="Output channels sharing one gate decision per pixel.",
+        gt=0,
+    )
+    threshold_format: str = param(
+        unit="format name (simulator.numerics preset)",
+        provenance=A,
+        doc="Format of the learned gate threshold and of the normalized base partial sum.",
+    )
+
+    _fmt = field_validator("threshold_format")(_check_format)
+
+
+class WeightSparsityConfig(StrictModel):
+    group_out_channels: int = param(
+        unit="output channels", provenance=H, doc="Output channels of one Lasso group.", gt=0
+    )
+    group_in_channels: int = param(
+        unit="input channels",
+        provenance=H,
+        doc="Consecutive input channels of one Lasso group (x k x k taps); 2/4/8/16 explored.",
+        gt=0,
+    )
+    threshold: float = param(
+        unit="L2 norm (weight units)",
+        provenance=H,
+        doc="A group whose L2 norm is below this is zeroed.",
+        gt=0,
+    )
+    update_period_iterations: int = param(
+        unit="iterations",
+        provenance=A,
+        doc="Group norms and the group bitmap are recomputed every this many weight updates.",
+        gt=0,
+    )
+    norm_throughput_elements_per_cycle: int = param(
+        unit="weights per cycle",
+        provenance=A,
+        doc="Squared-weight accumulations per cycle when computing group norms.",
+        gt=0,
+    )
+
+
+class GradSkipConfig(StrictModel):
+    criterion: GradSkipCriterion = param(
+        unit="enum",
+        provenance=H,
+        doc="Rule for skipping an image's BP/WU: its forward prediction is correct and its "
+        "confidence exceeds the threshold (or only the confidence, for unlabelled tasks).",
+    )
+    threshold: float = param(
+        unit="confidence (probability, 0..1)",
+        provenance=H,
+        doc="Confidence threshold of the skip decision.",
+        gt=0,
+        le=1,
+    )
+
+
+class SruConfig(StrictModel):
+    units: int = param(
+        unit="SRUs", provenance=A, doc="Stochastic rounding units (one per output lane).", gt=0
+    )
+    random_bits: int = param(
+        unit="bits (r)", provenance=A, doc="Random bits per rounding.", ge=1, le=32
+    )
+    variant: RoundingVariant = param(
+        unit="enum", provenance=A, doc="Rounding rule (simulator.numerics rounding modes)."
+    )
+    random_source: RandomSourceKind = param(
+        unit="enum", provenance=A, doc="Where the random bits come from."
+    )
+    lfsr_width_bits: int = param(
+        unit="bits", provenance=A, doc="LFSR register width (maximal taps).", ge=2, le=32
+    )
+    lfsr_sharing: LfsrSharing = param(
+        unit="enum", provenance=A, doc="One LFSR per SRU, or one shared register (rotations)."
+    )
+    seed: int = param(
+        unit="LFSR state", provenance=A, doc="Initial nonzero LFSR state of lane 0.", gt=0
+    )
+
+    @model_validator(mode="after")
+    def _seed_fits(self) -> SruConfig:
+        if self.seed >= 1 << self.lfsr_width_bits:
+            raise ValueError(
+                f"seed: must be below 2**lfsr_width_bits = {1 << self.lfsr_width_bits}"
+            )
+        return self
+
+
+class SfuConfig(StrictModel):
+    throughput_elements_per_cycle: int = param(
+        unit="elements per cycle",
+        provenance=A,
+        doc="Elements per cycle for ReLU/max-pool/residual add/loss/normalization.",
+        gt=0,
+    )
+
+
+class BufferConfig(StrictModel):
+    size_bytes: int = param(unit="bytes", provenance=A, doc="Capacity.", gt=0)
+    banks: int = param(unit="banks", provenance=A, doc="Independently addressed banks.", gt=0)
+    word_bytes: int = param(
+        unit="bytes per bank access", provenance=A, doc="Width of one bank access.", gt=0
+    )
+
+    @model_validator(mode="after")
+    def _geometry(self) -> BufferConfig:
+        row = self.banks * self.word_bytes
+        if self.size_bytes % row:
+            raise ValueError(
+                f"size_bytes: must be a positive multiple of banks x word_bytes "
+                f"({self.banks} x {self.word_bytes} = {row}); got {self.size_bytes}"
+            )
+        return self
+
+
+class BuffersConfig(StrictModel):
+    activation: BufferConfig
+    weight: BufferConfig
+    error: BufferConfig
+    mask: BufferConfig
+    double_buffered: bool = param(
+        unit="bool",
+        provenance=A,
+        doc="Whether the compiler splits each buffer in two halves so DMA overlaps compute.",
+    )
+
+
+class DmaConfig(StrictModel):
+    dram_bytes_per_cycle: int = param(
+        unit="bytes per cycle", provenance=A, doc="DRAM bandwidth at the core clock.", gt=0
+    )
+    dram_latency_cycles: int = param(
+        unit="cycles", provenance=A, doc="Latency of a DRAM access (first byte).", ge=0
+    )
+    channels: int = param(
+        unit="DMA engines", provenance=A, doc="Concurrent transfers in flight.", gt=0
+    )
+    dram_bytes: int = param(
+        unit="bytes", provenance=A, doc="Addressable DRAM behind the DMA.", gt=0
+    )
+
+
+class ControllerConfig(StrictModel):
+    instruction_width_bits: int = param(
+        unit="bits", provenance=A, doc="Fixed instruction width of the ISA."
+    )
+    queue_depth_instructions: int = param(
+        unit="instructions", provenance=A, doc="Issue queue depth in front of each unit.", gt=0
+    )
+    hw_loop_depth: int = param(
+        unit="nested loops", provenance=A, doc="Nesting depth of hardware loops.", gt=0
+    )
+    dependency_tokens: int = param(
+        unit="tokens", provenance=A, doc="Dependency tokens (semaphores) between units.", gt=0
+    )
+
+    @field_validator("instruction_width_bits")
+    @classmethod
+    def _width(cls, v: int) -> int:
+        if v not in (32, 64, 128, 256):
+            raise ValueError("must be one of 32, 64, 128, 256")
+        return v
+
+
+class OperatingPoint(StrictModel):
+    name: str = param(unit="label", provenance=A, doc="Name of the operating point.")
+    voltage_v: float = param(unit="V", provenance=A, doc="Supply voltage.", gt=0)
+    frequency_mhz: float = param(unit="MHz", provenance=A, doc="Clock frequency.", gt=0)
+
+
+# Sources of the energy defaults. Horowitz's table is for 45 nm at 0.9 V; we scale dynamic energy
+# to 28 nm by the feature-size ratio 28/45 = 0.622 (switched capacitance scales roughly with
+# feature size; same 0.9 V supply, so no V^2 term). DRAM is not scaled: its energy is in the
+# DRAM array and the off-chip interface, not in our logic node.
+_HOROWITZ = 'M. Horowitz, "Computing\'s energy problem", ISSCC 2014 (45 nm, 0.9 V)'
+_SCALE = "scaled x 28/45 = 0.622 to 28 nm"
+
+
+class EnergyConfig(StrictModel):
+    """Energy per event at `reference_voltage_v`, in pJ (dynamic; leakage per cycle at the
+    reference point). Dynamic energy scales with V^2, leakage power with V (see the methods)."""
+
+    reference_voltage_v: float = param(
+        unit="V",
+        provenance=A,
+        doc="Supply voltage at which the table holds.",
+        source=f"{_HOROWITZ}: the table's own supply",
+        gt=0,
+    )
+    reference_frequency_mhz: float = param(
+        unit="MHz", provenance=A, doc="Clock at which leakage_pj_per_cycle holds.", gt=0
+    )
+    fp8_mul_pj: float = param(
+        unit="pJ",
+        provenance=A,
+        doc="One FP8 x FP8 multiply (3x3-bit significands + exponent add).",
+        source=f"{_HOROWITZ}: 8-bit integer multiply 0.2 pJ as an upper bound, {_SCALE}",
+        ge=0,
+    )
+    adder_tree_add_pj: float = param(
+        unit="pJ",
+        provenance=A,
+        doc="One two-input add of aligned products in the dot-product tree.",
+        source=f"{_HOROWITZ}: 32-bit integer add 0.1 pJ (24-bit add + alignment), {_SCALE}",
+        ge=0,
+    )
+    fp16_accumulate_pj: float = param(
+        unit="pJ",
+        provenance=A,
+        doc="One FP16 accumulate (add + round).",
+        source=f"{_HOROWITZ}: 16-bit FP add 0.4 pJ, {_SCALE}",
+        ge=0,
+    )
+    sru_round_pj: float = param(
+        unit="pJ",
+        provenance=A,
+        doc="One SRU rounding (add r random bits, truncate).",
+        source=f"{_HOROWITZ}: 16-bit integer add 0.05 pJ, {_SCALE}",
+        ge=0,
+    )
+    prng_step_pj: float = param(
+        unit="pJ",
+        provenance=A,
+        doc="One step of a 16-bit LFSR.",
+        source=f"ours: taken equal to a 16-bit add of {_HOROWITZ} (0.05 pJ), {_SCALE}",
+        ge=0,
+    )
+    sfu_op_pj: float = param(
+        unit="pJ",
+        provenance=A,
+        doc="One SFU element operation (compare, add or scale).",
+        source=f"{_HOROWITZ}: 16-bit FP add 0.4 pJ, {_SCALE}",
+        ge=0,
+    )
+    sram_8kib_bank_read_pj_per_byte: float = param(
+        unit="pJ/byte",
+        provenance=A,
+        doc="Read from a bank of at most 8 KiB.",
+        source=f"{_HOROWITZ}: 8 KB SRAM 10 pJ per 64-bit access = 1.25 pJ/byte, {_SCALE}",
+        ge=0,
+    )
+    sram_8kib_bank_write_pj_per_byte: float = param(
+        unit="pJ/byte",
+        provenance=A,
+        doc="Write to a bank of at most 8 KiB.",
+        source=f"as the read (Horowitz gives one figure per access), {_SCALE}",
+        ge=0,
+    )
+    sram_32kib_bank_read_pj_per_byte: float = param(
+        unit="pJ/byte",
+        provenance=A,
+        doc="Read from a bank above 8 KiB (the 32 KiB figure; larger banks are underestimated).",
+        source=f"{_HOROWITZ}: 32 KB SRAM 20 pJ per 64-bit access = 2.5 pJ/byte, {_SCALE}",
+        ge=0,
+    )
+    sram_32kib_bank_write_pj_per_byte: float = param(
+        unit="pJ/byte",
+        provenance=A,
+        doc="Write to a bank above 8 KiB (as the read).",
+        source=f"as the read (Horowitz gives one figure per access), {_SCALE}",
+        ge=0,
+    )
+    dram_pj_per_byte: float = param(
+        unit="pJ/byte",
+        provenance=A,
+        doc="DRAM read or write including the interface.",
+        source=f"{_HOROWITZ}: DRAM 1.3-2.6 nJ per 64-bit access; low end, 162.5 pJ/byte, "
+        "not scaled",
+        ge=0,
+    )
+    register_file_pj_per_byte: float = param(
+        unit="pJ/byte",
+        provenance=A,
+        doc="Pipeline/register-file access.",
+        source=f"{_HOROWITZ}: register-file share (6 pJ) of a 32-bit RISC add instruction, "
+        f"3 operands x 4 bytes = 0.5 pJ/byte, {_SCALE}",
+        ge=0,
+    )
+    control_pj_per_instruction: float = param(
+        unit="pJ/instruction",
+        provenance=A,
+        doc="Fetch, decode and issue of one instruction.",
+        source=f"{_HOROWITZ}: 70 pJ overhead of one RISC instruction, {_SCALE}",
+        ge=0,
+    )
+    leakage_pj_per_cycle: float = param(
+        unit="pJ/cycle",
+        provenance=A,
+        doc="Whole-chip leakage per cycle at the reference voltage and frequency.",
+        source="ours: 10 mW leakage for a few-mm^2 28 nm die at 0.9 V, / 400 MHz; "
+        "a calibration candidate",
+        ge=0,
+    )
+
+    def sram_pj_per_byte(self, buffer: BufferConfig, write: bool) -> float:
+        """Per-byte access energy of `buffer`: an access touches one bank, so the bank size (not
+        the buffer size) picks the size class."""
+        if buffer.size_bytes // buffer.banks <= 8 * 1024:
+            if write:
+                return self.sram_8kib_bank_write_pj_per_byte
+            return self.sram_8kib_bank_read_pj_per_byte
+        if write:
+            return self.sram_32kib_bank_write_pj_per_byte
+        return self.sram_32kib_bank_read_pj_per_byte
+
+    def dynamic_scale(self, voltage_v: float) -> float:
+        """Factor on every dynamic (per-event) energy at `voltage_v`: (V / Vref)^2."""
+        return (voltage_v / self.reference_voltage_v) ** 2
+
+    def leakage_pj_per_cycle_at(self, voltage_v: float, frequency_mhz: float) -> float:
+        """Leakage per cycle at an operating point: leakage power scales with V, and a cycle
+        lasts 1/f, so energy per cycle = ref x (V/Vref) x (fref/f)."""
+        return (
+            self.leakage_pj_per_cycle
+            * (voltage_v / self.reference_voltage_v)
+            * (self.reference_frequency_mhz / frequency_mhz)
+        )
+
+
+class HardwareConfig(StrictModel):
+    """The whole chip. Load with `simulator.config.load_config`."""
+
+    name: str = param(unit="label", provenance=A, doc="Name of this configuration.")
+    tensor_core: TensorCoreConfig
+    cgu: ChannelGatingConfig
+    wsu: WeightSparsityConfig
+    gsu: GradSkipConfig
+    sru: SruConfig
+    sfu: SfuConfig
+    buffers: BuffersConfig
+    dma: DmaConfig
+    controller: ControllerConfig
+    operating_points: tuple[OperatingPoint, ...]
+    default_operating_point: str = param(
+        unit="label", provenance=A, doc="Operating point used when none is named."
+    )
+    energy: EnergyConfig
+
+    @model_validator(mode="after")
+    def _cross_rules(self) -> HardwareConfig:
+        if not self.operating_points:
+            raise ValueError("operating_points: must list at least one operating point")
+        names = [p.name for p in self.operating_points]
+        if len(set(names)) != len(names):
+            raise ValueError(f"operating_points: names must be unique; got {names}")
+        if self.default_operating_point not in names:
+            raise ValueError(
+                f"default_operating_point: must name one of operating_points {names}; "
+                f"got {self.default_operating_point!r}"
+            )
+        tc, wsu = self.tensor_core, self.wsu
+        if tc.dp_width % wsu.group_in_channels and wsu.group_in_channels % tc.dp_width:
+            raise ValueError(
+                f"wsu.group_in_channels: must divide or be a multiple of tensor_core.dp_width "
+                f"({tc.dp_width}) so zero groups align with dot-product steps; "
+                f"got {wsu.group_in_channels}"
+            )
+        if self.cgu.group_size_channels % tc.lanes and tc.lanes % self.cgu.group_size_channels:
+            raise ValueError(
+                f"cgu.group_size_channels: must divide or be a multiple of tensor_core.lanes "
+                f"({tc.lanes}) so a gate group maps onto whole lanes; "
+                f"got {self.cgu.group_size_channels}"
+            )
+        if self.sru.units < tc.lanes:
+            raise ValueError(
+                f"sru.units: must be at least tensor_core.lanes ({tc.lanes}) so every output "
+                f"lane can round; got {self.sru.units}"
+            )
+        return self
+
+    def operating_point(self, name: str | None = None) -> OperatingPoint:
+        """The named operating point (default: `default_operating_point`)."""
+        want = name or self.default_operating_point
+        for p in self.operating_points:
+            if p.name == want:
+                return p
+        raise KeyError(f"no operating point {want!r}; known: {[p.name for p in self.operating_points]}")

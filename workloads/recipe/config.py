@@ -1,0 +1,224 @@
+"""The training recipe's every knob, validated with pydantic (YAML-loadable).
+
+Errors name the field path and the rule broken, e.g.
+`gating.groups: Input should be greater than or equal to 2`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from simulator.numerics import FormatError, get_format
+
+Rounding = Literal["rne", "rna", "rtz", "sr", "sr_half", "sr_corrected"]
+
+
+class RecipeConfigError(ValueError):
+    """A recipe configuration that breaks a rule; the message names the field(s)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_format(v: str) -> str:
+    try:
+        get_format(v)
+    except FormatError as e:
+        raise ValueError(str(e)) from None
+    return v
+
+
+class QuantConfig(_Strict):
+    """FP8 quantisation of the tensor-core operands in forward and backward.
+
+    Weights and activations are rounded on their way into every conv/fc (straight-through in
+    backward); the error (gradient w.r.t. a layer's output) is rounded on its way back.
+    `accumulate` rounds each conv/fc output once to the accumulator's format; the chip rounds
+    after every 8-product step, which is too slow to emulate here (only the final rounding is
+    modelled).
+    """
+
+    enabled: bool = True
+    weight_format: str = "e5m2_chip"
+    activation_format: str = "e5m2_chip"
+    error_format: str = "e5m2_chip"
+    accumulate_format: str | None = "fp16_chip"
+    rounding: Literal["rne", "rna", "rtz"] = "rne"
+    backend: Literal["numerics", "torch"] = Field(
+        "numerics",
+        description="numerics: simulator.numerics.quantize on the CPU tensor's memory (fast "
+        "numba); torch: workloads.recipe.fp8_torch (same bits, any device)",
+    )
+
+    _fmt = field_validator("weight_format", "activation_format", "error_format")(_check_format)
+
+    @field_validator("accumulate_format")
+    @classmethod
+    def _acc(cls, v: str | None) -> str | None:
+        return None if v is None else _check_format(v)
+
+
+class RandomSourceConfig(_Strict):
+    """Where the stochastic-rounding bits come from (simulator.numerics.random_sources)."""
+
+    kind: Literal["uniform", "lfsr", "xorshift32"] = "uniform"
+    width: int = Field(16, ge=2, le=32, description="LFSR width")
+    form: Literal["fibonacci", "galois"] = "fibonacci"
+    combine: Literal["none", "invert", "alternate"] = "none"
+    lanes: int = Field(16, ge=1)
+    seed: int | None = Field(None, description="None: derived from the run's seed")
+
+
+class UpdateConfig(_Strict):
+    """SGD with momentum; master weights and momentum stored in `*_format` with SR."""
+
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "cosine"] = "cosine"
+    weight_format: str = "fp16_chip"
+    momentum_format: str = "fp16_chip"
+    rounding: Rounding = "sr"
+    random_bits: int = Field(16, ge=1, le=32)
+    source: RandomSourceConfig = RandomSourceConfig()
+
+    _fmt = field_validator("weight_format", "momentum_format")(_check_format)
+
+
+class GatingConfig(_Strict):
+    """Structured channel gating (see workloads.recipe.gating)."""
+
+    enabled: bool = True
+    groups: int = Field(4, ge=2, description="G: the base path reads 1/G of the input channels")
+    channel_group: int = Field(16, ge=1, description="output channels per gate decision")
+    min_in_channels: int = Field(16, ge=2, description="convs with fewer inputs are not gated")
+    threshold_init: float = 0.0
+    temperature: float = Field(1.0, gt=0, description="sigmoid width of the straight-through grad")
+    target_density: float = Field(0.3, ge=0, le=1)
+    reg_weight: float = Field(1.0, ge=0, description="weight of relu(soft density - target)")
+
+
+class LassoConfig(_Strict):
+    """Group-Lasso on conv weights, groups of 1 out-channel x `group_in` in-channels x k x k."""
+
+    enabled: bool = True
+    group_in: int = Field(8, ge=1)
+    reg_weight: float = Field(1e-4, ge=0, description="lambda of sum_g sqrt(|g|) ||w_g||")
+    mode: Literal["proximal", "loss"] = Field(
+        "proximal",
+        description="proximal: group soft-threshold after each step (exact zeros); loss: the "
+        "penalty is added to the loss and differentiated",
+    )
+    zero_threshold: float = Field(1e-4, ge=0, description="groups with L2 norm below are zeroed")
+    zero_momentum: bool = True
+
+
+class SkipConfig(_Strict):
+    """Gradient skipping: confident images skip their BP and WU."""
+
+    enabled: bool = True
+    criterion: Literal["confidence", "error"] = Field(
+        "confidence",
+        description="confidence: softmax probability of the right class > threshold; error: "
+        "max |y - onehot| < threshold",
+    )
+    threshold: float = Field(0.9, gt=0)
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class CaptureConfig(_Strict):
+    """What training records for the trace."""
+
+    iterations: int = Field(1, ge=1, description="captured iterations: the last N steps")
+    codes: bool = Field(True, description="FP8 codes of the last iteration's tensors")
+
+
+class RecipeConfig(_Strict):
+    """Every knob of a training run."""
+
+    seed: int = 0
+    epochs: int = Field(3, ge=1)
+    steps: int | None = Field(None, ge=1, description="stop after this many steps in total")
+    batch_size: int = Field(64, ge=1)
+    loss: Literal["mse", "ce"] = "mse"
+    threads: int = Field(1, ge=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    quant: QuantConfig = QuantConfig()
+    update: UpdateConfig = UpdateConfig()
+    gating: GatingConfig = GatingConfig()
+    lasso: LassoConfig = LassoConfig()
+    skip: SkipConfig = SkipConfig()
+    capture: CaptureConfig = CaptureConfig()
+
+    @model_validator(mode="after")
+    def _threshold_in_range(self) -> RecipeConfig:
+        if self.skip.criterion == "confidence" and self.skip.threshold >= 1:
+            raise ValueError("skip.threshold: a confidence threshold must be below 1")
+        return self
+
+    @staticmethod
+    def dense_fp32(**overrides: Any) -> RecipeConfig:
+        """The float32 dense baseline: no quantisation, no sparsity, fp32 updates."""
+        base: dict[str, Any] = {
+            "quant": {"enabled": False},
+            "update": {"weight_format": "fp32", "momentum_format": "fp32", "rounding": "rne"},
+            "gating": {"enabled": False},
+            "lasso": {"enabled": False},
+            "skip": {"enabled": False},
+        }
+        return load_config(_merge(base, overrides))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _explain(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (not a knob of the recipe)"
+        lines.append(f"{loc}: {msg}" if loc else msg)  # model-level rules name their field
+    return "invalid recipe config: " + "; ".join(lines)
+
+
+def load_config(
+    source: dict[str, Any] | str | Path | None = None, **overrides: Any
+) -> RecipeConfig:
+    """A validated config from a dict, a YAML file path, or defaults; `overrides` merge on top."""
+    data: dict[str, Any]
+    if source is None:
+        data = {}
+    elif isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise RecipeConfigError(f"recipe config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise RecipeConfigError(f"{path}: not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise RecipeConfigError(f"{path}: top level must be a mapping of settings")
+        data = loaded
+    data = _merge(data, overrides)
+    try:
+        return RecipeConfig.model_validate(data)
+    except ValidationError as e:
+        raise RecipeConfigError(_explain(e)) from None
