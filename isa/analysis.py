@@ -159,8 +159,9 @@ def check_transfers(
             b0 = regs[a["rbuf"]] + a["boff"]
             b1 = b0 + (a["rows"] - 1) * a["bstride"] + a["row_bytes"]
             if b1 > sizes[buf]:
-                problems.append(f"instruction {pc} ({ins.op}): {buf}[{b0}, {b1}) exceeds "
-                                f"{sizes[buf]} bytes")
+                problems.append(
+                    f"instruction {pc} ({ins.op}): {buf}[{b0}, {b1}) exceeds {sizes[buf]} bytes"
+                )
             d0 = regs[a["rdram"]]
             d1 = d0 + (a["rows"] - 1) * a["dstride"] + a["row_bytes"]
             if d1 > cfg.dma.dram_bytes:
@@ -182,3 +183,39 @@ def check_transfers(
                 break
             loops.pop()
     return problems
+
+
+def dram_write_counts(program: Sequence[Instruction], dram_bytes: int):
+    """How many times each DRAM byte below `dram_bytes` is written by `dma.st` over the whole
+    execution (numpy uint16 array); lets tests check that every output is written once."""
+    import numpy as np
+
+    counts = np.zeros(dram_bytes, dtype=np.uint16)
+    regs = [0] * 16
+    loops: list[list[int]] = []
+    pc = 0
+    while pc < len(program):
+        ins = program[pc]
+        a = ins.args
+        if ins.op == "setr":
+            regs[a["rd"]] = a["imm"]
+        elif ins.op == "addr":
+            regs[a["rd"]] = (regs[a["rs"]] + a["imm"]) % (1 << 32)
+        elif ins.op == "xorr":
+            regs[a["rd"]] = regs[a["rs"]] ^ a["imm"]
+        elif ins.op == "dma.st":
+            d0 = regs[a["rdram"]]
+            starts = d0 + np.arange(a["rows"], dtype=np.int64) * a["dstride"]
+            idx = (starts[:, None] + np.arange(a["row_bytes"])).ravel()
+            np.add.at(counts, idx[idx < dram_bytes], 1)
+        regs[0] = 0
+        if ins.op == "loop":
+            loops.append([pc + 1, pc + a["end"], a["count"]])
+        pc += 1
+        while loops and pc == loops[-1][1]:
+            loops[-1][2] -= 1
+            if loops[-1][2] > 0:
+                pc = loops[-1][0]
+                break
+            loops.pop()
+    return counts

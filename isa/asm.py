@@ -196,8 +196,7 @@ class Assembler:
             raise self._err(
                 st,
                 positional[len(spec.fields)],
-                f"too many operands (takes {len(spec.fields)}: "
-                f"{', '.join(fields) or 'none'})",
+                f"too many operands (takes {len(spec.fields)}: {', '.join(fields) or 'none'})",
             )
         for f, op in zip(spec.fields, positional, strict=False):
             args[f.name] = self._value(st, index, f, op)

@@ -1,7 +1,7 @@
 """Generate `docs/isa.md` from `isa.spec` (the only source of the ISA's facts).
 
-    python -m isa.docgen            # rewrite docs/isa.md
-    python -m isa.docgen --check    # exit 1 if docs/isa.md is not current
+python -m isa.docgen            # rewrite docs/isa.md
+python -m isa.docgen --check    # exit 1 if docs/isa.md is not current
 """
 
 from __future__ import annotations
@@ -75,9 +75,7 @@ def render() -> str:
             continue
         out += ["| bits | field | kind | meaning |", "|---|---|---|---|"]
         for f, pos in op.offsets():
-            out.append(
-                f"| {pos}-{pos + f.bits - 1} | `{f.name}` | {_kind_text(f)} | {f.doc} |"
-            )
+            out.append(f"| {pos}-{pos + f.bits - 1} | `{f.name}` | {_kind_text(f)} | {f.doc} |")
         out.append("")
     out += ["## Enumerations", ""]
     for en in spec.ENUMERATIONS:

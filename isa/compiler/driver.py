@@ -28,6 +28,7 @@ class CompiledProgram:
     instructions: list[Instruction]
     annotations: list[dict]  # per instruction: layer, phase, note
     memmap: MemoryMap
+    notes: tuple[str, ...] = ()  # what the program leaves out, and why
 
     @property
     def binary(self) -> bytes:
@@ -63,6 +64,7 @@ class CompiledProgram:
             "instructions_by_phase": by_phase,
             "tc_macs_by_phase": work,
             "dram_bytes": self.memmap.top,
+            "notes": list(self.notes),
         }
 
     def write(self, prefix: str | Path, force: bool = False) -> list[Path]:
@@ -93,15 +95,25 @@ def compile_graph(
             f"config {cfg.name}: controller.instruction_width_bits is "
             f"{cfg.controller.instruction_width_bits}, the ISA's is {INSTRUCTION_BITS}"
         )
-    emitter, memmap = Lowering(graph, cfg, batch, train or TrainParams()).run()
+    lowering = Lowering(graph, cfg, batch, train or TrainParams())
+    emitter, memmap = lowering.run()
     program = emitter.instructions()
     depth = max_loop_depth(program)
     if depth > cfg.controller.hw_loop_depth:
         raise CompileError(
             f"program nests loops {depth} deep; config allows {cfg.controller.hw_loop_depth}"
         )
-    notes = [{"index": a.index, "layer": a.layer, "phase": a.phase, "note": a.note}
-             for a in emitter.notes]
+    notes = [
+        {"index": a.index, "layer": a.layer, "phase": a.phase, "note": a.note}
+        for a in emitter.notes
+    ]
     return CompiledProgram(
-        graph.model_name, batch, cfg.name, config_hash(cfg), program, notes, memmap
+        graph.model_name,
+        batch,
+        cfg.name,
+        config_hash(cfg),
+        program,
+        notes,
+        memmap,
+        tuple(lowering.notes),
     )

@@ -103,7 +103,7 @@ def _cap(cfg: HardwareConfig, buf: str) -> int:
 def _search(name: str, phase: str, cfg: HardwareConfig, candidates, reserved_msk: int) -> Tiling:
     """candidates: iterable of (kn, cn, pn, persistent, slot_needs, cost)."""
     cands = list(candidates)
-    for double in ((True, False) if cfg.buffers.double_buffered else (False,)):
+    for double in (True, False) if cfg.buffers.double_buffered else (False,):
         best = None
         for kn, cn, pn, pers, needs, cost in cands:
             pers = {**pers, "msk": pers.get("msk", 0) + reserved_msk}
@@ -205,7 +205,11 @@ def wu_tiling(sh: ConvShape, cfg: HardwareConfig, wsparse: bool, reserved_msk: i
 
 
 def channel_tile(
-    name: str, c: int, bytes_per_channel: dict[str, int], cfg: HardwareConfig, reserved_msk: int,
+    name: str,
+    c: int,
+    bytes_per_channel: dict[str, int],
+    cfg: HardwareConfig,
+    reserved_msk: int,
     persistent_per_channel: dict[str, int] | None = None,
 ) -> Tiling:
     """Largest channel tile (a divisor of c) for an element-wise/pooling SFU pass."""

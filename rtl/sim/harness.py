@@ -30,6 +30,8 @@ def _ports(text: str) -> tuple[Fields, Fields, bool]:
     ins: Fields = []
     outs: Fields = []
     clocked = False
+    start = text.index("module dut(")
+    text = text[start : text.index("endmodule", start)]
     for kind, rng, name in re.findall(
         r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?(\[\d+:0\]\s+)?\\?(\w+)\s*;",
         text,

@@ -3,6 +3,7 @@
 import click
 
 from simulator import __version__
+from simulator.cli.isa_cmd import asm, compile_cmd, disasm
 from simulator.cli.numerics_cmd import numerics
 
 
@@ -13,3 +14,6 @@ def main() -> None:
 
 
 main.add_command(numerics)
+main.add_command(asm)
+main.add_command(disasm)
+main.add_command(compile_cmd)

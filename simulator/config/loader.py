@@ -97,7 +97,11 @@ def format_validation_error(err: ValidationError, where: str) -> str:
         elif e["type"] == "missing":
             msg = "required field is missing"
         else:
-            msg = f"{msg} (got {e['input']!r})" if "input" in e and e["type"] != "value_error" else msg
+            msg = (
+                f"{msg} (got {e['input']!r})"
+                if "input" in e and e["type"] != "value_error"
+                else msg
+            )
         lines.append(f"{where}: {loc or '<top>'}: {msg}")
     return "\n".join(lines)
 

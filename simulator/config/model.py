@@ -464,4 +464,6 @@ class HardwareConfig(StrictModel):
         for p in self.operating_points:
             if p.name == want:
                 return p
-        raise KeyError(f"no operating point {want!r}; known: {[p.name for p in self.operating_points]}")
+        raise KeyError(
+            f"no operating point {want!r}; known: {[p.name for p in self.operating_points]}"
+        )

@@ -25,13 +25,13 @@ _MAX_SHIFT = 62
 @njit(cache=True, inline="always")
 def decide_rne(D, s, k, S, r):
     half = (np.int64(1) << s) >> 1
-    return np.int64((D > half) | ((D == half) & (half > 0) & ((k & 1) == 1)))
+    return np.int64((half < D) | ((half == D) & (half > 0) & ((k & 1) == 1)))
 
 
 @njit(cache=True, inline="always")
 def decide_rna(D, s, k, S, r):
     half = (np.int64(1) << s) >> 1
-    return np.int64((D >= half) & (half > 0))
+    return np.int64((half <= D) & (half > 0))
 
 
 @njit(cache=True, inline="always")
@@ -97,7 +97,10 @@ def quantize_bits(
     abs_mask,
     sign_mask,
 ):
-    """Quantize raw float bits `bits` into `out` (same int dtype); returns the NaN count.
+    """Quantize raw float bits `bits` into `out` (same int dtype).
+
+    Returns (NaN inputs seen, random integers outside [0, 2**r)); the caller turns either
+    into an error where it matters, so valid input costs no extra pass over the data.
 
     Args:
         rand: one random integer per element (stochastic modes) or an empty array.
@@ -114,6 +117,8 @@ def quantize_bits(
     one = np.int64(1)
     e_ones = abs_mask >> mbits
     nans = 0
+    bad_rand = 0
+    limit = one << r
     for i in prange(n):
         b = np.int64(bits[i])
         a = b & abs_mask
@@ -131,6 +136,7 @@ def quantize_bits(
         D = Mr & ((one << s) - 1)
         k = Mr >> s
         S = np.int64(rand[i]) if use_rand else np.int64(0)
+        bad_rand += np.int64((S < 0) | (limit <= S)) if use_rand else np.int64(0)
         up = decide(D, s, k, S, r)
         # Rounded within the input's binade (s <= mbits), or all significand bits discarded.
         inside = ((a >> s) << s) + (up << s)
@@ -140,9 +146,9 @@ def quantize_bits(
             pow2 = one << max(lsb - (1 - bias_in - mbits), 0)
         res = inside if s <= mbits else up * pow2
         res = ovf_abs if res > max_abs else res
-        special = E == e_ones
+        special = e_ones == E
         isnan = special & (mfield != 0)
         res = (nan_abs if isnan else inf_to) if special else res
         nans += np.int64(isnan)
         out[i] = res | (b & sign_mask)
-    return nans
+    return nans, bad_rand

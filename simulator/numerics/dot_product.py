@@ -129,7 +129,9 @@ def _tree_sum(
     e_max = np.max(np.where(live, slots, np.iinfo(np.int64).min // 2), axis=-1)
     e_max = np.where(live.any(axis=-1), e_max, 0)
     scale = (align_bits - e_max)[..., None]
-    grid = np.floor(np.ldexp(np.abs(addends), scale.astype(np.int32)))  # truncation of the magnitude
+    grid = np.floor(
+        np.ldexp(np.abs(addends), scale.astype(np.int32))
+    )  # truncation of the magnitude
     ints = np.where(addends < 0, -grid, grid).astype(np.int64)
     return np.ldexp(ints.sum(axis=-1).astype(np.float64), (e_max - align_bits).astype(np.int32))
 

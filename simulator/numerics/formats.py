@@ -8,17 +8,17 @@ quantizer can return float32 (or float64) arrays that hold format values exactly
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 import numpy as np
 
 
-class InfNan(str, Enum):
+class InfNan(StrEnum):
     """How a format spends its top exponent code."""
 
     IEEE = "ieee"  # top exponent code: mantissa 0 is Inf, anything else NaN
-    FN = "fn"  # no Inf; only the all-ones code (S.1..1.1..1) is NaN, the rest of the top binade is finite
+    FN = "fn"  # no Inf; only S.1..1.1..1 is NaN, the rest of the top binade is finite
     NONE = "none"  # every code is a finite number; no Inf, no NaN
 
 
@@ -112,7 +112,9 @@ class FloatFormat:
         top_mantissa = (1 << self.man_bits) - 1
         if self.inf_nan is InfNan.FN:
             top_mantissa -= 1  # S.1..1.1..1 is NaN
-        return float(np.ldexp(float((1 << self.man_bits) + top_mantissa), self.emax - self.man_bits))
+        return float(
+            np.ldexp(float((1 << self.man_bits) + top_mantissa), self.emax - self.man_bits)
+        )
 
     @property
     def min_normal(self) -> float:

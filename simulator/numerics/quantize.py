@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 
-from simulator.numerics import _kernels as K
+from simulator.numerics import _kernels as kernels
 from simulator.numerics.formats import FloatFormat, InfNan, get_format
 
 if TYPE_CHECKING:
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 Rounding = Literal["rne", "rna", "rtz", "sr", "sr_half", "sr_corrected"]
 
-ROUNDING_MODES: Final = tuple(K.DECIDERS)
+ROUNDING_MODES: Final = tuple(kernels.DECIDERS)
 STOCHASTIC: Final = frozenset({"sr", "sr_half", "sr_corrected"})
 MAX_RANDOM_BITS: Final = 32
 
@@ -31,20 +31,19 @@ def _encode_in(value: float, dtype: np.dtype) -> int:
     return int(np.array([value], dtype=dtype).view(int_dtype)[0])
 
 
-def _check_random_bits(random_bits: np.ndarray, shape: tuple[int, ...], r: int) -> np.ndarray:
+def _random_bits_array(random_bits: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     rb = np.asarray(random_bits)
     if rb.shape != shape:
         raise ValueError(f"random_bits has shape {rb.shape}, expected {shape} (one per element)")
     if not np.issubdtype(rb.dtype, np.integer):
         raise TypeError(f"random_bits must be an integer array, not {rb.dtype}")
-    if rb.size:
-        lo, hi = int(rb.min()), int(rb.max())
-        if lo < 0 or hi >= (1 << r):
-            bad = int(np.flatnonzero((rb.ravel() < 0) | (rb.ravel() >= (1 << r)))[0])
-            raise ValueError(
-                f"random_bits[{bad}] = {int(rb.ravel()[bad])} is outside [0, 2**{r}) for r={r}"
-            )
-    return np.ascontiguousarray(rb.ravel())
+    return np.ascontiguousarray(rb).reshape(-1)
+
+
+def _raise_bad_random_bits(rand: np.ndarray, r: int) -> None:
+    wide = rand.astype(np.int64) if rand.dtype != np.uint64 else rand
+    bad = int(np.flatnonzero((wide < 0) | (wide >= (1 << r)))[0])
+    raise ValueError(f"random_bits[{bad}] = {int(rand[bad])} is outside [0, 2**{r}) for r={r}")
 
 
 def quantize(
@@ -93,7 +92,7 @@ def quantize(
             raise ValueError(f"rounding {rounding!r} needs exactly one of random_bits or source")
         if source is not None:
             random_bits = source.draw(arr.size, r).reshape(arr.shape)
-        rand = _check_random_bits(random_bits, arr.shape, r)
+        rand = _random_bits_array(random_bits, arr.shape)
     else:
         if random_bits is not None or source is not None:
             raise ValueError(f"rounding {rounding!r} is deterministic; it takes no random bits")
@@ -124,12 +123,12 @@ def quantize(
 
     bits = np.ascontiguousarray(arr).reshape(-1).view(int_dtype)
     out = np.empty_like(bits)
-    nans = K.quantize_bits(
+    nans, bad_rand = kernels.quantize_bits(
         bits,
         out,
         rand,
         r,
-        K.DECIDERS[rounding],
+        kernels.DECIDERS[rounding],
         mbits_in,
         bias_in,
         f.man_bits,
@@ -142,6 +141,8 @@ def quantize(
         abs_mask,
         sign_mask,
     )
+    if bad_rand:
+        _raise_bad_random_bits(rand, r)
     if nans and not f.has_nan:
         first = int(np.flatnonzero(np.isnan(arr.reshape(-1)))[0])
         raise ValueError(

@@ -44,7 +44,7 @@ def up_probability(
         return np.zeros(D.shape)
     if rounding in ("rne", "rna"):
         half = 1 << (shift - 1)
-        return ((D > half) | ((D == half) & (rounding == "rna"))).astype(np.float64)
+        return ((half < D) | ((half == D) & (rounding == "rna"))).astype(np.float64)
     two_r = 1 << r
 
     def floor_scaled(bits: int) -> np.ndarray:  # floor(d * 2**bits)
@@ -100,7 +100,9 @@ def nist_battery(words: np.ndarray, r: int) -> dict[str, object] | None:
 
     Returns None when the stream is shorter than NIST_MIN_BITS.
     """
-    bits = ((np.asarray(words, dtype=np.uint64)[:, None] >> np.arange(r - 1, -1, -1, dtype=np.uint64)) & 1)
+    bits = (
+        np.asarray(words, dtype=np.uint64)[:, None] >> np.arange(r - 1, -1, -1, dtype=np.uint64)
+    ) & 1
     bits = bits.reshape(-1)[:NIST_MAX_BITS].astype(np.int8)
     if bits.size < NIST_MIN_BITS:
         return None

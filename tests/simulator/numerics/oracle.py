@@ -45,8 +45,10 @@ def round_ref(
     e = _floor_log2(m)
     if e >= f.emin:
         lsb = e - f.man_bits
-    else:
-        lsb = f.emin - f.man_bits if f.subnormals else f.emin
+    elif f.subnormals:
+        lsb = f.emin - f.man_bits
+    else:  # no subnormals: round between 0 and the smallest normal
+        lsb = f.emin
     u = Fraction(2) ** lsb
     t = m / u
     k = math.floor(t)

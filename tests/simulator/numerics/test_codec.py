@@ -21,8 +21,9 @@ def test_every_code_round_trips(name):
     assert np.array_equal(quantize(values[finite], f), values[finite])
 
 
-@pytest.mark.parametrize(("name", "dtype"), [("e5m2", ml_dtypes.float8_e5m2),
-                                             ("e4m3", ml_dtypes.float8_e4m3fn)])
+@pytest.mark.parametrize(
+    ("name", "dtype"), [("e5m2", ml_dtypes.float8_e5m2), ("e4m3", ml_dtypes.float8_e4m3fn)]
+)
 def test_decode_matches_ml_dtypes(name, dtype):
     codes = np.arange(256, dtype=np.uint8)
     ours, ref = decode(codes, name), codes.view(dtype).astype(np.float32)

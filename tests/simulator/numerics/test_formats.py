@@ -13,7 +13,12 @@ from simulator.numerics import PRESETS, FloatFormat, FormatError, get_format
         ("fp16", 65504.0, 2.0**-14, 2.0**-24),
         ("fp16_chip", (2 - 2.0**-10) * 2.0**16, 2.0**-14, None),
         ("e6m9", (2 - 2.0**-9) * 2.0**31, 2.0**-30, 2.0**-39),
-        ("bf16", float(np.finfo(np.float32).max) * (1 - 2.0**-8) / (1 - 2.0**-24), 2.0**-126, 2.0**-133),
+        (
+            "bf16",
+            float(np.finfo(np.float32).max) * (1 - 2.0**-8) / (1 - 2.0**-24),
+            2.0**-126,
+            2.0**-133,
+        ),
         ("fp32", float(np.finfo(np.float32).max), 2.0**-126, 2.0**-149),
     ],
 )
@@ -26,8 +31,14 @@ def test_preset_ranges(name, max_value, min_normal, min_subnormal):
 
 def test_preset_widths_and_code_dtypes():
     assert {n: f.bits for n, f in PRESETS.items()} == {
-        "e5m2": 8, "e4m3": 8, "e5m2_chip": 8, "fp16": 16, "fp16_chip": 16, "e6m9": 16,
-        "bf16": 16, "fp32": 32,
+        "e5m2": 8,
+        "e4m3": 8,
+        "e5m2_chip": 8,
+        "fp16": 16,
+        "fp16_chip": 16,
+        "e6m9": 16,
+        "bf16": 16,
+        "fp32": 32,
     }
     assert get_format("e4m3").code_dtype == np.uint8
     assert get_format("fp16").code_dtype == np.uint16
@@ -47,15 +58,16 @@ def test_preset_widths_and_code_dtypes():
     ],
 )
 def test_impossible_formats_are_rejected(kwargs, message):
-    base = dict(name="bad", exp_bits=5, man_bits=2, bias=15, subnormals=True, inf_nan="ieee",
-                saturate=False)
+    base = dict(
+        name="bad", exp_bits=5, man_bits=2, bias=15, subnormals=True, inf_nan="ieee", saturate=False
+    )
     base.update(kwargs)
     with pytest.raises(FormatError, match=message):
         FloatFormat(**base)
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(FormatError, match="unknown format 'e3m4'.*e5m2, e4m3"):
+    with pytest.raises(FormatError, match=r"unknown format 'e3m4'.*e5m2, e4m3"):
         get_format("e3m4")
 
 

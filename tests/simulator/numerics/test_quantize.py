@@ -61,11 +61,30 @@ def _edges(name: str) -> np.ndarray:
     mn, mx = f.min_normal, f.max_value
     top_ulp = 2.0 ** (f.emax - f.man_bits)
     vals = [
-        0.0, -0.0, sub, sub / 2, sub * 0.75, sub * 1.5, sub * 2.5, sub / 2 * (1 + 2**-20),
-        mn, mn - sub, mn - sub / 2, mn + sub / 2, mn * (1 - 2**-20),
-        mx, mx + top_ulp / 2, mx + top_ulp / 2 * (1 - 2**-20), mx + top_ulp / 2 * (1 + 2**-20),
-        mx + top_ulp, mx * 4, 1.0, 1.0 + 2.0**-f.man_bits / 2, 1.0 + 1.5 * 2.0**-f.man_bits,
-        math.inf, math.nan,
+        0.0,
+        -0.0,
+        sub,
+        sub / 2,
+        sub * 0.75,
+        sub * 1.5,
+        sub * 2.5,
+        sub / 2 * (1 + 2**-20),
+        mn,
+        mn - sub,
+        mn - sub / 2,
+        mn + sub / 2,
+        mn * (1 - 2**-20),
+        mx,
+        mx + top_ulp / 2,
+        mx + top_ulp / 2 * (1 - 2**-20),
+        mx + top_ulp / 2 * (1 + 2**-20),
+        mx + top_ulp,
+        mx * 4,
+        1.0,
+        1.0 + 2.0**-f.man_bits / 2,
+        1.0 + 1.5 * 2.0**-f.man_bits,
+        math.inf,
+        math.nan,
     ]
     v = np.array(vals, dtype=np.float64)
     return np.concatenate([v, -v])
@@ -74,9 +93,7 @@ def _edges(name: str) -> np.ndarray:
 @pytest.mark.parametrize("name", ["e5m2", "e4m3"])
 def test_edge_values_match_ml_dtypes(name):
     x = _edges(name).astype(np.float32)
-    assert [hex(c) for c in encode(quantize(x, name), name)] == [
-        hex(c) for c in _ml_codes(x, name)
-    ]
+    assert [hex(c) for c in encode(quantize(x, name), name)] == [hex(c) for c in _ml_codes(x, name)]
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -178,7 +195,7 @@ def test_chip_format_has_no_subnormals_and_saturates():
 
 
 def test_nan_into_a_format_without_nan_is_an_error():
-    with pytest.raises(ValueError, match="first at flat index 2.*'e5m2_chip' has no NaN"):
+    with pytest.raises(ValueError, match=r"first at flat index 2.*'e5m2_chip' has no NaN"):
         quantize(np.array([1.0, 2.0, np.nan], np.float32), "e5m2_chip")
 
 
@@ -206,8 +223,11 @@ def test_shape_and_dtype_are_kept():
         ({"rounding": "sr"}, ValueError, "needs r"),
         ({"rounding": "sr", "r": 0}, ValueError, "r=0 must be in 1..32"),
         ({"rounding": "sr", "r": 4}, ValueError, "exactly one of random_bits or source"),
-        ({"rounding": "sr", "r": 2, "random_bits": np.array([0, 4, 1])}, ValueError,
-         r"random_bits\[1\] = 4 is outside"),
+        (
+            {"rounding": "sr", "r": 2, "random_bits": np.array([0, 4, 1])},
+            ValueError,
+            r"random_bits\[1\] = 4 is outside",
+        ),
         ({"rounding": "sr", "r": 2, "random_bits": np.zeros(2, np.uint8)}, ValueError, "shape"),
         ({"rounding": "rne", "random_bits": np.zeros(3, np.uint8)}, ValueError, "deterministic"),
         ({"fmt": "e2m5"}, ValueError, "unknown format"),

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from simulator.numerics import quantize
-from simulator.numerics.random_sources import LFSRSource, UniformSource, Xorshift32Source, lfsr_word_pmf
+from simulator.numerics.random_sources import (
+    LFSRSource,
+    UniformSource,
+    Xorshift32Source,
+    lfsr_word_pmf,
+)
 from simulator.numerics.stats import (
     autocorrelation,
     expected_bias,

@@ -1,0 +1,1 @@
+"""Cross-checks of the RTL against `simulator.numerics`: vector benches and their runner."""

@@ -1,0 +1,147 @@
+"""A bench: several RTL variants fed from shared input fields, one simulator build for all.
+
+Building costs far more than simulating (a Verilator build takes tens of seconds), so every
+parameter set of a block sits side by side in one design (`BenchTop`), each variant reading the
+bench's fields it needs (a narrower port takes the field's low bits) and checked on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.sim.harness import Harness
+
+Vectors = dict[str, np.ndarray]
+
+
+@dataclass
+class Variant:
+    """One block with one parameter set.
+
+    `check(inputs, outputs)` returns a boolean array: True where the RTL's outputs (a dict
+    port -> uint64 array) disagree with the reference for that row. `valid(inputs)` (optional)
+    masks rows the reference does not define; they are not counted.
+    """
+
+    block: str
+    params: dict[str, object]
+    component: Callable[[], wiring.Component]
+    check: Callable[[Vectors, Vectors], np.ndarray]
+    port_map: dict[str, str] = field(default_factory=dict)
+    valid: Callable[[Vectors], np.ndarray] | None = None
+
+
+@dataclass
+class Bench:
+    name: str
+    fields: list[tuple[str, int]]
+    variants: list[Variant]
+    generate: Callable[[int, np.random.Generator], Vectors]  # edge rows first, then random
+    sequential: bool = False  # a sequential bench is checked in one chunk (state carries)
+
+
+@dataclass
+class VariantResult:
+    block: str
+    params: dict[str, object]
+    sim: str
+    vectors: int
+    mismatches: int
+    seconds: float
+    build_seconds: float
+    examples: list[dict[str, int]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "block": self.block,
+            "params": self.params,
+            "vectors": self.vectors,
+            "mismatches": self.mismatches,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class BenchTop(wiring.Component):
+    """The variants of a bench side by side: shared inputs, outputs named v<i>_<port>."""
+
+    def __init__(self, bench: Bench) -> None:
+        self._bench = bench
+        self._duts = [v.component() for v in bench.variants]
+        sig: dict[str, object] = {name: In(w) for name, w in bench.fields}
+        for i, d in enumerate(self._duts):
+            for pname, member in d.signature.members.items():
+                if member.flow == wiring.Out:
+                    sig[f"v{i}_{pname}"] = Out(member.shape)
+        super().__init__(sig)
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        for i, (v, d) in enumerate(zip(self._bench.variants, self._duts, strict=True)):
+            m.submodules[f"v{i}"] = d
+            for pname, member in d.signature.members.items():
+                port = getattr(d, pname)
+                if member.flow == wiring.In:
+                    src = getattr(self, v.port_map.get(pname, pname))
+                    m.d.comb += port.eq(src[: len(port)])
+                else:
+                    m.d.comb += getattr(self, f"v{i}_{pname}").eq(port)
+        return m
+
+
+def run_bench(
+    bench: Bench,
+    sim: str,
+    n_random: int,
+    build_dir: Path,
+    seed: int = 1,
+    depth: int = 1 << 17,
+) -> list[VariantResult]:
+    """Build the bench once, apply its edge rows plus n_random random rows, check each variant."""
+    rng = np.random.default_rng(seed)
+    data = bench.generate(n_random, rng)
+    n = len(next(iter(data.values())))
+    if bench.sequential:
+        depth = max(depth, n)
+    harness = Harness(BenchTop(bench), sim, build_dir, depth=depth)
+    res = harness.run(data, n)
+    results = []
+    for i, v in enumerate(bench.variants):
+        prefix = f"v{i}_"
+        outs = {k[len(prefix) :]: a for k, a in res.outputs.items() if k.startswith(prefix)}
+        t0 = time.perf_counter()
+        bad = np.asarray(v.check(data, outs), dtype=bool) | res.unknown
+        ok_rows = np.ones(n, dtype=bool) if v.valid is None else np.asarray(v.valid(data))
+        bad &= ok_rows
+        check_s = time.perf_counter() - t0
+        idx = np.flatnonzero(bad)[:5]
+        examples = [
+            {"row": int(j), **{k: int(a[j]) for k, a in data.items()}, **{k: int(a[j]) for k, a in outs.items()}}
+            for j in idx
+        ]
+        results.append(
+            VariantResult(
+                v.block,
+                v.params,
+                sim,
+                int(ok_rows.sum()),
+                int(bad.sum()),
+                res.run_seconds + check_s,
+                res.build_seconds,
+                examples,
+            )
+        )
+    return results
+
+
+def to_signed(values: np.ndarray, width: int) -> np.ndarray:
+    """Two's complement reinterpretation of `width`-bit unsigned values."""
+    v = values.astype(np.int64)
+    return np.where(v >> (width - 1) & 1, v - (1 << width), v)

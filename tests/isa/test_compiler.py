@@ -1,0 +1,148 @@
+"""The compiler's done-means: for every shipped model, the binary survives disasm -> asm
+byte for byte, the tensor-core work by phase equals the graph's dense training-step MACs, and
+the program is well formed (tokens, transfers inside buffers and tensors, outputs written)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from isa.analysis import (
+    check_tokens,
+    check_transfers,
+    dram_write_counts,
+    executed_counts,
+    tc_work_by_phase,
+)
+from isa.asm import assemble
+from isa.compiler import CompileError, compile_graph
+from isa.disasm import disassemble
+from isa.encoding import decode
+from simulator.config import load_config
+from workloads.graph import LayerGraph, graph_for
+from workloads.models import MODEL_NAMES
+
+BATCH = 2
+
+
+@cache
+def graph(name: str) -> LayerGraph:
+    return graph_for(name)
+
+
+@cache
+def ref28():
+    return load_config("ref28")
+
+
+def dense_by_phase(g: LayerGraph, batch: int) -> dict[str, int]:
+    fp = sum(layer.macs_fwd for layer in g.mac_layers)
+    bp = sum(layer.macs_fwd for layer in g.mac_layers if g.needs_data_gradient(layer.name))
+    return {"fp": fp * batch, "bp": bp * batch, "wu": fp * batch}
+
+
+def regions(program):
+    return sorted((r.addr, r.addr + r.nbytes) for r in program.memmap.regions.values())
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_every_model_compiles_round_trips_and_does_the_dense_work(model):
+    g = graph(model)
+    cfg = ref28()
+    prog = compile_graph(g, cfg, BATCH)
+    binary = prog.binary
+    # disasm of the binary, assembled again, gives the identical bytes (and so does the
+    # annotated .s the compiler writes)
+    assert assemble(disassemble(binary)) == binary
+    assert assemble(prog.text()) == binary
+    program = decode(binary)
+    work = tc_work_by_phase(program)
+    assert work == dense_by_phase(g, BATCH)
+    assert sum(work.values()) == g.macs_train_per_image_dense * BATCH
+    assert check_tokens(program) == {}  # no wait without a signal, nothing left over
+    assert check_transfers(program, cfg, regions(prog)) == []
+    executed = executed_counts(program)
+    assert executed["halt"] == 1 and executed["tc.fwd"] > 0 and executed["tc.wgr"] > 0
+    assert executed["gs.decide"] == BATCH  # one skip decision per image
+    assert len(prog.annotations) == len(program)
+    phases = {a["phase"] for a in prog.annotations}
+    assert {"setup", "fp", "loss", "bp", "wu", "end"} <= phases
+
+
+@pytest.mark.parametrize("model", ["vgg7_bn", "resnet20", "mobilenet_v1_half"])
+def test_every_output_tensor_is_written_exactly_once(model):
+    prog = compile_graph(graph(model), ref28(), BATCH)
+    counts = dram_write_counts(prog.instructions, prog.memmap.top)
+    for r in prog.memmap.regions.values():
+        seg = counts[r.addr : r.addr + r.nbytes]
+        if r.kind in ("target", "gate_threshold") or r.name == "act:x":
+            # inputs of the step (and the gate thresholds, not trained by the program yet)
+            assert not seg.any(), r.name
+        else:
+            assert (seg == 1).all(), (r.name, int(seg.min()), int(seg.max()))
+
+
+def test_batch_is_a_hardware_loop_not_unrolled():
+    g = graph("resnet20")
+    small, big = compile_graph(g, ref28(), 2), compile_graph(g, ref28(), 128)
+    assert len(small.instructions) == len(big.instructions)
+    w2, w128 = tc_work_by_phase(small.instructions), tc_work_by_phase(big.instructions)
+    assert {p: v * 64 for p, v in w2.items()} == w128
+    loops = [i for i in big.instructions if i.op == "loop"]
+    assert loops and all(i["count"] == 128 for i in loops)
+
+
+def test_gating_and_group_lasso_are_expressed():
+    prog = compile_graph(graph("vgg7"), ref28(), BATCH)
+    ops = executed_counts(prog.instructions)
+    # vgg7: conv2..conv5 have C divisible by G x dp_width = 32: base + conditional passes
+    assert ops["cg.gate"] > 0 and ops["cgcfg"] == 4
+    passes = {i["pass"] for i in prog.instructions if i.op == "tc.fwd"}
+    assert passes == {0, 1, 2}  # full (conv1, fc), base, cond
+    assert ops["ws.prune"] == ops["ws.norm"] > 0
+    assert ops["sgd"] > 0
+
+
+@pytest.fixture
+def small_config(tmp_path: Path):
+    f = tmp_path / "small.yaml"
+    f.write_text(
+        "extends: ref28\nname: small\nbuffers:\n"
+        "  activation: {size_bytes: 32768}\n  weight: {size_bytes: 16384}\n"
+        "  error: {size_bytes: 32768}\n  mask: {size_bytes: 4096}\n"
+    )
+    return load_config(f)
+
+
+@pytest.mark.parametrize("model", ["vgg7", "resnet20"])
+def test_tiling_follows_smaller_buffers(model, small_config):
+    g = graph(model)
+    prog = compile_graph(g, small_config, BATCH)
+    big = compile_graph(g, ref28(), BATCH)
+    assert len(prog.instructions) > len(big.instructions)  # more, smaller tiles
+    assert check_transfers(prog.instructions, small_config, regions(prog)) == []
+    assert tc_work_by_phase(prog.instructions) == dense_by_phase(g, BATCH)
+    assert check_tokens(prog.instructions) == {}
+    if model == "vgg7":  # 16 outputs x 3x3 x 128 inputs exceed the 16 KiB weight buffer
+        assert any("features.conv4: channel gating not expressed" in n for n in prog.notes)
+
+
+def test_too_small_buffers_are_a_clear_error(tmp_path: Path):
+    f = tmp_path / "tiny.yaml"
+    f.write_text("extends: ref28\nname: tiny\nbuffers:\n  weight: {size_bytes: 256}\n")
+    with pytest.raises(CompileError, match=r"layer features\.conv\d: no \w+ tiling fits"):
+        compile_graph(graph("vgg7"), load_config(f), BATCH)
+
+
+def test_config_width_must_match_the_isa(tmp_path: Path):
+    f = tmp_path / "w64.yaml"
+    f.write_text("extends: ref28\ncontroller: {instruction_width_bits: 64}\n")
+    with pytest.raises(CompileError, match="instruction_width_bits is 64, the ISA's is 128"):
+        compile_graph(graph("vgg7"), load_config(f), BATCH)
+
+
+def test_skip_flags_must_fit():
+    with pytest.raises(CompileError, match="skip flags do not fit"):
+        compile_graph(graph("vgg7"), ref28(), 100_000)
