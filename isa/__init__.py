@@ -1,4 +1,4 @@
-"""The accelerator's custom instruction set: one definition, with assembler, disassembler and compiler.
+"""The accelerator's custom instruction set: one definition, assembler, disassembler, compiler.
 
 - `isa.spec`: the single definition (opcodes, fields, widths, enumerations, 128-bit layout).
 - `isa.encoding`: `Instruction`, `encode`/`decode` (DecodeError names the byte offset).

@@ -17,14 +17,14 @@ set waits at the head of its queue until the token's count is positive, then dec
 `sg` names a token incremented when the instruction completes. A unit completes its
 instructions in order. `sync` puts a marker in one unit's queue, to wait for a token there or to
 signal once everything before it in that unit has completed. Ops read their register operands
-and their layer descriptor at dispatch. Buffer tensors are laid out pixel-major with channels innermost ([row][col][channel]);
-masks hold one byte per entry.
+and their layer descriptor at dispatch. Buffer tensors are laid out pixel-major with channels
+innermost ([row][col][channel]); weight tiles [k][kh][kw][c]; masks hold one byte per entry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 INSTRUCTION_BITS: Final = 128
@@ -36,7 +36,7 @@ REGISTER_BITS: Final = 4
 N_REGISTERS: Final = 1 << REGISTER_BITS
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """How a field's bits are read and written in assembly text."""
 
     UINT = "uint"  # unsigned integer
@@ -130,8 +130,8 @@ BUFFER = Enumeration(
     "buffer",
     ("act", "wgt", "err", "msk"),
     "On-chip buffers: activations (and forward partial sums), weights, errors/gradients "
-    "(and backward partial sums, weight gradients, momentum), masks (gate bitmaps, Lasso group "
-    "bitmaps, max-pool argmax, skip flags).",
+    "(and backward partial sums, weight gradients, momentum), masks (gate masks, Lasso group "
+    "masks, max-pool argmax, skip flags; one byte per entry).",
 )
 ROUNDING = Enumeration(
     "rounding",
@@ -267,6 +267,17 @@ TC_FIELDS: Final = (
     r("ro", "Buffer address of the FP16 accumulator tile / result."),
     u("acc", 1, "1: add to the accumulator tile; 0: start from zero."),
     u("fin", 1, "1: last reduction step: round the accumulators to FP8 through the SRUs."),
+    r(
+        "rm",
+        "Gate mask of the tile's outputs (msk), [pixel][channel group] from the tile's first "
+        "pixel and group; read in pass cond, BP and WU when the descriptor's gate is set.",
+    ),
+    u(
+        "gm",
+        20,
+        "Byte address (msk) of the Lasso group mask of the tile's weights, [k][c group] over "
+        "the tile; read when the descriptor's wsparse is set.",
+    ),
 )
 
 DMA_FIELDS: Final = (
@@ -345,8 +356,8 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
             u("stride", 4, "Stride (both directions).", min_value=1),
             u("pad", 4, "Zero padding (both directions)."),
             u("groups", 16, "Convolution groups (C for depthwise).", min_value=1),
-            u("gate", 1, "1: forward output is channel-gated (base/cond passes, gate bitmap)."),
-            u("wsparse", 1, "1: weights carry a Lasso group bitmap the TC skips."),
+            u("gate", 1, "1: forward output is channel-gated (base/cond passes, gate mask)."),
+            u("wsparse", 1, "1: weights carry a Lasso group mask the TC skips."),
         ),
         "Write layer descriptor `desc`. Output size: OH = (h + 2 pad - kh) / stride + 1, "
         "OW likewise. Tensor-core, SFU, gating and pruning ops name a descriptor.",
@@ -441,29 +452,36 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "tc.fwd",
         "tc",
         (*TC_FIELDS, e("pass", TC_PASS, "Channel-gating pass.")),
-        "Forward conv/FC tile (phase FP): acc[k, p] (+)= sum_c,taps W[k, c, tap] X[c, p + tap]; "
-        "ra = activations X (act), rb = weights W (wgt), ro = FP16 accumulators (act). Lanes "
-        "skip zero Lasso groups when wsparse is on, and in pass `cond` the gated (pixel, group) "
-        "outputs.",
+        "Forward conv/FC tile (phase FP): acc[p, k] (+)= sum_c,taps W[k, tap, c] X[p + tap, c]. "
+        "ra = input rows X (act), [row][col][c], from input row max(0, p stride - pad); rb = "
+        "weights of output k (wgt), [k][tap][c] with all input channels of the group; ro = FP16 "
+        "accumulators (act), [row][col][k]; with fin the FP8 results replace them, packed "
+        "[row][col][k] from ro. Lanes skip zero Lasso groups when wsparse is on, and in pass "
+        "`cond` the gated (pixel, group) outputs.",
     ),
     OpSpec(
         0x31,
         "tc.bwd",
         "tc",
         TC_FIELDS,
-        "Backward data-gradient tile (phase BP), transposed weights: dX[c, p + tap] (+)= "
-        "sum_k W[k, c, tap] dY[k, p]; ra = errors dY (err), rb = weights W (wgt), ro = FP16 dX "
-        "accumulators (err). Skipped entirely if image `rimg` is skipped; gated outputs have "
-        "zero error and are skipped.",
+        "Backward data-gradient tile (phase BP), transposed weights, scatter form: "
+        "dX[p stride + tap - pad, c] (+)= sum_k W[k, tap, c] dY[p, k] (taps that land in the "
+        "padding are computed and dropped). ra = errors dY (err), [row][col][k] of the kn "
+        "channels; rb = weights of output k (wgt), [k][tap][c] with cn channels; ro = FP16 dX "
+        "accumulators of the whole input image (err), [row][col][c]; fin packs FP8 results "
+        "from ro. Skipped if image `rimg` is skipped; gated outputs have zero error and their "
+        "work is skipped.",
     ),
     OpSpec(
         0x32,
         "tc.wgr",
         "tc",
         TC_FIELDS,
-        "Weight-gradient tile (phase WU): dW[k, c, tap] (+)= sum_p dY[k, p] X[c, p + tap]; "
-        "ra = errors dY (err), rb = activations X (act), ro = FP16/FP32 gradient accumulators "
-        "(err). Skipped if image `rimg` is skipped.",
+        "Weight-gradient tile (phase WU): dW[k, tap, c] (+)= sum_p dY[p, k] X[p + tap, c]. "
+        "ra = errors dY (err), [row][col][k] of the tile's rows and kn channels; rb = input "
+        "rows X (act), [row][col][c] of cn channels, from input row max(0, p stride - pad); "
+        "ro = FP16 gradient accumulators (err), [k][tap][c]. Skipped if image `rimg` is "
+        "skipped; gated outputs and zero groups are skipped.",
     ),
     # -- sparsity units
     OpSpec(
@@ -478,9 +496,9 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
             u("pn", 12, "Output rows.", min_value=1),
             r("ra", "Base-pass partial sums (act)."),
             r("rt", "Learned threshold of the layer (wgt)."),
-            r("rm", "Gate bitmap, one bit per (pixel, group) (msk)."),
+            r("rm", "Gate mask (msk), one byte per (pixel, channel group), [pixel][group]."),
         ),
-        "Compare the normalized base partial sums with the threshold and write the gate bitmap "
+        "Compare the normalized base partial sums with the threshold and write the gate mask "
         "the `cond` pass, BP and WU read.",
     ),
     OpSpec(
@@ -511,7 +529,7 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
             u("cn", 16, "Input channels (a multiple of the group size).", min_value=1),
             r("rw", "Weights (wgt), zeroed in place."),
             r("rn", "Group norms (err)."),
-            r("rm", "Group bitmap out (msk)."),
+            r("rm", "Group mask out (msk), one byte per group."),
         ),
         "Zero the groups of the weight tile whose norm is below the threshold and write the "
         "group mask (one byte per group, 1 = kept) at rm.",

@@ -1,8 +1,41 @@
 """The compiler: a layer graph (from `workloads.graph`) and a hardware configuration to the
-program of one training step, its DRAM memory map and per-instruction annotations."""
+program of one training step, its DRAM memory map and per-instruction annotations.
+
+    prog = compile_graph(graph_for("resnet20"), load_config("ref28"), batch=128)
+    prog.write("out/resnet20")  # .bin, .s (annotated), .memmap.json, .annotations.json
+
+What the program looks like (what a simulator of it can rely on):
+- Order: setup (`mode`, `sru` x4, `gscfg`, `wscfg`, `sgdcfg`); FP layer by layer; loss and the
+  gradient-skip decision per image; then, in reverse layer order, error merging (tensors read by
+  several layers), WU (weight gradient, SGD, group pruning) and BP (data gradient) per layer;
+  `halt`.
+- Blocks: each layer/phase/pass writes its `layer` descriptor, loads persistent data (weights,
+  statistics) and signals the consumer unit through `sync`, pre-signals token 1 once per buffer
+  slot, runs a hardware loop over the images, drains token 1 and ends with `barrier`. Weight
+  updates of ordinary convs/FC loop over (k, c) tiles with two more hardware loops.
+- Steps (double buffering): loads wait token 1 (a free slot) and the last signals 2; the first
+  compute waits 2; consecutive computes on different units hand over through tokens 4, 7, 8..;
+  the last compute signals 3 (or 1 without stores); stores wait 3 and the last signals 1. Slot
+  registers r6-r9 (act, wgt, err, msk) toggle between the two halves with `xorr` after each step.
+  Token 5 orders persistent loads and accumulator clears before their consumers; token 6
+  guards a persistent accumulator (BP's dX) until its store has completed.
+- Registers: r1 image index, r2-r4 per-image DRAM bases, r5 DMA address temporary, r10-r12
+  buffer-address temporaries (r10/r11 also a WU tile's weight and group-map offsets), r13-r15
+  tile indices k, c, p.
+- Memory map: every tensor is a region (activations and errors per image [row][col][channel],
+  FP8; weights [k][kh][kw][c]); flatten/identity/dropout/output alias their input, an `add`'s
+  inputs share its error; a tensor read by several layers gets one error part per reader and a
+  merged sum. `target` (one-hot) and `act:x` (the images) are inputs of the step.
+- Sparsity stays data-dependent: every op is issued dense; the units skip what the gate masks,
+  group masks and skip flags say at run time.
+
+Not expressed (listed in `CompiledProgram.notes` when they apply): the gradient of the learned
+gate thresholds; channel gating for convs whose base pass would not cover whole dot-product
+steps or whose gate group of weights does not fit the weight buffer.
+"""
 
 from isa.compiler.driver import CompiledProgram, compile_graph
-from isa.compiler.lower import TrainParams
 from isa.compiler.memmap import CompileError, MemoryMap
+from isa.compiler.plan import TrainParams
 
 __all__ = ["CompileError", "CompiledProgram", "MemoryMap", "TrainParams", "compile_graph"]

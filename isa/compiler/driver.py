@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isa.analysis import executed_counts, tc_work_by_phase
-from isa.compiler.lower import Lowering, TrainParams
+from isa.compiler.lower import Lowering
 from isa.compiler.memmap import CompileError, MemoryMap
+from isa.compiler.plan import TrainParams
 from isa.disasm import disassemble_program
 from isa.encoding import Instruction, encode
 from isa.program import max_loop_depth

@@ -13,13 +13,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from isa.encoding import Instruction
-from isa.spec import BY_MNEMONIC, BUFFER, SFU_OP, TC_PASS, UNIT
+from isa.spec import BUFFER, BY_MNEMONIC, SFU_OP, TC_PASS, UNIT
 
 # Registers.
 ZERO, IMG, BASE_A, BASE_B, BASE_C, TMP_D = 0, 1, 2, 3, 4, 5
 SLOT = {"act": 6, "wgt": 7, "err": 8, "msk": 9}
 TMP_A, TMP_B, TMP_O = 10, 11, 12
 K_IDX, C_IDX, P_IDX = 13, 14, 15
+# Weight-update tile loops keep the tile's weight and group-map offsets in the otherwise
+# unused temporaries.
+W_OFF, G_OFF, GT_OFF = TMP_A, TMP_B, TMP_O  # GT_OFF: first gate group of the tile
 
 # Tokens. Each cross-unit edge inside a step has its own token, so two waiters never race for
 # one signal.

@@ -25,6 +25,12 @@ class Region:
     batched: bool
     layer: str
 
+    def shifted(self, offset: int) -> Region:
+        """The same tensor addressed from `offset` bytes in (e.g. a tile's first channel)."""
+        from dataclasses import replace
+
+        return replace(self, addr=self.addr + offset)
+
     @property
     def bytes_per_image(self) -> int:
         return self.nbytes // self.batch if self.batched else self.nbytes

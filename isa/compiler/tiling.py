@@ -62,7 +62,7 @@ def divisors(n: int) -> list[int]:
     return sorted((d for d in range(1, n + 1) if n % d == 0), reverse=True)
 
 
-def _align(n: int, a: int = 16) -> int:
+def align(n: int, a: int = 16) -> int:
     return -(-n // a) * a
 
 
@@ -84,7 +84,7 @@ class Tiling:
         out = {}
         for b in bufs:
             cap = _cap(cfg, b)
-            pers = _align(self.persistent.get(b, 0))
+            pers = align(self.persistent.get(b, 0))
             size = _slot(cap - pers, self.double)
             out[b] = (pers, pers + size if self.double else pers)
         return out
@@ -109,7 +109,7 @@ def _search(name: str, phase: str, cfg: HardwareConfig, candidates, reserved_msk
             pers = {**pers, "msk": pers.get("msk", 0) + reserved_msk}
             ok = True
             for buf in ("act", "wgt", "err", "msk"):
-                free = _cap(cfg, buf) - _align(pers.get(buf, 0))
+                free = _cap(cfg, buf) - align(pers.get(buf, 0))
                 if free < 0 or needs.get(buf, 0) > _slot(free, double):
                     ok = False
                     break
@@ -127,8 +127,16 @@ def _k_tiles(sh: ConvShape) -> list[int]:
     return [d for d in divisors(sh.k) if d % sh.kg == 0] if sh.groups > 1 else divisors(sh.k)
 
 
-def fp_tiling(sh: ConvShape, cfg: HardwareConfig, gated: bool, reserved_msk: int) -> Tiling:
-    """Forward: weights of a k-tile stay resident; per image, steps over row tiles."""
+def _groups(cfg: HardwareConfig, cn: int) -> int:
+    """Lasso group-mask bytes per output channel for cn input channels."""
+    return -(-cn // cfg.wsu.group_in_channels)
+
+
+def fp_tiling(
+    sh: ConvShape, cfg: HardwareConfig, gated: bool, reserved_msk: int, wsparse: bool = False
+) -> Tiling:
+    """Forward: weights (and their group mask) of a k-tile stay resident; per image, steps
+    over row tiles."""
     group = cfg.cgu.group_size_channels
 
     def cands():
@@ -138,20 +146,30 @@ def fp_tiling(sh: ConvShape, cfg: HardwareConfig, gated: bool, reserved_msk: int
             wbytes = kn * sh.taps * sh.cg
             cload = sh.c if sh.groups == 1 else kn // sh.kg * sh.cg
             for pn in divisors(sh.oh):
-                x = _align(sh.rows_in(pn) * sh.w * cload)
+                x = align(sh.rows_in(pn) * sh.w * cload)
                 acc = kn * pn * sh.ow * ACC_BYTES
                 needs = {"act": x + acc, "msk": pn * sh.ow * -(-kn // group) if gated else 0}
                 steps = (sh.k // kn) * (sh.oh // pn)
                 cost = (steps * x, steps)
-                pers = {"wgt": _align(wbytes) + (16 if gated else 0)}  # + gate threshold
+                pers = {"wgt": align(wbytes) + (16 if gated else 0)}  # + gate threshold
+                if wsparse:
+                    pers["msk"] = kn * _groups(cfg, sh.cg)
                 yield kn, sh.cg, pn, pers, needs, cost
 
     return _search(sh.name, "forward", cfg, cands(), reserved_msk)
 
 
-def bp_tiling(sh: ConvShape, cfg: HardwareConfig, reserved_msk: int) -> Tiling:
-    """Backward data: a c-tile of weights (all k) and the image's dX accumulators stay
-    resident; steps over k-tiles of the error (the reduction)."""
+def bp_tiling(
+    sh: ConvShape,
+    cfg: HardwareConfig,
+    reserved_msk: int,
+    gated: bool = False,
+    wsparse: bool = False,
+) -> Tiling:
+    """Backward data: a c-tile of weights (all k, with their group mask) and the image's dX
+    accumulators stay resident; steps over k-tiles of the error (the reduction), each with the
+    gate mask of its outputs."""
+    group, gc = cfg.cgu.group_size_channels, cfg.wsu.group_in_channels
 
     def cands():
         if sh.groups > 1:  # group tiles: kn outputs and their kn/kg*cg inputs, no reduction
@@ -162,40 +180,55 @@ def bp_tiling(sh: ConvShape, cfg: HardwareConfig, reserved_msk: int) -> Tiling:
                 yield kn, sh.cg, sh.oh, pers, needs, (sh.k // kn, 0)
             return
         for cn in divisors(sh.c):
+            if wsparse and cn % gc:
+                continue  # the group mask of a c-tile covers whole groups
             pers = {"wgt": sh.k * sh.taps * cn, "err": cn * sh.h * sh.w * ACC_BYTES}
+            if wsparse:
+                pers["msk"] = sh.k * _groups(cfg, cn)
             for kn in divisors(sh.k):
+                if gated and kn % group:
+                    continue
                 needs = {"err": kn * sh.oh * sh.ow}
+                if gated:
+                    needs["msk"] = sh.oh * sh.ow * (kn // group)
                 nc, nk = sh.c // cn, sh.k // kn
                 yield kn, cn, sh.oh, pers, needs, (nc, nc * nk)
 
     return _search(sh.name, "backward", cfg, cands(), reserved_msk)
 
 
-def wu_tiling(sh: ConvShape, cfg: HardwareConfig, wsparse: bool, reserved_msk: int) -> Tiling:
-    """Weight gradient: a (k, c) tile of FP16 gradient accumulators stays resident over the
-    batch; per image, steps over row tiles. The update step after the batch reuses the slots
-    for the weights and momentum of the tile."""
+def wu_tiling(
+    sh: ConvShape, cfg: HardwareConfig, wsparse: bool, reserved_msk: int, gated: bool = False
+) -> Tiling:
+    """Weight gradient: a (k, c) tile of FP16 gradient accumulators (and the tile's group
+    mask) stays resident over the batch; per image, steps over row tiles with their gate mask.
+    The update step after the batch reuses the slots for the weights and momentum."""
     gc = cfg.wsu.group_in_channels
+    group = cfg.cgu.group_size_channels
 
     def cands():
         kns = _k_tiles(sh)
         cns = [sh.cg] if sh.groups > 1 else divisors(sh.c)
         for kn in kns:
+            if gated and kn % group:
+                continue
             for cn in cns:
                 if wsparse and cn % gc:
                     continue
                 cload = kn // sh.kg * sh.cg if sh.groups > 1 else cn
                 tile_w = kn * sh.taps * cn
                 pers = {"err": tile_w * ACC_BYTES}
+                if wsparse:
+                    pers["msk"] = kn * _groups(cfg, cn)
                 for pn in divisors(sh.oh):
-                    x = _align(sh.rows_in(pn) * sh.w * cload)
-                    dy = _align(kn * pn * sh.ow)
+                    x = align(sh.rows_in(pn) * sh.w * cload)
+                    dy = align(kn * pn * sh.ow)
                     norms = kn * -(-cn // gc) * NORM_BYTES
                     needs = {
                         "act": x,
-                        "err": max(dy, _align(tile_w) + norms),
+                        "err": max(dy, align(tile_w) + norms),
                         "wgt": tile_w,
-                        "msk": kn * -(-cn // gc),
+                        "msk": max(kn * -(-cn // gc), pn * sh.ow * (kn // group) if gated else 0),
                     }
                     ntiles = (sh.k // kn) * (sh.cg // cn if sh.groups == 1 else 1)
                     steps = ntiles * (sh.oh // pn)

@@ -5,6 +5,7 @@ import click
 from simulator import __version__
 from simulator.cli.isa_cmd import asm, compile_cmd, disasm
 from simulator.cli.numerics_cmd import numerics
+from simulator.cli.sweep_cmd import sweep
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,6 +15,7 @@ def main() -> None:
 
 
 main.add_command(numerics)
+main.add_command(sweep)
 main.add_command(asm)
 main.add_command(disasm)
 main.add_command(compile_cmd)

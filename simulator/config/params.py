@@ -8,13 +8,13 @@ walks a config and lists them, so reports can show where each number came from.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Provenance(str, Enum):
+class Provenance(StrEnum):
     """Where the shipped (`ref28`) value of a parameter comes from."""
 
     PUBLISHED = "published"  # stated in the chip's papers

@@ -376,9 +376,19 @@ class TensorBitsSource(RandomSource):
 
 def lfsr_word_pmf(width: int, r: int, combine: Combine = "none") -> np.ndarray:
     """Distribution of the r-bit word over one full period (two for "alternate") of a maximal
-    LFSR: the exact pmf against which measured biases are compared. Needs r <= width."""
+    LFSR: the exact pmf against which measured biases are compared. Closed form for
+    r <= width; by enumerating the states for tiled words (r > width, width <= 24)."""
     if r > width:
-        raise ValueError("the closed form covers r <= width; tile words are not uniform per bit")
+        if width > 24:
+            raise ValueError("enumerating tiled words is limited to widths <= 24")
+        states = np.arange(1, 1 << width, dtype=np.int64)
+        full = (1 << width) - 1
+        if combine == "invert":
+            states = states ^ full
+        elif combine == "alternate":
+            states = np.concatenate([states, states ^ full])
+        counts = np.bincount(tile_word(states, width, r), minlength=1 << r).astype(np.float64)
+        return counts / counts.sum()
     per_value = float(1 << (width - r))  # each r-bit value is the low bits of 2**(n-r) states
     counts = np.full(1 << r, per_value)
     low_zero, low_ones = 0, (1 << r) - 1  # the missing state's low bits, and its complement's

@@ -95,7 +95,9 @@ def autocorrelation(words: np.ndarray, lags: int) -> list[float]:
     return [float(np.dot(w[:-k], w[k:]) / var) for k in range(1, lags + 1) if k < w.size]
 
 
-def nist_battery(words: np.ndarray, r: int) -> dict[str, object] | None:
+def nist_battery(
+    words: np.ndarray, r: int, max_bits: int = NIST_MAX_BITS
+) -> dict[str, object] | None:
     """Run the NIST SP 800-22 battery (PyPI `nistrng`) on the words' bits, MSB first.
 
     Returns None when the stream is shorter than NIST_MIN_BITS.
@@ -103,7 +105,7 @@ def nist_battery(words: np.ndarray, r: int) -> dict[str, object] | None:
     bits = (
         np.asarray(words, dtype=np.uint64)[:, None] >> np.arange(r - 1, -1, -1, dtype=np.uint64)
     ) & 1
-    bits = bits.reshape(-1)[:NIST_MAX_BITS].astype(np.int8)
+    bits = bits.reshape(-1)[:max_bits].astype(np.int8)
     if bits.size < NIST_MIN_BITS:
         return None
     with warnings.catch_warnings():
@@ -168,6 +170,7 @@ def rounding_stats(
     lags: int = 8,
     nist: bool = True,
     s_pmf: np.ndarray | None = None,
+    nist_bits: int = NIST_MAX_BITS,
 ) -> RoundingStats:
     """Measure bias/variance of rounding `x` (default: `default_inputs`) into `fmt`.
 
@@ -205,5 +208,5 @@ def rounding_stats(
         variance_ulp2=float(err.var()),
         expected_bias_ulp=expected,
         autocorrelation=autocorrelation(words, lags) if words is not None else [],
-        nist=nist_battery(words, r) if (nist and words is not None) else None,
+        nist=nist_battery(words, r, nist_bits) if (nist and words is not None) else None,
     )

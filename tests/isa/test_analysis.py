@@ -38,7 +38,7 @@ def test_work_needs_a_descriptor():
 def test_tokens():
     ok = assemble_program("nop sg=3\nloop 2, e\n nop wt=3\n nop sg=3\ne: nop wt=3\n")
     assert check_tokens(ok) == {}
-    with pytest.raises(TokenError, match="instruction 2 .* waits for token 4"):
+    with pytest.raises(TokenError, match=r"instruction 2 .* waits for token 4"):
         check_tokens(assemble_program("nop sg=4\nnop wt=4\nnop wt=4\n"))
     assert check_tokens(assemble_program("nop sg=7\n")) == {7: 1}
 

@@ -87,7 +87,7 @@ def test_decode_errors_name_offset_and_reason():
     with pytest.raises(DecodeError, match=r"halt: reserved bits 16\.\.127 are not zero"):
         decode(b"\x01" + bytes(14) + b"\x80")
     loop = encode_one(Instruction("loop", {"count": 2, "end": 3}))
-    with pytest.raises(DecodeError, match="byte offset 0 .*past the program"):
+    with pytest.raises(DecodeError, match=r"byte offset 0 .*past the program"):
         decode(loop + good)
     bad_enum = bytearray(encode_one(Instruction("sgdcfg", {"lr": 0, "momentum": 0, "wd": 0})))
     bad_enum[0] = BY_MNEMONIC["sfu"].code

@@ -1,0 +1,170 @@
+"""Building blocks shared by the forward and backward lowering: descriptors, the batch loop,
+channel-tile transfers and operand helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from isa.compiler.emitter import (
+    IMG,
+    Op,
+    buf_code,
+    sfu_code,
+)
+from isa.compiler.memmap import CompileError
+from isa.compiler.plan import (
+    N_DESC,
+    GraphPlan,
+    chw,
+    conv_shape,
+)
+from isa.spec import LAYER_KIND
+from workloads.graph import Layer
+
+
+class BlockBuilder(GraphPlan):
+    """Helpers that emit or make the ops every block uses."""
+
+    # ------------------------------------------------------------ helpers
+    def descriptor(self, layer: Layer, kind: str) -> int:
+        """Write (again) the descriptor of `layer` and return its slot."""
+        slot = self.desc_of.setdefault(layer.name, len(self.desc_of) % N_DESC)
+        if kind in ("conv", "fc"):
+            sh = conv_shape(layer)
+            c, h, w, kh, kw, st, pad, groups, k = (
+                sh.c,
+                sh.h,
+                sh.w,
+                sh.r,
+                sh.s,
+                sh.stride,
+                sh.pad,
+                sh.groups,
+                sh.k,
+            )
+        else:
+            c, h, w = chw(layer.in_shape)
+            k = chw(layer.out_shape)[0]
+            kh, kw, st, pad, groups = 1, 1, 1, 0, 1
+            if layer.kind in ("maxpool", "avgpool"):
+                _, oh, ow = chw(layer.out_shape)
+                if layer.kernel is not None:
+                    (kh, kw), st, pad = layer.kernel, layer.stride[0], layer.padding[0]
+                else:  # adaptive pooling with an exact ratio
+                    kh, kw, st = h // oh, w // ow, h // oh
+        limits = {
+            "kh": (kh, 15),
+            "kw": (kw, 15),
+            "stride": (st, 15),
+            "pad": (pad, 15),
+            "h": (h, 4095),
+            "w": (w, 4095),
+        }
+        for f, (v, hi) in limits.items():
+            if v > hi:
+                raise CompileError(f"layer {layer.name}: {f}={v} exceeds the descriptor's {hi}")
+        self.e.emit(
+            "layer",
+            note=f"descriptor {layer.name}",
+            desc=slot,
+            kind=LAYER_KIND.values.index(kind),
+            c=c,
+            k=k,
+            h=h,
+            w=w,
+            kh=kh,
+            kw=kw,
+            stride=st,
+            pad=pad,
+            groups=groups,
+            gate=int(kind == "conv" and self.gated(layer)),
+            wsparse=int(kind in ("conv", "fc") and self.wsparse(layer)),
+        )
+        return slot
+
+    def batch_loop(self, bases: list[tuple], body: Callable[[], None]) -> None:
+        """Hardware loop over the images. `bases` are (register, batched region) or (register,
+        region, offset register): the register starts at the region (plus the offset
+        register's value) and steps by one image per iteration."""
+        for base in bases:
+            reg, region = base[0], base[1]
+            off = base[2] if len(base) > 2 else None
+            if off is None:
+                self.e.setr(reg, region.addr)
+            else:
+                self.e.addr(reg, off, region.addr)
+        self.e.setr(IMG, 0)
+        with self.e.loop(self.batch):
+            body()
+            for base in bases:
+                self.e.addr(base[0], base[0], base[1].bytes_per_image)
+            self.e.addr(IMG, IMG, 1)
+
+    def channels(
+        self,
+        kind: str,
+        buf: str,
+        rbuf: int,
+        boff: int,
+        rdram: int,
+        c: int,
+        pixels: int,
+        c0: int,
+        cn: int,
+        pix0: int = 0,
+        note: str = "",
+    ) -> list[Op]:
+        """Move channels [c0, c0+cn) of `pixels` pixels (from pixel pix0) of a [pixel][c]
+        tensor with c channels; compact [pixel][cn] in the buffer."""
+        if cn == c:  # contiguous: rows of whole pixels, fewer descriptors
+            per = max(1, min(pixels, 65535 // c))
+            while pixels % per:
+                per -= 1
+            return self.e.dma(
+                kind,
+                buf,
+                rbuf,
+                boff,
+                rdram,
+                pix0 * c,
+                pixels // per,
+                per * c,
+                per * c,
+                per * c,
+                note,
+            )
+        return self.e.dma(kind, buf, rbuf, boff, rdram, pix0 * c + c0, pixels, cn, c, cn, note)
+
+    def sfu(
+        self,
+        op: str,
+        desc: int,
+        a: tuple[str, int],
+        b: tuple[str, int],
+        o: tuple[str, int],
+        n: int,
+        note: str = "",
+    ) -> Op:
+        return self.e.make(
+            "sfu",
+            note=note,
+            op=sfu_code(op),
+            desc=desc,
+            bufa=buf_code(a[0]),
+            ra=a[1],
+            bufb=buf_code(b[0]),
+            rb=b[1],
+            bufo=buf_code(o[0]),
+            ro=o[1],
+            rimg=IMG,
+            n=n,
+        )
+
+    def addr_op(self, rd: int, rs: int, imm: int) -> Op:
+        return self.e.make("addr", rd=rd, rs=rs, imm=imm)
+
+    def setr_op(self, rd: int, imm: int) -> Op:
+        return self.e.make("setr", rd=rd, imm=imm)
+
+    def block(self, layer: str, phase: str) -> None:
+        self.e.layer, self.e.phase = layer, phase

@@ -1,0 +1,462 @@
+"""Forward-phase lowering: conv/FC tiles with channel gating, special functions, batch norm,
+the loss and the gradient-skip decision."""
+
+from __future__ import annotations
+
+from isa.compiler.blocks import BlockBuilder
+from isa.compiler.emitter import (
+    BASE_A,
+    BASE_B,
+    BASE_C,
+    C_IDX,
+    IMG,
+    K_IDX,
+    P_IDX,
+    SLOT,
+    TMP_A,
+    TMP_B,
+    TMP_O,
+    ZERO,
+    buf_code,
+    sfu_code,
+    tc_pass,
+)
+from isa.compiler.memmap import CompileError
+from isa.compiler.plan import (
+    ALIAS_KINDS,
+    BN_STAT_BYTES,
+    BN_SUM_BYTES,
+    TMP_B_DRAM,
+    chw,
+    conv_shape,
+)
+from isa.compiler.tiling import (
+    Tiling,
+    align,
+    channel_tile,
+    fp_tiling,
+)
+from workloads.graph import MAC_KINDS, Layer
+
+
+class ForwardLowering(BlockBuilder):
+    """FP and loss blocks."""
+
+    # ------------------------------------------------------------ forward
+    def forward(self, layer: Layer) -> None:
+        if layer.kind in ALIAS_KINDS or layer.kind == "input":
+            return
+        self.block(layer.name, "fp")
+        if layer.kind in MAC_KINDS:
+            self.fp_mac(layer)
+        elif layer.kind in ("relu", "maxpool", "avgpool", "add"):
+            self.fp_sfu(layer)
+        elif layer.kind == "batchnorm":
+            self.fp_norm(layer)
+        else:
+            raise CompileError(f"layer {layer.name}: kind {layer.kind!r} is not supported")
+
+    def fp_mac(self, layer: Layer) -> None:
+        e, mm, cfg = self.e, self.mm, self.cfg
+        sh = conv_shape(layer)
+        gated = self.gated(layer)
+        if gated:
+            desc = self.descriptor(layer, layer.kind)
+            e.emit(
+                "cgcfg",
+                desc=desc,
+                g=cfg.cgu.base_fraction_denominator,
+                group=cfg.cgu.group_size_channels,
+            )
+        else:
+            desc = self.descriptor(layer, layer.kind)
+        ws = self.wsparse(layer)
+        t = fp_tiling(sh, cfg, gated, self.skip_bytes, ws)
+        ngc = -(-sh.cg // cfg.wsu.group_in_channels)  # group-mask bytes per output channel
+        x = mm[f"act:{layer.inputs[0]}"]
+        y, w = mm[f"act:{layer.name}"], mm[f"w:{layer.name}"]
+        gate = mm[f"gate:{layer.name}"] if gated else None
+        group = cfg.cgu.group_size_channels
+        base_c = sh.c // cfg.cgu.base_fraction_denominator
+        wbytes = t.kn * sh.taps * sh.cg
+        bufs = ("act", "msk") if gated else ("act",)
+        for k0 in range(0, sh.k, t.kn):
+            e.setr(BASE_C, w.addr)
+            loads = self.channels(
+                "dma.ld",
+                "wgt",
+                ZERO,
+                0,
+                BASE_C,
+                sh.taps * sh.cg,
+                t.kn,
+                0,
+                sh.taps * sh.cg,
+                pix0=k0,
+                note="weights of the k-tile",
+            )
+            if gated:  # (the weights' loads read BASE_C when placed: use another register)
+                e.setr(TMP_A, mm[f"thr:{layer.name}"].addr)
+                loads += self.e.dma(
+                    "dma.ld",
+                    "wgt",
+                    ZERO,
+                    align(wbytes),
+                    TMP_A,
+                    0,
+                    1,
+                    16,
+                    16,
+                    16,
+                    note="gate threshold",
+                )
+            if ws:  # the group mask of the k-tile's weights, after the skip flags
+                e.setr(TMP_O, mm[f"gmap:{layer.name}"].addr)
+                loads += self.channels(
+                    "dma.ld",
+                    "msk",
+                    ZERO,
+                    self.skip_bytes,
+                    TMP_O,
+                    ngc,
+                    t.kn,
+                    0,
+                    ngc,
+                    pix0=k0,
+                    note="group mask of the k-tile",
+                )
+            e.persistent_load(loads, ("tc",) + (("cgu",) if gated else ()))
+            nslots = e.begin_slots(t.slot_bases(cfg, bufs))
+            cload = sh.c if sh.groups == 1 else t.kn // sh.kg * sh.cg
+            c_off = 0 if sh.groups == 1 else k0 // sh.kg * sh.cg
+
+            def body(k0: int = k0, cload: int = cload, c_off: int = c_off) -> None:
+                for p0 in range(0, sh.oh, t.pn):
+                    r0 = max(0, p0 * sh.stride - sh.pad)
+                    r1 = min(sh.h, (p0 + t.pn - 1) * sh.stride - sh.pad + sh.r)
+                    xbytes = align(sh.rows_in(t.pn) * sh.w * cload)
+                    loads = self.channels(
+                        "dma.ld",
+                        "act",
+                        SLOT["act"],
+                        0,
+                        BASE_A,
+                        sh.c,
+                        (r1 - r0) * sh.w,
+                        c_off,
+                        cload,
+                        pix0=r0 * sh.w,
+                        note="input rows",
+                    )
+                    comp = [
+                        self.addr_op(TMP_A, SLOT["act"], 0),
+                        self.addr_op(TMP_O, SLOT["act"], xbytes),
+                        self.setr_op(K_IDX, k0),
+                        self.setr_op(P_IDX, p0),
+                        self.setr_op(C_IDX, 0),
+                    ]
+                    tc = dict(
+                        desc=desc,
+                        rk=K_IDX,
+                        kn=t.kn,
+                        rc=C_IDX,
+                        rp=P_IDX,
+                        pn=t.pn,
+                        rimg=IMG,
+                        ra=TMP_A,
+                        rb=ZERO,
+                        ro=TMP_O,
+                        rm=SLOT["msk"] if gated else ZERO,
+                        gm=self.skip_bytes,
+                    )
+                    if gated:
+                        comp.append(
+                            e.make(
+                                "tc.fwd",
+                                note="base pass",
+                                cn=base_c,
+                                acc=0,
+                                fin=0,
+                                **{"pass": tc_pass("base")},
+                                **tc,
+                            )
+                        )
+                        comp.append(self.setr_op(TMP_B, align(wbytes)))
+                        comp.append(
+                            e.make(
+                                "cg.gate",
+                                desc=desc,
+                                rk=K_IDX,
+                                kn=t.kn,
+                                rp=P_IDX,
+                                pn=t.pn,
+                                ra=TMP_O,
+                                rt=TMP_B,
+                                rm=SLOT["msk"],
+                            )
+                        )
+                        comp.append(self.setr_op(C_IDX, base_c))
+                        comp.append(
+                            e.make(
+                                "tc.fwd",
+                                note="conditional pass",
+                                cn=sh.c - base_c,
+                                acc=1,
+                                fin=1,
+                                **{"pass": tc_pass("cond")},
+                                **tc,
+                            )
+                        )
+                    else:
+                        comp.append(
+                            e.make(
+                                "tc.fwd", cn=sh.cg, acc=0, fin=1, **{"pass": tc_pass("full")}, **tc
+                            )
+                        )
+                    stores = self.channels(
+                        "dma.st",
+                        "act",
+                        SLOT["act"],
+                        xbytes,
+                        BASE_B,
+                        sh.k,
+                        t.pn * sh.ow,
+                        k0,
+                        t.kn,
+                        pix0=p0 * sh.ow,
+                        note="output rows",
+                    )
+                    if gated:
+                        ng = sh.k // group
+                        stores += self.channels(
+                            "dma.st",
+                            "msk",
+                            SLOT["msk"],
+                            0,
+                            BASE_C,
+                            ng,
+                            t.pn * sh.ow,
+                            k0 // group,
+                            t.kn // group,
+                            pix0=p0 * sh.ow,
+                            note="gate map",
+                        )
+                    e.step(loads, comp, stores)
+
+            bases = [(BASE_A, x), (BASE_B, y)] + ([(BASE_C, gate)] if gate else [])
+            self.batch_loop(bases, body)
+            e.end_block(nslots)
+
+    def fp_sfu(self, layer: Layer) -> None:
+        """ReLU, pooling and residual add: channel tiles over whole images."""
+        e, mm = self.e, self.mm
+        kind = {"relu": "relu", "maxpool": "maxpool", "avgpool": "avgpool", "add": "add"}
+        desc = self.descriptor(layer, kind[layer.kind])
+        c, h, w = chw(layer.in_shape)
+        _, oh, ow = chw(layer.out_shape)
+        ins = [mm[f"act:{i}"] for i in layer.inputs]
+        y = mm[f"act:{layer.name}"]
+        pin, pout = h * w, oh * ow
+        per_c = {"act": align(pin) * len(ins) + align(pout)}
+        if layer.kind == "maxpool":
+            per_c["msk"] = pout
+        t = channel_tile(layer.name, c, per_c, self.cfg, self.skip_bytes)
+        cn = t.cn
+        bufs = ("act", "msk") if layer.kind == "maxpool" else ("act",)
+        nslots = e.begin_slots(t.slot_bases(self.cfg, bufs))
+
+        def body() -> None:
+            for c0 in range(0, c, cn):
+                loads, off = [], []
+                for j, reg in enumerate((BASE_A, BASE_B)[: len(ins)]):
+                    off.append(j * align(pin * cn))
+                    loads += self.channels(
+                        "dma.ld", "act", SLOT["act"], off[-1], reg, c, pin, c0, cn
+                    )
+                o = len(ins) * align(pin * cn)
+                comp = [self.addr_op(TMP_A, SLOT["act"], 0), self.addr_op(TMP_O, SLOT["act"], o)]
+                b = ("act", ZERO)
+                if layer.kind == "add":
+                    comp.append(self.addr_op(TMP_B, SLOT["act"], off[1]))
+                    b = ("act", TMP_B)
+                elif layer.kind == "maxpool":
+                    b = ("msk", SLOT["msk"])
+                comp.append(
+                    self.sfu(
+                        f"{layer.kind}_fwd" if layer.kind != "add" else "add",
+                        desc,
+                        ("act", TMP_A),
+                        b,
+                        ("act", TMP_O),
+                        cn * pin,
+                    )
+                )
+                stores = self.channels("dma.st", "act", SLOT["act"], o, BASE_C, c, pout, c0, cn)
+                if layer.kind == "maxpool":
+                    stores += self.channels(
+                        "dma.st", "msk", SLOT["msk"], 0, TMP_B_DRAM, c, pout, c0, cn
+                    )
+                e.step(loads, comp, stores)
+
+        bases = [(r, reg) for r, reg in zip((BASE_A, BASE_B), ins, strict=False)]
+        bases.append((BASE_C, y))
+        if layer.kind == "maxpool":
+            bases.append((TMP_B_DRAM, mm[f"argmax:{layer.name}"]))
+        self.batch_loop(bases, body)
+        e.end_block(nslots)
+
+    def fp_norm(self, layer: Layer) -> None:
+        """Batch norm: a statistics pass over the batch, then the normalization pass."""
+        e, mm, cfg = self.e, self.mm, self.cfg
+        desc = self.descriptor(layer, "norm")
+        c, h, w = chw(layer.in_shape)
+        pix = h * w
+        x, y = mm[f"act:{layer.inputs[0]}"], mm[f"act:{layer.name}"]
+        params, stats = mm[f"bn:{layer.name}"], mm[f"bnstat:{layer.name}"]
+        t = channel_tile(
+            layer.name,
+            c,
+            {"act": 2 * align(pix)},
+            cfg,
+            self.skip_bytes,
+            persistent_per_channel={"err": BN_STAT_BYTES + BN_SUM_BYTES, "wgt": 2},
+        )
+        cn = t.cn
+        for c0 in range(0, c, cn):
+            e.setr(BASE_C, params.addr)
+            loads = self.e.dma(
+                "dma.ld", "wgt", ZERO, 0, BASE_C, c0, 2, cn, c, cn, note="gamma, beta"
+            )
+            e.persistent_load(loads, ("sfu",))
+            e.emit(
+                "sfu",
+                op=sfu_code("zero"),
+                desc=desc,
+                bufa=buf_code("err"),
+                ra=ZERO,
+                bufb=buf_code("err"),
+                rb=ZERO,
+                bufo=buf_code("err"),
+                ro=ZERO,
+                rimg=IMG,
+                n=2 * cn,
+                note="clear statistics",
+            )
+            for pass_ in ("norm_stat", "norm_fwd"):
+                nslots = e.begin_slots(t.slot_bases(cfg, ("act",)))
+
+                def body(c0: int = c0, pass_: str = pass_) -> None:
+                    loads = self.channels("dma.ld", "act", SLOT["act"], 0, BASE_A, c, pix, c0, cn)
+                    comp = [self.addr_op(TMP_A, SLOT["act"], 0)]
+                    if pass_ == "norm_stat":
+                        comp.append(
+                            self.sfu(
+                                "norm_stat",
+                                desc,
+                                ("act", TMP_A),
+                                ("err", ZERO),
+                                ("err", ZERO),
+                                cn * pix,
+                            )
+                        )
+                        e.step(loads, comp, [])
+                        return
+                    comp.append(self.addr_op(TMP_O, SLOT["act"], align(pix * cn)))
+                    comp.append(
+                        self.sfu(
+                            "norm_fwd",
+                            desc,
+                            ("act", TMP_A),
+                            ("err", ZERO),
+                            ("act", TMP_O),
+                            cn * pix,
+                        )
+                    )
+                    stores = self.channels(
+                        "dma.st", "act", SLOT["act"], align(pix * cn), BASE_B, c, pix, c0, cn
+                    )
+                    e.step(loads, comp, stores)
+
+                self.batch_loop([(BASE_A, x), (BASE_B, y)], body)
+                e.end_block(nslots)
+            # keep the statistics for the backward pass
+            e.setr(BASE_C, stats.addr)
+            for o in self.e.dma(
+                "dma.st",
+                "err",
+                ZERO,
+                0,
+                BASE_C,
+                c0 * BN_STAT_BYTES,
+                1,
+                cn * BN_STAT_BYTES,
+                0,
+                0,
+                note="statistics",
+            ):
+                e.place(o)
+            e.emit("barrier")
+
+    # ------------------------------------------------------------ loss and skip decision
+    def loss(self) -> None:
+        e, mm = self.e, self.mm
+        self.block(self.logits, "loss")
+        layer = self.layers[self.logits]
+        desc = self.descriptor(layer, "loss")
+        n = self.classes
+        yb = mm[f"act:{self.logits}"]
+        errb = mm[self.err_name(self.logits, "loss")]
+        nslots = e.begin_slots(
+            Tiling(1, 1, 1, True, {"msk": self.skip_bytes}).slot_bases(self.cfg, ("act", "err"))
+        )
+
+        def body() -> None:
+            loads = self.e.dma(
+                "dma.ld", "act", SLOT["act"], 0, BASE_A, 0, 1, n, n, n, note="network output"
+            )
+            loads += self.e.dma(
+                "dma.ld",
+                "act",
+                SLOT["act"],
+                align(n),
+                BASE_B,
+                0,
+                1,
+                n,
+                n,
+                n,
+                note="one-hot target",
+            )
+            comp = [
+                self.addr_op(TMP_A, SLOT["act"], 0),
+                self.addr_op(TMP_B, SLOT["act"], align(n)),
+            ]
+            comp.append(
+                self.sfu(
+                    "loss_mse",
+                    desc,
+                    ("act", TMP_A),
+                    ("act", TMP_B),
+                    ("err", SLOT["err"]),
+                    n,
+                    note="error y - t",
+                )
+            )
+            comp.append(
+                e.make(
+                    "gs.decide",
+                    rimg=IMG,
+                    ra=TMP_A,
+                    rt=TMP_B,
+                    classes=n,
+                    rm=ZERO,
+                    note="gradient-skip decision",
+                )
+            )
+            stores = self.e.dma(
+                "dma.st", "err", SLOT["err"], 0, BASE_C, 0, 1, n, n, n, note="output error"
+            )
+            e.step(loads, comp, stores)
+
+        self.batch_loop([(BASE_A, yb), (BASE_B, mm["target"]), (BASE_C, errb)], body)
+        e.end_block(nslots)

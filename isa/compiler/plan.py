@@ -1,0 +1,287 @@
+"""The compiler's view of a layer graph: which tensors exist, which need errors, which layers
+are gated or Lasso-sparse, and the DRAM memory map that follows."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from isa.compiler.emitter import (
+    TMP_B,
+    Emitter,
+)
+from isa.compiler.memmap import CompileError, MemoryMap
+from isa.compiler.tiling import (
+    ConvShape,
+    align,
+    bp_tiling,
+    fp_tiling,
+    wu_tiling,
+)
+from simulator.config import HardwareConfig
+from workloads.graph import MAC_KINDS, Layer, LayerGraph
+
+# a fourth DRAM base register for max-pool's argmax map (TMP_B is free in that block)
+TMP_B_DRAM = TMP_B
+ALIAS_KINDS = frozenset({"flatten", "identity", "dropout", "output"})
+N_DESC = 64
+BN_STAT_BYTES = 8  # FP32 sum and sum of squares per channel
+BN_SUM_BYTES = 4  # FP16 gradient sums of gamma and beta per channel
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Training hyper-parameters written into the program (hinted defaults of the spec)."""
+
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+def f32_bits(x: float) -> int:
+
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def conv_shape(layer: Layer) -> ConvShape:
+    """The tensor cores' view of a conv or FC layer."""
+    if layer.kind == "fc":
+        return ConvShape(layer.name, layer.in_shape[-1], layer.out_shape[-1], 1, 1, 1, 1, 1, 0, 1)
+    assert layer.kernel and layer.stride and layer.padding
+    if layer.stride[0] != layer.stride[1] or layer.padding[0] != layer.padding[1]:
+        raise CompileError(f"layer {layer.name}: only equal strides and paddings are supported")
+    c, h, w = layer.in_shape
+    return ConvShape(
+        layer.name,
+        c,
+        layer.out_shape[0],
+        h,
+        w,
+        layer.kernel[0],
+        layer.kernel[1],
+        layer.stride[0],
+        layer.padding[0],
+        layer.groups,
+    )
+
+
+def chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) of a per-image shape; vectors are C x 1 x 1."""
+    if len(shape) == 3:
+        return shape[0], shape[1], shape[2]
+    if len(shape) == 1:
+        return shape[0], 1, 1
+    raise CompileError(f"unsupported tensor shape {shape}")
+
+
+class GraphPlan:
+    """Graph facts and the memory map; the lowering classes build on it."""
+
+    def __init__(
+        self, graph: LayerGraph, cfg: HardwareConfig, batch: int, train: TrainParams
+    ) -> None:
+        self.g, self.cfg, self.batch, self.train = graph, cfg, batch, train
+        self.e = Emitter()
+        self.mm = MemoryMap(cfg.dma.dram_bytes)
+        self.layers = {layer.name: layer for layer in graph.layers}
+        self.desc_of: dict[str, int] = {}
+        self._gated: dict[str, bool] = {}
+        self.notes: list[str] = []  # what the program leaves out, and why
+        if batch < 1:
+            raise CompileError(f"batch must be at least 1, got {batch}")
+        msk_word = cfg.buffers.mask.word_bytes
+        # skip flags, one byte per image, stay in the mask buffer from the loss to the end
+        self.skip_bytes = align(batch, msk_word)
+        if self.skip_bytes > cfg.buffers.mask.size_bytes // 2:
+            raise CompileError(
+                f"batch {batch}: the skip flags do not fit in half of the mask buffer "
+                f"({cfg.buffers.mask.size_bytes} bytes)"
+            )
+        self._plan()
+
+    # ------------------------------------------------------------ graph facts
+    def real(self, name: str) -> str:
+        """The layer whose output tensor `name` denotes (through flatten/identity/...)."""
+        while self.layers[name].kind in ALIAS_KINDS:
+            name = self.layers[name].inputs[0]
+        return name
+
+    def consumers(self, name: str) -> list[str]:
+        """Non-alias layers reading tensor `name` (through aliases); "loss" for the output."""
+        out: list[str] = []
+        for layer in self.g.layers:
+            if any(self.real(i) == name for i in layer.inputs):
+                if layer.kind == "output":
+                    out.append("loss")
+                elif layer.kind not in ALIAS_KINDS:
+                    out.append(layer.name)
+        return out
+
+    def _upstream_mac(self, name: str, memo: dict[str, bool]) -> bool:
+        if name not in memo:
+            layer = self.layers[name]
+            memo[name] = layer.kind in MAC_KINDS or any(
+                self._upstream_mac(i, memo) for i in layer.inputs
+            )
+        return memo[name]
+
+    def needs_err(self, name: str) -> bool:
+        return self._upstream_mac(self.real(name), self._memo)
+
+    def gated(self, layer: Layer) -> bool:
+        """Channel gating applies to convs whose base pass covers whole dot-product steps and
+        whose weights for one gate group of outputs fit the weight buffer."""
+        if layer.name in self._gated:
+            return self._gated[layer.name]
+        ok = False
+        if layer.kind == "conv" and layer.groups == 1:
+            g, group = self.cfg.cgu.base_fraction_denominator, self.cfg.cgu.group_size_channels
+            c, k = layer.in_shape[0], layer.out_shape[0]
+            ok = c % (g * self.cfg.tensor_core.dp_width) == 0 and k % group == 0
+            if ok:
+                sh, ws = conv_shape(layer), self.wsparse(layer)
+                try:  # every phase must find a tiling with whole gate groups
+                    fp_tiling(sh, self.cfg, True, self.skip_bytes, ws)
+                    bp_tiling(sh, self.cfg, self.skip_bytes, True, ws)
+                    wu_tiling(sh, self.cfg, ws, self.skip_bytes, True)
+                except CompileError:
+                    ok = False
+                    self.notes.append(
+                        f"{layer.name}: channel gating not expressed: the weights of one gate "
+                        f"group ({group} outputs) do not fit the buffers"
+                    )
+        self._gated[layer.name] = ok
+        return ok
+
+    def wsparse(self, layer: Layer) -> bool:
+        """Group-Lasso groups must tile the input channels exactly."""
+        sh = conv_shape(layer)
+        gk = self.cfg.wsu.group_out_channels
+        return sh.groups == 1 and sh.cg % self.cfg.wsu.group_in_channels == 0 and sh.k % gk == 0
+
+    def err_name(self, tensor: str, consumer: str) -> str:
+        """Where `consumer` writes its error contribution to `tensor`."""
+        tensor = self.real(tensor)
+        if len(self.consumers(tensor)) == 1:
+            return f"err:{tensor}"
+        return f"err:{tensor}@{consumer}"
+
+    # ------------------------------------------------------------ memory map
+    def _plan(self) -> None:
+        self._memo: dict[str, bool] = {}
+        mm, b = self.mm, self.batch
+        gate_group = self.cfg.cgu.group_size_channels
+        gc = self.cfg.wsu.group_in_channels
+        for layer in self.g.layers:
+            n = layer.name
+            if layer.kind in ALIAS_KINDS:
+                mm.alias(f"act:{n}", f"act:{layer.inputs[0]}")
+                continue
+            layout = "[row][col][channel]" if len(layer.out_shape) == 3 else "[feature]"
+            mm.add(f"act:{n}", "activation", layer.out_shape, batch=b, layer=n, layout=layout)
+            if layer.kind in MAC_KINDS:
+                sh = conv_shape(layer)
+                wl = "[k][kh][kw][c]" + (" (c in input activation order)" if sh.r == 1 else "")
+                mm.add(
+                    f"w:{n}", "weight", (sh.k, sh.r, sh.s, sh.cg), batch=None, layer=n, layout=wl
+                )
+                mm.add(
+                    f"v:{n}", "momentum", (sh.k, sh.r, sh.s, sh.cg), batch=None, layer=n, layout=wl
+                )
+                if self.gated(layer):
+                    mm.add(
+                        f"thr:{n}",
+                        "gate_threshold",
+                        (16,),
+                        batch=None,
+                        layer=n,
+                        layout="fp16 threshold, padded to a word",
+                        dtype="fp16",
+                    )
+                    mm.add(
+                        f"gate:{n}",
+                        "gate_map",
+                        (sh.oh, sh.ow, sh.k // gate_group),
+                        batch=b,
+                        layer=n,
+                        layout="[row][col][channel group], 1 = computed",
+                        dtype="u8",
+                    )
+                if self.wsparse(layer):
+                    mm.add(
+                        f"gmap:{n}",
+                        "group_map",
+                        (sh.k, sh.cg // gc),
+                        batch=None,
+                        layer=n,
+                        layout="[k][c group], 1 = kept",
+                        dtype="u8",
+                    )
+            elif layer.kind == "maxpool":
+                mm.add(
+                    f"argmax:{n}",
+                    "argmax",
+                    layer.out_shape,
+                    batch=b,
+                    layer=n,
+                    layout="[row][col][channel], index within the window",
+                    dtype="u8",
+                )
+            elif layer.kind == "batchnorm":
+                c = layer.out_shape[0]
+                mm.add(
+                    f"bn:{n}",
+                    "norm_params",
+                    (2, c),
+                    batch=None,
+                    layer=n,
+                    layout="[gamma|beta][channel]",
+                )
+                mm.add(
+                    f"bnv:{n}",
+                    "momentum",
+                    (2, c),
+                    batch=None,
+                    layer=n,
+                    layout="[gamma|beta][channel]",
+                )
+                mm.add(
+                    f"bnstat:{n}",
+                    "norm_stats",
+                    (c, 2),
+                    batch=None,
+                    layer=n,
+                    layout="[channel][sum|sum of squares]",
+                    dtype="fp32",
+                    elem_bytes=4,
+                )
+        out_layer = next(layer for layer in self.g.layers if layer.kind == "output")
+        self.logits = self.real(out_layer.inputs[0])
+        self.classes = self.layers[self.logits].out_shape[-1]
+        mm.add("target", "target", (self.classes,), batch=b, layer="loss", layout="[class] one-hot")
+        # errors: one region per needed tensor, plus one per consumer where several add up
+        for layer in self.g.layers:
+            n = layer.name
+            if layer.kind in ALIAS_KINDS or layer.kind == "input" or not self.needs_err(n):
+                continue
+            cons = self.consumers(n)
+            if len(cons) == 1 and cons[0] != "loss" and self.layers[cons[0]].kind == "add":
+                # an add passes its error to its inputs unchanged: share its storage
+                mm.alias(f"err:{n}", f"err:{cons[0]}")
+                continue
+            mm.add(
+                f"err:{n}", "error", layer.out_shape, batch=b, layer=n, layout="as the activation"
+            )
+            if len(cons) > 1:
+                for c in cons:
+                    if self.layers.get(c) is not None and self.layers[c].kind == "add":
+                        mm.alias(f"err:{n}@{c}", f"err:{c}")
+                    else:
+                        mm.add(
+                            f"err:{n}@{c}",
+                            "error_part",
+                            layer.out_shape,
+                            batch=b,
+                            layer=n,
+                            layout="as the activation",
+                        )

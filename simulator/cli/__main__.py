@@ -1,0 +1,5 @@
+"""`python -m simulator.cli` runs the `fp8sim` command."""
+
+from simulator.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Design-space exploration of stochastic rounding units (`fp8sim sweep sru`)."""
