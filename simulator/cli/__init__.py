@@ -6,6 +6,7 @@ from simulator import __version__
 from simulator.cli.isa_cmd import asm, compile_cmd, disasm
 from simulator.cli.numerics_cmd import numerics
 from simulator.cli.sweep_cmd import sweep
+from simulator.cli.trace_cmd import trace
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,3 +20,4 @@ main.add_command(sweep)
 main.add_command(asm)
 main.add_command(disasm)
 main.add_command(compile_cmd)
+main.add_command(trace)

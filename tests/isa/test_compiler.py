@@ -82,6 +82,12 @@ def test_every_output_tensor_is_written_exactly_once(model):
             assert not seg.any(), r.name
         else:
             assert (seg == 1).all(), (r.name, int(seg.min()), int(seg.max()))
+    # and every tensor is read by someone: activations by the next layer or the loss, errors by
+    # the layer that propagates them, masks and statistics by the backward pass
+    reads = dram_write_counts(prog.instructions, prog.memmap.top, op="dma.ld")
+    for r in prog.memmap.regions.values():
+        seg = reads[r.addr : r.addr + r.nbytes]
+        assert seg.all(), (r.name, "has bytes never read")
 
 
 def test_batch_is_a_hardware_loop_not_unrolled():

@@ -111,7 +111,7 @@ class LassoConfig(_Strict):
 
     enabled: bool = True
     group_in: int = Field(8, ge=1)
-    reg_weight: float = Field(1e-4, ge=0, description="lambda of sum_g sqrt(|g|) ||w_g||")
+    reg_weight: float = Field(0.05, ge=0, description="lambda of sum_g sqrt(|g|) ||w_g||")
     mode: Literal["proximal", "loss"] = Field(
         "proximal",
         description="proximal: group soft-threshold after each step (exact zeros); loss: the "
@@ -127,8 +127,8 @@ class SkipConfig(_Strict):
     enabled: bool = True
     criterion: Literal["confidence", "error"] = Field(
         "confidence",
-        description="confidence: softmax probability of the right class > threshold; error: "
-        "max |y - onehot| < threshold",
+        description="confidence: confidence in the right class > threshold (softmax probability "
+        "for ce, the output itself for mse); error: max |y - onehot| < threshold",
     )
     threshold: float = Field(0.9, gt=0)
     warmup_epochs: int = Field(0, ge=0)

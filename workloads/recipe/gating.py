@@ -88,7 +88,8 @@ class GatedConv2d(nn.Conv2d):
         w = self.weight
         base, xq_b, wq_b = qconv(x[:, :cb], w[:, :cb], self, self.numerics)
         cond, xq_c, wq_c = qconv(x[:, cb:], w[:, cb:], self, self.numerics)
-        self.recorder.operands(torch.cat([xq_b, xq_c], 1), torch.cat([wq_b, wq_c], 1))
+        if self.recorder.on:
+            self.recorder.operands(torch.cat([xq_b, xq_c], 1), torch.cat([wq_b, wq_c], 1))
         # The decision is taken on the detached base sum: it steers computation, it is not a
         # path for the weights' gradients (those flow through base and cond).
         z = self._group_mean(self.norm(base.detach())) - self.threshold.view(1, -1, 1, 1)

@@ -158,7 +158,7 @@ def train(
             losses = per_image_loss(logits, y, cfg.loss)
             skipping = cfg.skip.enabled and epoch > cfg.skip.warmup_epochs
             skip = (
-                skip_decisions(logits, y, cfg.skip.criterion, cfg.skip.threshold)
+                skip_decisions(logits, y, cfg.skip.criterion, cfg.skip.threshold, cfg.loss)
                 if skipping
                 else torch.zeros(len(idx), dtype=torch.bool)
             )
