@@ -19,8 +19,8 @@ def _kind_text(f: spec.FieldSpec) -> str:
     if f.kind is Kind.ENUM:
         assert f.enum is not None
         return f"enum `{f.enum.name}`"
-    if f.kind is Kind.UINT and f.min_value:
-        return f"uint (>= {f.min_value})"
+    if f.kind is Kind.UINT and (f.min_value or f.max_value is not None):
+        return f"uint ({f.lo}..{f.hi})"
     if f.kind is Kind.LABEL:
         return "label (forward distance, >= 1)"
     return f.kind.value

@@ -4,7 +4,6 @@ and properly nested. Shared by the decoder (errors name byte offsets) and the as
 from __future__ import annotations
 
 from isa.encoding import Instruction
-from isa.spec import INSTRUCTION_BYTES
 
 
 def structure_error(program: list[Instruction]) -> tuple[int, str] | None:
@@ -35,7 +34,3 @@ def max_loop_depth(program: list[Instruction]) -> int:
             ends.append(i + ins["end"])
             depth = max(depth, len(ends))
     return depth
-
-
-def byte_offset(index: int) -> int:
-    return index * INSTRUCTION_BYTES

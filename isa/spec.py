@@ -70,6 +70,7 @@ class FieldSpec:
     doc: str
     enum: Enumeration | None = None
     min_value: int | None = None  # smallest valid value (unsigned kinds)
+    max_value: int | None = None  # largest valid value, where below the field's capacity
 
     def __post_init__(self) -> None:
         if (self.kind is Kind.ENUM) != (self.enum is not None):
@@ -92,6 +93,8 @@ class FieldSpec:
         if self.kind is Kind.ENUM:
             assert self.enum is not None
             return len(self.enum.values) - 1
+        if self.max_value is not None:
+            return self.max_value
         return (1 << self.bits) - 1
 
 
@@ -227,8 +230,10 @@ ENUMERATIONS: Final = (
 
 
 # ---------------------------------------------------------------- field helpers
-def u(name: str, bits: int, doc: str, min_value: int | None = None) -> FieldSpec:
-    return FieldSpec(name, Kind.UINT, bits, doc, min_value=min_value)
+def u(
+    name: str, bits: int, doc: str, min_value: int | None = None, max_value: int | None = None
+) -> FieldSpec:
+    return FieldSpec(name, Kind.UINT, bits, doc, min_value=min_value, max_value=max_value)
 
 
 def s(name: str, bits: int, doc: str) -> FieldSpec:
@@ -380,10 +385,10 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "sru",
         (
             e("target", SRU_TARGET, "Rounding stream configured."),
-            u("r", 6, "Random bits per rounding (1..32).", min_value=1),
+            u("r", 6, "Random bits per rounding.", min_value=1, max_value=32),
             e("variant", ROUNDING, "Rounding rule."),
             e("source", RANDOM_SOURCE, "Random source."),
-            u("width", 6, "PRNG register width in bits (2..32).", min_value=2),
+            u("width", 6, "PRNG register width in bits.", min_value=2, max_value=32),
             e("sharing", SHARING, "PRNG sharing across lanes."),
             u("seed", 32, "Initial PRNG state of lane 0."),
         ),

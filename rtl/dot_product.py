@@ -8,14 +8,13 @@ below the grid are truncated; the integer sum is exact and is rounded once.
 
 from __future__ import annotations
 
-from functools import reduce
-
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.hwfloat import HW_ROUNDINGS, decode_fields, exp_width, inf_result, nan_code, round_into
 from rtl.multiplier import FP8_FORMATS, multiply_fields
+from rtl.treeops import tree
 from simulator.numerics import get_format
 from simulator.numerics.dot_product import ACC_FORMAT, DEFAULT_ALIGN_BITS
 
@@ -82,7 +81,7 @@ class DotProductUnit(wiring.Component):
             m.d.comb += s.eq(Mux(live, top, floor))
             slots.append(s)
         e_max = Signal(signed(ew))
-        m.d.comb += e_max.eq(reduce(lambda x, y: Mux(x > y, x, y), slots))
+        m.d.comb += e_max.eq(tree(slots, lambda x, y: Mux(x > y, x, y)))
 
         # Align: the addend's top at the grid's top, then down by (E_max - slot), truncating.
         sw = W + (len(terms)).bit_length() + 1
@@ -96,7 +95,7 @@ class DotProductUnit(wiring.Component):
             v = Signal(signed(sw), name=f"term{j}")
             m.d.comb += v.eq(Mux(sign, -al, al))
             parts.append(v)
-        m.d.comb += total.eq(sum(parts[1:], parts[0]))
+        m.d.comb += total.eq(tree(parts, lambda x, y: x + y))
 
         neg = total < 0
         mag = Signal(sw - 1)
@@ -106,9 +105,9 @@ class DotProductUnit(wiring.Component):
         rb = self.rbits if self.stochastic else None
         res = round_into(m, mag, lsb, fa, self.rounding, rb, self.r, "acc")
 
-        any_nan = reduce(lambda x, y: x | y, nans)
-        any_p = reduce(lambda x, y: x | y, pinf)
-        any_n = reduce(lambda x, y: x | y, ninf)
+        any_nan = tree(nans, lambda x, y: x | y)
+        any_p = tree(pinf, lambda x, y: x | y)
+        any_n = tree(ninf, lambda x, y: x | y)
         with m.If(any_nan | (any_p & any_n)):
             m.d.comb += self.y.eq(nan_code(fa) if fa.has_nan else 0)
         with m.Elif(any_p | any_n):

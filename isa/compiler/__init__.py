@@ -11,17 +11,20 @@ What the program looks like (what a simulator of it can rely on):
   `halt`.
 - Blocks: each layer/phase/pass writes its `layer` descriptor, loads persistent data (weights,
   statistics) and signals the consumer unit through `sync`, pre-signals token 1 once per buffer
-  slot, runs a hardware loop over the images, drains token 1 and ends with `barrier`. Weight
-  updates of ordinary convs/FC loop over (k, c) tiles with two more hardware loops.
+  slot, runs a hardware loop over the images, drains token 1 and ends with `barrier`. For
+  ordinary convs/FC the forward k-tiles and the weight-update (k, c) tiles are hardware loops
+  around such blocks, and special-function passes loop over channel tiles inside the image
+  loop (at most 3 nested loops); row tiles inside an image and the data-gradient tiles are
+  unrolled.
 - Steps (double buffering): loads wait token 1 (a free slot) and the last signals 2; the first
   compute waits 2; consecutive computes on different units hand over through tokens 4, 7, 8..;
   the last compute signals 3 (or 1 without stores); stores wait 3 and the last signals 1. Slot
   registers r6-r9 (act, wgt, err, msk) toggle between the two halves with `xorr` after each step.
   Token 5 orders persistent loads and accumulator clears before their consumers; token 6
   guards a persistent accumulator (BP's dX) until its store has completed.
-- Registers: r1 image index, r2-r4 per-image DRAM bases, r5 DMA address temporary, r10-r12
-  buffer-address temporaries (r10/r11 also a WU tile's weight and group-map offsets), r13-r15
-  tile indices k, c, p.
+- Registers: r1 image index, r2-r4 per-image DRAM bases, r5 DMA address temporary, r6-r9
+  slot bases, r10-r12 temporaries (in tile loops: the tile's weight, group-mask and gate-map
+  offsets; FP also uses r7/r8, whose slots it does not use), r13-r15 tile indices k, c, p.
 - Memory map: every tensor is a region (activations and errors per image [row][col][channel],
   FP8; weights [k][kh][kw][c]); flatten/identity/dropout/output alias their input, an `add`'s
   inputs share its error; a tensor read by several layers gets one error part per reader and a

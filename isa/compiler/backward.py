@@ -81,30 +81,35 @@ class BackwardLowering(BlockBuilder):
             first = parts[0] if j == 1 else total
             nslots = e.begin_slots(t.slot_bases(self.cfg, ("err",)))
 
-            def body() -> None:
-                for c0 in range(0, c, cn):
-                    a, b = 0, align(pix * cn)
-                    o = 2 * b
-                    loads = self.channels("dma.ld", "err", SLOT["err"], a, BASE_A, c, pix, c0, cn)
-                    loads += self.channels("dma.ld", "err", SLOT["err"], b, BASE_B, c, pix, c0, cn)
-                    comp = [
-                        self.addr_op(TMP_A, SLOT["err"], a),
-                        self.addr_op(TMP_B, SLOT["err"], b),
-                        self.addr_op(TMP_O, SLOT["err"], o),
-                        self.sfu(
-                            "add",
-                            desc,
-                            ("err", TMP_A),
-                            ("err", TMP_B),
-                            ("err", TMP_O),
-                            cn * pix,
-                            note="sum error contributions",
-                        ),
-                    ]
-                    stores = self.channels("dma.st", "err", SLOT["err"], o, BASE_C, c, pix, c0, cn)
-                    e.step(loads, comp, stores)
+            def tile(c0: int = 0) -> None:
+                # one channel tile at the base registers (stepped by channel_loop)
+                a, b = 0, align(pix * cn)
+                o = 2 * b
+                loads = self.channels("dma.ld", "err", SLOT["err"], a, BASE_A, c, pix, c0, cn)
+                loads += self.channels("dma.ld", "err", SLOT["err"], b, BASE_B, c, pix, c0, cn)
+                comp = [
+                    self.addr_op(TMP_A, SLOT["err"], a),
+                    self.addr_op(TMP_B, SLOT["err"], b),
+                    self.addr_op(TMP_O, SLOT["err"], o),
+                    self.sfu(
+                        "add",
+                        desc,
+                        ("err", TMP_A),
+                        ("err", TMP_B),
+                        ("err", TMP_O),
+                        cn * pix,
+                        note="sum error contributions",
+                    ),
+                ]
+                stores = self.channels("dma.st", "err", SLOT["err"], o, BASE_C, c, pix, c0, cn)
+                e.step(loads, comp, stores)
 
-            self.batch_loop([(BASE_A, first), (BASE_B, parts[j]), (BASE_C, total)], body)
+            bases = [(BASE_A, first), (BASE_B, parts[j]), (BASE_C, total)]
+
+            def body(regs: tuple[int, ...] = tuple(b[0] for b in bases)) -> None:
+                self.channel_loop(c, cn, regs, tile)
+
+            self.batch_loop(bases, body)
             e.end_block(nslots)
 
     def bp_sfu(self, layer: Layer) -> None:
@@ -126,24 +131,25 @@ class BackwardLowering(BlockBuilder):
         nslots = e.begin_slots(t.slot_bases(self.cfg, bufs))
         side = {"relu": (f"act:{layer.name}", "act"), "maxpool": (f"argmax:{layer.name}", "msk")}
 
+        def tile(c0: int = 0) -> None:
+            # one channel tile at the base registers (stepped by channel_loop)
+            o = align(pout * cn)
+            loads = self.channels("dma.ld", "err", SLOT["err"], 0, BASE_A, c, pout, c0, cn)
+            b = ("err", ZERO)
+            if layer.kind in side:
+                buf = side[layer.kind][1]
+                loads += self.channels("dma.ld", buf, SLOT[buf], 0, BASE_C, c, pout, c0, cn)
+                b = (buf, SLOT[buf])
+            comp = [
+                self.addr_op(TMP_A, SLOT["err"], 0),
+                self.addr_op(TMP_O, SLOT["err"], o),
+                self.sfu(f"{layer.kind}_bwd", desc, ("err", TMP_A), b, ("err", TMP_O), cn * pout),
+            ]
+            stores = self.channels("dma.st", "err", SLOT["err"], o, BASE_B, c, pin, c0, cn)
+            e.step(loads, comp, stores)
+
         def body() -> None:
-            for c0 in range(0, c, cn):
-                o = align(pout * cn)
-                loads = self.channels("dma.ld", "err", SLOT["err"], 0, BASE_A, c, pout, c0, cn)
-                b = ("err", ZERO)
-                if layer.kind in side:
-                    buf = side[layer.kind][1]
-                    loads += self.channels("dma.ld", buf, SLOT[buf], 0, BASE_C, c, pout, c0, cn)
-                    b = (buf, SLOT[buf])
-                comp = [
-                    self.addr_op(TMP_A, SLOT["err"], 0),
-                    self.addr_op(TMP_O, SLOT["err"], o),
-                    self.sfu(
-                        f"{layer.kind}_bwd", desc, ("err", TMP_A), b, ("err", TMP_O), cn * pout
-                    ),
-                ]
-                stores = self.channels("dma.st", "err", SLOT["err"], o, BASE_B, c, pin, c0, cn)
-                e.step(loads, comp, stores)
+            self.channel_loop(c, cn, [b[0] for b in bases], tile)
 
         bases = [(BASE_A, dy), (BASE_B, dx)]
         if layer.kind in side:
@@ -443,6 +449,8 @@ class BackwardLowering(BlockBuilder):
                 e.setr(C_IDX, 0)
                 with e.loop(nc):
                     self.wu_tile(layer, sh, t, desc, None)
+                    if nk == nc == 1:
+                        return  # one tile: nothing to step
                     e.addr(C_IDX, C_IDX, t.cn)
                     e.addr(W_OFF, W_OFF, t.cn)
                     e.addr(G_OFF, G_OFF, t.cn // gc if sh.c % gc == 0 else 0)

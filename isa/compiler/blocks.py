@@ -3,7 +3,7 @@ channel-tile transfers and operand helpers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from isa.compiler.emitter import (
     IMG,
@@ -99,6 +99,21 @@ class BlockBuilder(GraphPlan):
             for base in bases:
                 self.e.addr(base[0], base[0], base[1].bytes_per_image)
             self.e.addr(IMG, IMG, 1)
+
+    def channel_loop(self, c: int, cn: int, regs: Sequence[int], tile: Callable[[], None]) -> None:
+        """Channel tiles of [pixel][channel] tensors as a hardware loop: `tile()` emits the tile
+        at the DRAM base registers `regs`, which step by cn bytes (one tile of channels) per
+        iteration and return to where they were afterwards."""
+        n = c // cn
+        if n == 1:
+            tile()
+            return
+        with self.e.loop(n):
+            tile()
+            for reg in regs:
+                self.e.addr(reg, reg, cn)
+        for reg in regs:
+            self.e.addr(reg, reg, -cn * n)
 
     def channels(
         self,

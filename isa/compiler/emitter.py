@@ -23,6 +23,8 @@ K_IDX, C_IDX, P_IDX = 13, 14, 15
 # Weight-update tile loops keep the tile's weight and group-map offsets in the otherwise
 # unused temporaries.
 W_OFF, G_OFF, GT_OFF = TMP_A, TMP_B, TMP_O  # GT_OFF: first gate group of the tile
+# Forward k-tile loops use the wgt/err slot registers (FP uses only act/msk slots) and TMP_A.
+FW_OFF, FG_OFF, FGT_OFF = SLOT["wgt"], SLOT["err"], TMP_A
 
 # Tokens. Each cross-unit edge inside a step has its own token, so two waiters never race for
 # one signal.

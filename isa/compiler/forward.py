@@ -9,6 +9,9 @@ from isa.compiler.emitter import (
     BASE_B,
     BASE_C,
     C_IDX,
+    FG_OFF,
+    FGT_OFF,
+    FW_OFF,
     IMG,
     K_IDX,
     P_IDX,
@@ -57,195 +60,210 @@ class ForwardLowering(BlockBuilder):
             raise CompileError(f"layer {layer.name}: kind {layer.kind!r} is not supported")
 
     def fp_mac(self, layer: Layer) -> None:
-        e, mm, cfg = self.e, self.mm, self.cfg
+        """Forward conv/FC: per k-tile, its weights stay resident while the images stream.
+
+        The k-tile's position lives in registers (K_IDX = k0, FW_OFF / FG_OFF / FGT_OFF =
+        offsets of its weights, group-mask and gate-map entries), so for ordinary convs the
+        k-tiles are a hardware loop around one tile body; grouped convs set them per tile."""
+        e, cfg = self.e, self.cfg
         sh = conv_shape(layer)
-        gated = self.gated(layer)
+        gated, ws = self.gated(layer), self.wsparse(layer)
+        desc = self.descriptor(layer, layer.kind)
         if gated:
-            desc = self.descriptor(layer, layer.kind)
             e.emit(
                 "cgcfg",
                 desc=desc,
                 g=cfg.cgu.base_fraction_denominator,
                 group=cfg.cgu.group_size_channels,
             )
-        else:
-            desc = self.descriptor(layer, layer.kind)
-        ws = self.wsparse(layer)
         t = fp_tiling(sh, cfg, gated, self.skip_bytes, ws)
         ngc = -(-sh.cg // cfg.wsu.group_in_channels)  # group-mask bytes per output channel
+        group = cfg.cgu.group_size_channels
+        if sh.groups == 1:
+            for reg in (K_IDX, FW_OFF, FG_OFF, FGT_OFF):
+                e.setr(reg, 0)
+            with e.loop(sh.k // t.kn):
+                self.fp_tile(layer, sh, t, desc, None)
+                if t.kn == sh.k:
+                    return  # one tile: nothing to step
+                e.addr(K_IDX, K_IDX, t.kn)
+                e.addr(FW_OFF, FW_OFF, t.kn * sh.taps * sh.cg)
+                e.addr(FG_OFF, FG_OFF, t.kn * ngc)
+                e.addr(FGT_OFF, FGT_OFF, t.kn // group if gated else 0)
+            return
+        for k0 in range(0, sh.k, t.kn):
+            e.setr(K_IDX, k0)
+            e.setr(FW_OFF, k0 * sh.taps * sh.cg)
+            self.fp_tile(layer, sh, t, desc, k0 // sh.kg * sh.cg)
+
+    def fp_tile(self, layer: Layer, sh, t, desc: int, c_off: int | None) -> None:
+        """One k-tile at the registers' position; `c_off` is the first input channel of a
+        grouped conv's tile (None: all input channels, an ordinary conv)."""
+        e, mm, cfg = self.e, self.mm, self.cfg
+        gated, ws = self.gated(layer), self.wsparse(layer)
         x = mm[f"act:{layer.inputs[0]}"]
         y, w = mm[f"act:{layer.name}"], mm[f"w:{layer.name}"]
-        gate = mm[f"gate:{layer.name}"] if gated else None
         group = cfg.cgu.group_size_channels
+        ngc = -(-sh.cg // cfg.wsu.group_in_channels)
         base_c = sh.c // cfg.cgu.base_fraction_denominator
         wbytes = t.kn * sh.taps * sh.cg
-        bufs = ("act", "msk") if gated else ("act",)
-        for k0 in range(0, sh.k, t.kn):
-            e.setr(BASE_C, w.addr)
-            loads = self.channels(
+        # persistent data; each load reads its own base register when placed
+        e.addr(BASE_C, FW_OFF, w.addr)
+        loads = self.channels(
+            "dma.ld",
+            "wgt",
+            ZERO,
+            0,
+            BASE_C,
+            sh.taps * sh.cg,
+            t.kn,
+            0,
+            sh.taps * sh.cg,
+            note="weights of the k-tile",
+        )
+        if gated:
+            e.setr(BASE_A, mm[f"thr:{layer.name}"].addr)
+            loads += self.e.dma(
                 "dma.ld",
                 "wgt",
                 ZERO,
+                align(wbytes),
+                BASE_A,
                 0,
-                BASE_C,
-                sh.taps * sh.cg,
+                1,
+                16,
+                16,
+                16,
+                note="gate threshold",
+            )
+        if ws:  # the group mask of the k-tile's weights, after the skip flags
+            e.addr(BASE_B, FG_OFF, mm[f"gmap:{layer.name}"].addr)
+            loads += self.channels(
+                "dma.ld",
+                "msk",
+                ZERO,
+                self.skip_bytes,
+                BASE_B,
+                ngc,
                 t.kn,
                 0,
-                sh.taps * sh.cg,
-                pix0=k0,
-                note="weights of the k-tile",
+                ngc,
+                note="group mask of the k-tile",
             )
-            if gated:  # (the weights' loads read BASE_C when placed: use another register)
-                e.setr(TMP_A, mm[f"thr:{layer.name}"].addr)
-                loads += self.e.dma(
-                    "dma.ld",
-                    "wgt",
-                    ZERO,
-                    align(wbytes),
-                    TMP_A,
-                    0,
-                    1,
-                    16,
-                    16,
-                    16,
-                    note="gate threshold",
-                )
-            if ws:  # the group mask of the k-tile's weights, after the skip flags
-                e.setr(TMP_O, mm[f"gmap:{layer.name}"].addr)
-                loads += self.channels(
-                    "dma.ld",
-                    "msk",
-                    ZERO,
-                    self.skip_bytes,
-                    TMP_O,
-                    ngc,
-                    t.kn,
-                    0,
-                    ngc,
-                    pix0=k0,
-                    note="group mask of the k-tile",
-                )
-            e.persistent_load(loads, ("tc",) + (("cgu",) if gated else ()))
-            nslots = e.begin_slots(t.slot_bases(cfg, bufs))
-            cload = sh.c if sh.groups == 1 else t.kn // sh.kg * sh.cg
-            c_off = 0 if sh.groups == 1 else k0 // sh.kg * sh.cg
+        e.persistent_load(loads, ("tc",) + (("cgu",) if gated else ()))
+        nslots = e.begin_slots(t.slot_bases(cfg, ("act", "msk") if gated else ("act",)))
+        cload = sh.c if c_off is None else t.kn // sh.kg * sh.cg
 
-            def body(k0: int = k0, cload: int = cload, c_off: int = c_off) -> None:
-                for p0 in range(0, sh.oh, t.pn):
-                    r0 = max(0, p0 * sh.stride - sh.pad)
-                    r1 = min(sh.h, (p0 + t.pn - 1) * sh.stride - sh.pad + sh.r)
-                    xbytes = align(sh.rows_in(t.pn) * sh.w * cload)
-                    loads = self.channels(
-                        "dma.ld",
-                        "act",
-                        SLOT["act"],
-                        0,
-                        BASE_A,
-                        sh.c,
-                        (r1 - r0) * sh.w,
-                        c_off,
-                        cload,
-                        pix0=r0 * sh.w,
-                        note="input rows",
-                    )
-                    comp = [
-                        self.addr_op(TMP_A, SLOT["act"], 0),
-                        self.addr_op(TMP_O, SLOT["act"], xbytes),
-                        self.setr_op(K_IDX, k0),
-                        self.setr_op(P_IDX, p0),
-                        self.setr_op(C_IDX, 0),
+        def body() -> None:
+            for p0 in range(0, sh.oh, t.pn):
+                r0 = max(0, p0 * sh.stride - sh.pad)
+                r1 = min(sh.h, (p0 + t.pn - 1) * sh.stride - sh.pad + sh.r)
+                xbytes = align(sh.rows_in(t.pn) * sh.w * cload)
+                loads = self.channels(
+                    "dma.ld",
+                    "act",
+                    SLOT["act"],
+                    0,
+                    BASE_A,
+                    sh.c,
+                    (r1 - r0) * sh.w,
+                    c_off or 0,
+                    cload,
+                    pix0=r0 * sh.w,
+                    note="input rows",
+                )
+                comp = [
+                    self.addr_op(TMP_O, SLOT["act"], xbytes),
+                    self.setr_op(P_IDX, p0),
+                    self.setr_op(C_IDX, 0),
+                ]
+                tc = dict(
+                    desc=desc,
+                    rk=K_IDX,
+                    kn=t.kn,
+                    rc=C_IDX,
+                    rp=P_IDX,
+                    pn=t.pn,
+                    rimg=IMG,
+                    ra=SLOT["act"],
+                    rb=ZERO,
+                    ro=TMP_O,
+                    rm=SLOT["msk"] if gated else ZERO,
+                    gm=self.skip_bytes,
+                )
+                if gated:
+                    comp += [
+                        e.make(
+                            "tc.fwd",
+                            note="base pass",
+                            cn=base_c,
+                            acc=0,
+                            fin=0,
+                            **{"pass": tc_pass("base")},
+                            **tc,
+                        ),
+                        self.setr_op(TMP_B, align(wbytes)),
+                        e.make(
+                            "cg.gate",
+                            desc=desc,
+                            rk=K_IDX,
+                            kn=t.kn,
+                            rp=P_IDX,
+                            pn=t.pn,
+                            ra=TMP_O,
+                            rt=TMP_B,
+                            rm=SLOT["msk"],
+                        ),
+                        self.setr_op(C_IDX, base_c),
+                        e.make(
+                            "tc.fwd",
+                            note="conditional pass",
+                            cn=sh.c - base_c,
+                            acc=1,
+                            fin=1,
+                            **{"pass": tc_pass("cond")},
+                            **tc,
+                        ),
                     ]
-                    tc = dict(
-                        desc=desc,
-                        rk=K_IDX,
-                        kn=t.kn,
-                        rc=C_IDX,
-                        rp=P_IDX,
-                        pn=t.pn,
-                        rimg=IMG,
-                        ra=TMP_A,
-                        rb=ZERO,
-                        ro=TMP_O,
-                        rm=SLOT["msk"] if gated else ZERO,
-                        gm=self.skip_bytes,
+                else:
+                    comp.append(
+                        e.make("tc.fwd", cn=sh.cg, acc=0, fin=1, **{"pass": tc_pass("full")}, **tc)
                     )
-                    if gated:
-                        comp.append(
-                            e.make(
-                                "tc.fwd",
-                                note="base pass",
-                                cn=base_c,
-                                acc=0,
-                                fin=0,
-                                **{"pass": tc_pass("base")},
-                                **tc,
-                            )
-                        )
-                        comp.append(self.setr_op(TMP_B, align(wbytes)))
-                        comp.append(
-                            e.make(
-                                "cg.gate",
-                                desc=desc,
-                                rk=K_IDX,
-                                kn=t.kn,
-                                rp=P_IDX,
-                                pn=t.pn,
-                                ra=TMP_O,
-                                rt=TMP_B,
-                                rm=SLOT["msk"],
-                            )
-                        )
-                        comp.append(self.setr_op(C_IDX, base_c))
-                        comp.append(
-                            e.make(
-                                "tc.fwd",
-                                note="conditional pass",
-                                cn=sh.c - base_c,
-                                acc=1,
-                                fin=1,
-                                **{"pass": tc_pass("cond")},
-                                **tc,
-                            )
-                        )
-                    else:
-                        comp.append(
-                            e.make(
-                                "tc.fwd", cn=sh.cg, acc=0, fin=1, **{"pass": tc_pass("full")}, **tc
-                            )
-                        )
-                    stores = self.channels(
+                # BASE_B points at output channel k0, BASE_C at the tile's first gate group
+                stores = self.channels(
+                    "dma.st",
+                    "act",
+                    SLOT["act"],
+                    xbytes,
+                    BASE_B,
+                    sh.k,
+                    t.pn * sh.ow,
+                    0,
+                    t.kn,
+                    pix0=p0 * sh.ow,
+                    note="output rows",
+                )
+                if gated:
+                    stores += self.channels(
                         "dma.st",
-                        "act",
-                        SLOT["act"],
-                        xbytes,
-                        BASE_B,
-                        sh.k,
+                        "msk",
+                        SLOT["msk"],
+                        0,
+                        BASE_C,
+                        sh.k // group,
                         t.pn * sh.ow,
-                        k0,
-                        t.kn,
+                        0,
+                        t.kn // group,
                         pix0=p0 * sh.ow,
-                        note="output rows",
+                        note="gate map",
                     )
-                    if gated:
-                        ng = sh.k // group
-                        stores += self.channels(
-                            "dma.st",
-                            "msk",
-                            SLOT["msk"],
-                            0,
-                            BASE_C,
-                            ng,
-                            t.pn * sh.ow,
-                            k0 // group,
-                            t.kn // group,
-                            pix0=p0 * sh.ow,
-                            note="gate map",
-                        )
-                    e.step(loads, comp, stores)
+                e.step(loads, comp, stores)
 
-            bases = [(BASE_A, x), (BASE_B, y)] + ([(BASE_C, gate)] if gate else [])
-            self.batch_loop(bases, body)
-            e.end_block(nslots)
+        bases = [(BASE_A, x), (BASE_B, y, K_IDX)]
+        if gated:
+            bases.append((BASE_C, mm[f"gate:{layer.name}"], FGT_OFF))
+        self.batch_loop(bases, body)
+        e.end_block(nslots)
 
     def fp_sfu(self, layer: Layer) -> None:
         """ReLU, pooling and residual add: channel tiles over whole images."""
@@ -265,38 +283,39 @@ class ForwardLowering(BlockBuilder):
         bufs = ("act", "msk") if layer.kind == "maxpool" else ("act",)
         nslots = e.begin_slots(t.slot_bases(self.cfg, bufs))
 
-        def body() -> None:
-            for c0 in range(0, c, cn):
-                loads, off = [], []
-                for j, reg in enumerate((BASE_A, BASE_B)[: len(ins)]):
-                    off.append(j * align(pin * cn))
-                    loads += self.channels(
-                        "dma.ld", "act", SLOT["act"], off[-1], reg, c, pin, c0, cn
-                    )
-                o = len(ins) * align(pin * cn)
-                comp = [self.addr_op(TMP_A, SLOT["act"], 0), self.addr_op(TMP_O, SLOT["act"], o)]
-                b = ("act", ZERO)
-                if layer.kind == "add":
-                    comp.append(self.addr_op(TMP_B, SLOT["act"], off[1]))
-                    b = ("act", TMP_B)
-                elif layer.kind == "maxpool":
-                    b = ("msk", SLOT["msk"])
-                comp.append(
-                    self.sfu(
-                        f"{layer.kind}_fwd" if layer.kind != "add" else "add",
-                        desc,
-                        ("act", TMP_A),
-                        b,
-                        ("act", TMP_O),
-                        cn * pin,
-                    )
+        def tile(c0: int = 0) -> None:
+            # one channel tile at the base registers (stepped by channel_loop)
+            loads, off = [], []
+            for j, reg in enumerate((BASE_A, BASE_B)[: len(ins)]):
+                off.append(j * align(pin * cn))
+                loads += self.channels("dma.ld", "act", SLOT["act"], off[-1], reg, c, pin, c0, cn)
+            o = len(ins) * align(pin * cn)
+            comp = [self.addr_op(TMP_A, SLOT["act"], 0), self.addr_op(TMP_O, SLOT["act"], o)]
+            b = ("act", ZERO)
+            if layer.kind == "add":
+                comp.append(self.addr_op(TMP_B, SLOT["act"], off[1]))
+                b = ("act", TMP_B)
+            elif layer.kind == "maxpool":
+                b = ("msk", SLOT["msk"])
+            comp.append(
+                self.sfu(
+                    f"{layer.kind}_fwd" if layer.kind != "add" else "add",
+                    desc,
+                    ("act", TMP_A),
+                    b,
+                    ("act", TMP_O),
+                    cn * pin,
                 )
-                stores = self.channels("dma.st", "act", SLOT["act"], o, BASE_C, c, pout, c0, cn)
-                if layer.kind == "maxpool":
-                    stores += self.channels(
-                        "dma.st", "msk", SLOT["msk"], 0, TMP_B_DRAM, c, pout, c0, cn
-                    )
-                e.step(loads, comp, stores)
+            )
+            stores = self.channels("dma.st", "act", SLOT["act"], o, BASE_C, c, pout, c0, cn)
+            if layer.kind == "maxpool":
+                stores += self.channels(
+                    "dma.st", "msk", SLOT["msk"], 0, TMP_B_DRAM, c, pout, c0, cn
+                )
+            e.step(loads, comp, stores)
+
+        def body() -> None:
+            self.channel_loop(c, cn, [b[0] for b in bases], tile)
 
         bases = [(r, reg) for r, reg in zip((BASE_A, BASE_B), ins, strict=False)]
         bases.append((BASE_C, y))

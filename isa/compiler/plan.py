@@ -82,10 +82,11 @@ class GraphPlan:
     ) -> None:
         self.g, self.cfg, self.batch, self.train = graph, cfg, batch, train
         self.e = Emitter()
-        self.mm = MemoryMap(cfg.dma.dram_bytes)
+        self.mm = MemoryMap(min(cfg.dma.dram_bytes, 1 << 32))  # 32-bit address registers
         self.layers = {layer.name: layer for layer in graph.layers}
         self.desc_of: dict[str, int] = {}
         self._gated: dict[str, bool] = {}
+        self._wsparse: dict[str, bool] = {}
         self.notes: list[str] = []  # what the program leaves out, and why
         if batch < 1:
             raise CompileError(f"batch must be at least 1, got {batch}")
@@ -154,10 +155,26 @@ class GraphPlan:
         return ok
 
     def wsparse(self, layer: Layer) -> bool:
-        """Group-Lasso groups must tile the input channels exactly."""
+        """Group-Lasso groups must tile the input channels exactly, and every phase must find
+        a tiling whose channel tiles hold whole groups."""
+        if layer.name in self._wsparse:
+            return self._wsparse[layer.name]
         sh = conv_shape(layer)
         gk = self.cfg.wsu.group_out_channels
-        return sh.groups == 1 and sh.cg % self.cfg.wsu.group_in_channels == 0 and sh.k % gk == 0
+        ok = sh.groups == 1 and sh.cg % self.cfg.wsu.group_in_channels == 0 and sh.k % gk == 0
+        if ok:
+            try:
+                fp_tiling(sh, self.cfg, False, self.skip_bytes, True)
+                bp_tiling(sh, self.cfg, self.skip_bytes, False, True)
+                wu_tiling(sh, self.cfg, True, self.skip_bytes, False)
+            except CompileError:
+                ok = False
+                self.notes.append(
+                    f"{layer.name}: group-Lasso sparsity not expressed: no tiling with whole "
+                    "groups fits the buffers"
+                )
+        self._wsparse[layer.name] = ok
+        return ok
 
     def err_name(self, tensor: str, consumer: str) -> str:
         """Where `consumer` writes its error contribution to `tensor`."""

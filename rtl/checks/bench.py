@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,7 +35,7 @@ class Variant:
     params: dict[str, object]
     component: Callable[[], wiring.Component]
     check: Callable[[Vectors, Vectors], np.ndarray]
-    port_map: dict[str, str] = field(default_factory=dict)
+    port_map: dict[str, str | list[str]] = field(default_factory=dict)
     valid: Callable[[Vectors], np.ndarray] | None = None
 
 
@@ -89,8 +89,10 @@ class BenchTop(wiring.Component):
             for pname, member in d.signature.members.items():
                 port = getattr(d, pname)
                 if member.flow == wiring.In:
-                    src = getattr(self, v.port_map.get(pname, pname))
-                    m.d.comb += port.eq(src[: len(port)])
+                    src = v.port_map.get(pname, pname)
+                    names = [src] if isinstance(src, str) else src  # a list: low field first
+                    value = Cat(*(getattr(self, f) for f in names))
+                    m.d.comb += port.eq(value[: len(port)])
                 else:
                     m.d.comb += getattr(self, f"v{i}_{pname}").eq(port)
         return m

@@ -12,11 +12,15 @@ from collections.abc import Callable
 
 from rtl.checks.arith import dot_product_bench, multiplier_bench, sru_bench
 from rtl.checks.bench import Bench
+from rtl.checks.prng import prng_bench
+from rtl.checks.sparsity import sparsity_bench
 
 BENCHES: dict[str, Callable[[], Bench]] = {
     "fp8_mul": multiplier_bench,
     "sru": sru_bench,
     "dot_product": dot_product_bench,
+    "prng": prng_bench,
+    "sparsity": sparsity_bench,
 }
 
 # The Icarus subset: a predicate on a variant's parameters.
@@ -25,6 +29,8 @@ _ICARUS_KEEP: dict[str, Callable[[dict[str, object]], bool]] = {
         str(p["rounding"]), 13
     ),
     "dot_product": lambda p: p["rounding"] in ("rne", "sr"),
+    "sparsity": lambda p: p.get("group") in (8, 16),
+    "prng": lambda p: "width" not in p or p["width"] in (2, 3, 4, 5, 8, 13, 16, 24),
 }
 
 

@@ -22,7 +22,7 @@ from amaranth.lib import wiring
 from rtl.sim.hexio import Fields, pack_hex, unpack_hex
 
 SIMULATORS = ("icarus", "verilator")
-_VERILATOR_ARGS = ["--timing", "-Wno-fatal", "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-O3"]
+_VERILATOR_ARGS = ["--timing", "-CFLAGS", "-std=c++20", "-Wno-fatal", "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-O3"]
 
 
 def _ports(text: str) -> tuple[Fields, Fields, bool]:
@@ -227,6 +227,12 @@ def _verilator_env() -> None:
         with contextlib.suppress(FileExistsError):
             link.symlink_to(root / "bin" / "verilator")
     os.environ["VERILATOR_ROOT"] = str(root)
+    # The PyPI build's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a design big enough to
+    # be split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input file
+    # not found"); a command-line make variable (via MAKEFLAGS) puts the missing flag back.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
     path = os.environ.get("PATH", "")
     if not path.startswith(str(shim) + os.pathsep):
         os.environ["PATH"] = str(shim) + os.pathsep + path

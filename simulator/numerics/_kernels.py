@@ -152,3 +152,81 @@ def quantize_bits(
         nans += np.int64(isnan)
         out[i] = res | (b & sign_mask)
     return nans, bad_rand
+
+
+@njit(parallel=True, cache=True)
+def encode_bits(
+    bits,
+    out,
+    mbits,
+    bias_in,
+    abs_mask,
+    man_t,
+    bias_t,
+    emin_t,
+    top_field_t,
+    subnormals_t,
+    max_abs,
+    inf_code,
+    nan_code,
+    sign_shift,
+):
+    """Codes of the target format for raw float bits whose values lie on the target's grid.
+
+    Returns the number of elements that are not representable (off the grid, out of range,
+    or a special the format lacks: inf_code / nan_code < 0 mean "no such code"). Those get
+    code 0; the caller raises.
+    """
+    n = bits.shape[0]
+    one = np.int64(1)
+    e_ones = abs_mask >> mbits
+    bad = 0
+    for i in prange(n):
+        b = np.int64(bits[i])
+        a = b & abs_mask
+        sign = np.int64(b < 0) << sign_shift
+        E = a >> mbits
+        mfield = a & ((one << mbits) - 1)
+        code = np.int64(0)
+        ok = True
+        if E == e_ones:
+            special = nan_code if mfield != 0 else inf_code
+            ok = special >= 0
+            code = special
+        elif a != 0:
+            if a > max_abs:
+                ok = False
+            M = mfield | (np.int64(E > 0) << mbits)
+            lsb_in = max(E, 1) - bias_in - mbits
+            # exponent of the leading one
+            top = lsb_in
+            m = M
+            while m > 1:
+                m >>= 1
+                top += 1
+            if top >= emin_t:
+                lsb_t = top - man_t
+                e_field = top + bias_t
+            elif subnormals_t:
+                lsb_t = emin_t - man_t
+                e_field = np.int64(0)
+            else:
+                ok = False
+                lsb_t = top
+                e_field = np.int64(0)
+            shift = lsb_t - lsb_in
+            if shift > 0:
+                if shift > 62 or (M & ((one << shift) - 1)) != 0:
+                    ok = False
+                mant = M >> min(shift, 62)
+            else:
+                mant = M << min(-shift, 62)
+            if e_field > top_field_t:
+                ok = False
+            code = (e_field << man_t) | (mant & ((one << man_t) - 1))
+        if ok:
+            out[i] = code | sign
+        else:
+            out[i] = 0
+            bad += 1
+    return bad

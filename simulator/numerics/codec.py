@@ -6,8 +6,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from simulator.numerics import _kernels as kernels
 from simulator.numerics.formats import FloatFormat, InfNan, get_format
-from simulator.numerics.quantize import quantize
+from simulator.numerics.quantize import _INPUT_LAYOUT, _encode_in, quantize
 
 
 def _decode_exact(codes: np.ndarray, f: FloatFormat) -> np.ndarray:
@@ -63,50 +64,66 @@ def decode(codes: np.ndarray, fmt: str | FloatFormat) -> np.ndarray:
 def encode(x: np.ndarray, fmt: str | FloatFormat) -> np.ndarray:
     """Bit codes (uint8 / uint16 / uint32 by width) of values that are representable in `fmt`.
 
-    NaN becomes the canonical quiet NaN code with the sign kept. A value that is not exactly
-    representable (round it with `quantize` first) raises ValueError naming its index.
+    NaN becomes the canonical quiet NaN code with the sign kept; -0.0 keeps its sign bit. A
+    value that is not exactly representable (round it with `quantize` first), or a special
+    the format lacks, raises ValueError naming the first such index.
     """
     f = get_format(fmt)
     arr = np.asarray(x)
-    if arr.dtype not in (np.float32, np.float64):
+    layout = _INPUT_LAYOUT.get(arr.dtype)
+    if layout is None:
         raise TypeError(f"encode takes float32 or float64 arrays, not {arr.dtype}")
-    flat = arr.reshape(-1)
-    isnan = np.isnan(flat)
-    if isnan.any() and not f.has_nan:
-        first = int(np.flatnonzero(isnan)[0])
-        raise ValueError(f"x[{first}] is NaN but format {f.name!r} has no NaN encoding")
-    isinf = np.isinf(flat)
-    if isinf.any() and not f.has_inf:
-        first = int(np.flatnonzero(isinf)[0])
-        raise ValueError(f"x[{first}] is infinite but format {f.name!r} has no Inf encoding")
-    with np.errstate(invalid="ignore"):
-        rounded = quantize(flat, f, "rne") if not isinf.any() else flat
-        ok = (rounded == flat) | isnan | isinf
-    if not ok.all():
-        first = int(np.flatnonzero(~ok)[0])
-        raise ValueError(
-            f"x[{first}] = {flat[first]!r} is not representable in {f.name!r} "
-            "(round it with quantize first)"
-        )
-
-    v = flat.astype(np.float64)
-    sign = np.signbit(v).astype(np.int64)
-    mag = np.abs(np.where(isnan | isinf, 1.0, v))
-    _, e = np.frexp(mag)  # mag = m * 2**e with m in [0.5, 1)
-    exp = e.astype(np.int64) - 1
-    normal = (exp >= f.emin) & (mag > 0)
-    lsb = np.where(normal, exp, f.emin) - f.man_bits
-    sig = np.ldexp(mag, (-lsb).astype(np.int32)).astype(np.int64)
-    e_field = np.where(normal, exp + f.bias, 0)
-    m_field = np.where(normal, sig - (1 << f.man_bits), sig)
-    m_field = np.where(mag == 0, 0, m_field)
-    codes = (e_field << f.man_bits) | m_field
-    top = (1 << f.exp_bits) - 1
-    if f.has_inf:
-        codes = np.where(isinf, top << f.man_bits, codes)
+    int_dtype, mbits_in, ebits_in, bias_in = layout
+    abs_mask = (1 << (ebits_in + mbits_in)) - 1
+    top_field = (1 << f.exp_bits) - 1
     if f.inf_nan is InfNan.IEEE:
-        codes = np.where(isnan, (top << f.man_bits) | (1 << (f.man_bits - 1)), codes)
+        inf_code, nan_code = (
+            top_field << f.man_bits,
+            (top_field << f.man_bits) | (1 << (f.man_bits - 1)),
+        )
+        top_finite = top_field - 1
     elif f.inf_nan is InfNan.FN:
-        codes = np.where(isnan, (1 << (f.bits - 1)) - 1, codes)
-    codes = codes | (sign << (f.bits - 1))
+        inf_code, nan_code, top_finite = -1, (1 << (f.bits - 1)) - 1, top_field
+    else:
+        inf_code, nan_code, top_finite = -1, -1, top_field
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    codes = np.empty(flat.size, dtype=np.int64)
+    bad = kernels.encode_bits(
+        flat.view(int_dtype),
+        codes,
+        mbits_in,
+        bias_in,
+        abs_mask,
+        f.man_bits,
+        f.bias,
+        f.emin,
+        top_finite,
+        f.subnormals,
+        _encode_in(f.max_value, arr.dtype),
+        inf_code,
+        nan_code,
+        f.bits - 1,
+    )
+    if bad:
+        _raise_unencodable(flat, f)
     return codes.astype(f.code_dtype).reshape(arr.shape)
+
+
+def _raise_unencodable(flat: np.ndarray, f: FloatFormat) -> None:
+    """Name the first element `encode` could not give a code (the error path only)."""
+    isnan, isinf = np.isnan(flat), np.isinf(flat)
+    finite = ~(isnan | isinf)
+    with np.errstate(invalid="ignore"):
+        off_grid = finite.copy()
+        off_grid[finite] = quantize(flat[finite], f, "rne") != flat[finite]
+    for mask, why in (
+        (isnan & (not f.has_nan), f"is NaN but format {f.name!r} has no NaN encoding"),
+        (isinf & (not f.has_inf), f"is infinite but format {f.name!r} has no Inf encoding"),
+    ):
+        if mask.any():
+            raise ValueError(f"x[{int(np.flatnonzero(mask)[0])}] {why}")
+    first = int(np.flatnonzero(off_grid)[0]) if off_grid.any() else 0
+    raise ValueError(
+        f"x[{first}] = {flat[first]!r} is not representable in {f.name!r} "
+        "(round it with quantize first)"
+    )

@@ -7,7 +7,7 @@ from isa.asm import assemble_program
 from simulator.config import load_config
 
 LAYER = "layer 0, conv, 16, 32, 8, 8, 3, 3, 1, 1, 1, 0, 0\n"
-TC = "{op} 0, r0, 32, r0, 16, r0, 8, r0, r0, r0, r0, 0, 1{extra}\n"
+TC = "{op} 0, r0, 32, r0, 16, r0, 8, r0, r0, r0, r0, 0, 1, r0, 0{extra}\n"
 
 
 def test_work_counts_loops_and_phases():

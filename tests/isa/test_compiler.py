@@ -145,6 +145,8 @@ def test_tiling_follows_smaller_buffers(model, small_config):
     assert check_tokens(prog.instructions) == {}
     if model == "vgg7":  # 16 outputs x 3x3 x 128 inputs exceed the 16 KiB weight buffer
         assert any("features.conv4: channel gating not expressed" in n for n in prog.notes)
+        # BP of conv5 would hold 256 outputs x 3x3 x 8 inputs (one Lasso group): 18 KiB
+        assert any("features.conv5: group-Lasso sparsity not expressed" in n for n in prog.notes)
 
 
 def test_too_small_buffers_are_a_clear_error(tmp_path: Path):
@@ -164,3 +166,10 @@ def test_config_width_must_match_the_isa(tmp_path: Path):
 def test_skip_flags_must_fit():
     with pytest.raises(CompileError, match="skip flags do not fit"):
         compile_graph(graph("vgg7"), ref28(), 100_000)
+
+
+def test_dram_capacity_is_checked(tmp_path: Path):
+    f = tmp_path / "small_dram.yaml"
+    f.write_text("extends: ref28\ndma: {dram_bytes: 65536}\n")
+    with pytest.raises(CompileError, match=r"does not fit in the configured DRAM \(65536 bytes\)"):
+        compile_graph(graph("vgg7"), load_config(f), BATCH)

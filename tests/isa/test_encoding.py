@@ -7,7 +7,6 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import instructions
 
 from isa.asm import AsmError, assemble, assemble_program
 from isa.disasm import disassemble, disassemble_program, format_instruction
@@ -22,6 +21,7 @@ from isa.encoding import (
 )
 from isa.program import structure_error
 from isa.spec import BY_MNEMONIC, INSTRUCTION_BYTES, OPCODES, Kind
+from tests.isa.strategies import instructions
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

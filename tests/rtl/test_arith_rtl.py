@@ -16,7 +16,7 @@ from tests.rtl.conftest import require
 
 
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
-@pytest.mark.parametrize("name", ["fp8_mul", "sru", "dot_product"])
+@pytest.mark.parametrize("name", ["fp8_mul", "sru", "dot_product", "prng"])
 def test_bench_bit_exact(name: str, sim: str, tmp_path) -> None:
     require(sim)
     bench = bench_for(name, subset=sim == "icarus")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.config import (
     ConfigError,
@@ -141,3 +143,33 @@ def test_unreadable_configs(tmp_path: Path):
     seq.write_text("- 1\n")
     with pytest.raises(ConfigError, match="must be a YAML mapping"):
         load_config(seq)
+
+
+BAD_VALUES = [None, "x", -1, 0, 1.5, [], {}, True]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_any_broken_value_gives_a_config_error_naming_its_field(data):
+    ref = load_config("ref28")
+    params = provenance(ref)
+    p = data.draw(st.sampled_from(params))
+    bad = data.draw(st.sampled_from(BAD_VALUES))
+    raw = ref.model_dump(mode="json")
+    # walk "a.b[2].c" to the leaf's parent
+    node, key = raw, None
+    parts = p.path.replace("]", "").replace("[", ".").split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() else node[part]
+    key = parts[-1]
+    node[key] = bad
+    try:
+        cfg = validate_config(raw, "hw.yaml")
+    except ConfigError as err:
+        msg = str(err)
+        assert msg.startswith("hw.yaml: ") and "Traceback" not in msg
+        # the message names the broken field (or, for cross-field rules, a field it involves)
+        assert key in msg or p.path.split(".")[0] in msg
+        return
+    # some values are acceptable for some fields (e.g. 1.5 V, True for a bool)
+    assert cfg is not None
