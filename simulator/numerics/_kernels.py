@@ -198,12 +198,14 @@ def encode_bits(
                 ok = False
             M = mfield | (np.int64(E > 0) << mbits)
             lsb_in = max(E, 1) - bias_in - mbits
-            # exponent of the leading one
-            top = lsb_in
-            m = M
-            while m > 1:
-                m >>= 1
-                top += 1
+            # exponent of the leading one (a loop only for subnormal inputs)
+            top = E - bias_in
+            if E == 0:
+                top = lsb_in
+                m = M
+                while m > 1:
+                    m >>= 1
+                    top += 1
             if top >= emin_t:
                 lsb_t = top - man_t
                 e_field = top + bias_t

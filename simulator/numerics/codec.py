@@ -87,7 +87,7 @@ def encode(x: np.ndarray, fmt: str | FloatFormat) -> np.ndarray:
     else:
         inf_code, nan_code, top_finite = -1, -1, top_field
     flat = np.ascontiguousarray(arr).reshape(-1)
-    codes = np.empty(flat.size, dtype=np.int64)
+    codes = np.empty(flat.size, dtype=f.code_dtype)
     bad = kernels.encode_bits(
         flat.view(int_dtype),
         codes,
@@ -106,7 +106,7 @@ def encode(x: np.ndarray, fmt: str | FloatFormat) -> np.ndarray:
     )
     if bad:
         _raise_unencodable(flat, f)
-    return codes.astype(f.code_dtype).reshape(arr.shape)
+    return codes.reshape(arr.shape)
 
 
 def _raise_unencodable(flat: np.ndarray, f: FloatFormat) -> None:
