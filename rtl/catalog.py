@@ -39,6 +39,14 @@ def parameters(block: str) -> dict[str, Any]:
     return {k: p.default for k, p in sig.parameters.items()}
 
 
+def _is_int(block: str, key: str, default: Any) -> bool:
+    if isinstance(default, int) and not isinstance(default, bool):
+        return True
+    # No default (or None): read the annotation, a string under postponed evaluation.
+    ann = inspect.signature(BLOCKS[block]).parameters[key].annotation
+    return str(ann).startswith("int")
+
+
 def parse_params(block: str, pairs: list[str]) -> dict[str, Any]:
     """Turn ["k=v", ...] into typed keyword arguments (types from the defaults)."""
     known = parameters(block)
@@ -54,7 +62,7 @@ def parse_params(block: str, pairs: list[str]) -> dict[str, Any]:
         default = known[key]
         if isinstance(default, bool):
             out[key] = text.lower() in ("1", "true", "yes")
-        elif isinstance(default, int) or (default is None and text.isdigit()):
+        elif _is_int(block, key, default):
             try:
                 out[key] = int(text, 0)
             except ValueError:

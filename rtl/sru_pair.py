@@ -42,9 +42,7 @@ class SruWithSource(wiring.Component):
         else:
             self.prng = StreamBits(32, r, low_bit)
             extra = {"data": In(32)}
-        super().__init__(
-            {"x": In(self.sru.in_fmt.bits), **extra, "y": Out(self.sru.out_fmt.bits)}
-        )
+        super().__init__({"x": In(self.sru.in_fmt.bits), **extra, "y": Out(self.sru.out_fmt.bits)})
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -54,5 +52,9 @@ class SruWithSource(wiring.Component):
             m.d.comb += self.prng.en.eq(self.en)
         else:
             m.d.comb += self.prng.data.eq(self.data)
-        m.d.comb += [self.sru.x.eq(self.x), self.sru.rbits.eq(self.prng.word), self.y.eq(self.sru.y)]
+        m.d.comb += [
+            self.sru.x.eq(self.x),
+            self.sru.rbits.eq(self.prng.word),
+            self.y.eq(self.sru.y),
+        ]
         return m

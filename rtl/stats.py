@@ -124,7 +124,9 @@ def _parse(text: str) -> tuple[dict[str, int], int, int]:
     return dict(sorted(cells.items())), sum(cells.values()), gates
 
 
-def synthesize(block: str, params: dict[str, Any], cache: dict[str, Any] | None = None) -> CellStats:
+def synthesize(
+    block: str, params: dict[str, Any], cache: dict[str, Any] | None = None
+) -> CellStats:
     """Cell counts of one design point (from the cache when its RTLIL was seen before)."""
     text = rtlil.convert(build(block, params), name="top")
     key = hashlib.sha256((SCRIPT + text).encode()).hexdigest()

@@ -74,10 +74,96 @@ SRU_DSE = [
 ]
 
 
+SPEEDUP_ENERGY = [
+    new_markdown_cell(
+        "# Speedup and energy of sparse FP8 training on the modelled chip\n\n"
+        "One training step of a workload, compiled for `ref28`, simulated cycle by cycle dense, "
+        "with each sparsity technique alone and with all of them, on the same masks; then its "
+        "energy from the configuration's energy table. The command-line equivalent is "
+        "`fp8sim report --trace NAME -o DIR` (`make report` for the default workload); "
+        "docs/simulator.md explains the model.\n\n"
+        "With `FP8SIM_NOTEBOOK_BUDGET=tiny` (the test suite) the workload is `vgg7-tiny` "
+        "(VGG-7, batch 2); otherwise the calibration workload `resnet20-cal` (ResNet-20, "
+        "batch 128, masks with the chip's 7.3x FLOPs reduction)."
+    ),
+    new_code_cell(
+        "import os, tempfile\n"
+        "from pathlib import Path\n"
+        "from IPython.display import Image, Markdown, display\n"
+        "from simulator.config import load_config\n"
+        "from simulator.run import load_workload, run_workload\n"
+        "from simulator.report import write_report\n"
+        "from simulator.report.tables import headline\n\n"
+        "tiny = os.environ.get('FP8SIM_NOTEBOOK_BUDGET') == 'tiny'\n"
+        "cfg = load_config('ref28')\n"
+        "w = load_workload('vgg7-tiny' if tiny else 'resnet20-cal')\n"
+        "print(w.trace.graph.model_name, 'batch', w.trace.batch, 'densities', w.masks.densities())"
+    ),
+    new_code_cell(
+        "res = run_workload(w, cfg)\n"
+        "s = res.summary\n"
+        "print({k: round(v, 3) for k, v in res.wall_seconds.items()}, 'seconds of wall time')"
+    ),
+    new_markdown_cell(
+        "The headline: cycles (chip clock), speedup over dense, energy per step (uJ, with and "
+        "without DRAM) at the default operating point, and tensor-core utilisation (useful "
+        "MACs over peak MACs in the step's cycles)."
+    ),
+    new_code_cell(
+        "rows = headline(s)\n"
+        "lines = ['| mode | cycles | speedup | energy uJ | on-chip uJ | utilisation |',\n"
+        "         '|---|---|---|---|---|---|']\n"
+        "for r in rows:\n"
+        "    lines.append(f\"| {r['mode']} | {r['cycles']:,} | {r['speedup_x']:.2f}x | \"\n"
+        "                 f\"{r['energy_uJ']:.1f} | {r['energy_on_chip_uJ']:.1f} | \"\n"
+        "                 f\"{r['tc_utilization']:.3f} |\")\n"
+        "display(Markdown('\\n'.join(lines)))\n"
+        "e = s['tflops_per_w']\n"
+        "red = s['flops_reduction_executed']['all']\n"
+        "print(f\"trace FLOPs reduction {s['flops_reduction']:.2f}x, \"\n"
+        "      f\"executed MAC reduction {red:.2f}x; \"\n"
+        "      f\"efficiency at {e['operating_point']}: \"\n"
+        "      f\"{e['dense_equivalent']:.2f} TFLOPS/W dense-equivalent, \"\n"
+        "      f\"{e['actual']:.2f} actual\")\n"
+        "assert s['speedup']['all'] > 1"
+    ),
+    new_markdown_cell(
+        "Where the time goes: cycles each unit was busy, stalled (on a dependency token, the "
+        "DRAM channel, a full queue or a barrier) and idle, in mode `all`."
+    ),
+    new_code_cell(
+        "u = s['units_report']['all']\n"
+        "for unit in ('ld', 'st', 'tc', 'sfu', 'cgu'):\n"
+        "    stalled = sum(u['stall'][unit].values())\n"
+        "    print(f\"{unit:4} busy {u['busy'][unit]:>12,}  stalled {stalled:>12,}\"\n"
+        "          f\"  idle {u['idle'][unit]:>12,}\")"
+    ),
+    new_markdown_cell(
+        "The report's figures (data as CSV/JSON beside them in the report directory)."
+    ),
+    new_code_cell(
+        "out = Path(tempfile.mkdtemp(prefix='fp8sim_report_')) / 'report'\n"
+        "write_report(s, cfg, out)\n"
+        "for name in ('energy_by_component.png', 'roofline.png', 'timeline.png'):\n"
+        "    display(Image(filename=str(out / name)))"
+    ),
+]
+
+
 def main() -> None:
     nb = new_notebook(cells=SRU_DSE, metadata={"kernelspec": {
         "name": "python3", "display_name": "Python 3", "language": "python"}})
     path = Path(__file__).resolve().parent.parent / "notebooks" / "sru_dse.ipynb"
+    nbformat.write(nb, path)
+    print(f"wrote {path}")
+    write_speedup_energy()
+
+
+def write_speedup_energy() -> None:
+    """notebooks/speedup_energy.ipynb: the simulator's headline, units and report figures."""
+    nb = new_notebook(cells=SPEEDUP_ENERGY, metadata={"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}})
+    path = Path(__file__).resolve().parent.parent / "notebooks" / "speedup_energy.ipynb"
     nbformat.write(nb, path)
     print(f"wrote {path}")
 

@@ -46,7 +46,9 @@ def _mul_vectors(n: int, rng: np.random.Generator) -> Vectors:
 
 
 def multiplier_bench() -> Bench:
-    return Bench("fp8_mul", [("a", 8), ("b", 8)], [_mul_variant(f) for f in FP8_FORMATS], _mul_vectors)
+    return Bench(
+        "fp8_mul", [("a", 8), ("b", 8)], [_mul_variant(f) for f in FP8_FORMATS], _mul_vectors
+    )
 
 
 # ---- stochastic rounding unit ------------------------------------------------------------
@@ -117,7 +119,9 @@ def _fp32_edges() -> np.ndarray:
         vals += [g, mids, quarter, g[-1:] * 1.0625, g[-1:] * 1.125, g[-1:] * 2]
     v = np.concatenate(vals).astype(np.float32)
     v = np.concatenate([v, np.nextafter(v, np.float32(np.inf)), np.nextafter(v, np.float32(0))])
-    v = np.concatenate([v, -v, np.array([np.inf, -np.inf, np.nan, 3.4e38, 1e-45, 1e-40], np.float32)])
+    v = np.concatenate(
+        [v, -v, np.array([np.inf, -np.inf, np.nan, 3.4e38, 1e-45, 1e-40], np.float32)]
+    )
     return v.view(np.uint32).astype(U64)
 
 
@@ -151,7 +155,9 @@ DP_ROUNDINGS = (("rne", 0), ("sr", 8), ("sr_half", 3), ("sr_corrected", 13))
 
 
 def _unpack8(word: np.ndarray, count: int) -> np.ndarray:
-    return np.stack([(word >> U64(8 * i)) & U64(255) for i in range(count)], axis=-1).astype(np.uint8)
+    return np.stack([(word >> U64(8 * i)) & U64(255) for i in range(count)], axis=-1).astype(
+        np.uint8
+    )
 
 
 def _dp_variant(fmt: str, rounding: str, r: int) -> Variant:

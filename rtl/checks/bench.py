@@ -105,42 +105,59 @@ def run_bench(
     build_dir: Path,
     seed: int = 1,
     depth: int = 1 << 17,
+    optimize: bool = False,
 ) -> list[VariantResult]:
-    """Build the bench once, apply its edge rows plus n_random random rows, check each variant."""
+    """Build the bench once, apply its edge rows plus n_random random rows, check each variant.
+
+    Rows go through the simulator in chunks of at most `depth` random rows (the first chunk
+    also carries the edge rows); each chunk is checked as it comes back, so memory stays bounded
+    however long the run. A sequential bench runs as one chunk (its state carries).
+    """
     rng = np.random.default_rng(seed)
-    data = bench.generate(n_random, rng)
-    n = len(next(iter(data.values())))
-    if bench.sequential:
-        depth = max(depth, n)
-    harness = Harness(BenchTop(bench), sim, build_dir, depth=depth)
-    res = harness.run(data, n)
-    results = []
-    for i, v in enumerate(bench.variants):
-        prefix = f"v{i}_"
-        outs = {k[len(prefix) :]: a for k, a in res.outputs.items() if k.startswith(prefix)}
-        t0 = time.perf_counter()
-        bad = np.asarray(v.check(data, outs), dtype=bool) | res.unknown
-        ok_rows = np.ones(n, dtype=bool) if v.valid is None else np.asarray(v.valid(data))
-        bad &= ok_rows
-        check_s = time.perf_counter() - t0
-        idx = np.flatnonzero(bad)[:5]
-        examples = [
-            {"row": int(j), **{k: int(a[j]) for k, a in data.items()}, **{k: int(a[j]) for k, a in outs.items()}}
-            for j in idx
-        ]
-        results.append(
-            VariantResult(
-                v.block,
-                v.params,
-                sim,
-                int(ok_rows.sum()),
-                int(bad.sum()),
-                res.run_seconds + check_s,
-                res.build_seconds,
-                examples,
-            )
+    n_edges = len(next(iter(bench.generate(0, np.random.default_rng(0)).values())))
+    chunk = max(n_random, 1) if bench.sequential else max(1, min(depth, n_random))
+    harness = Harness(
+        BenchTop(bench), sim, build_dir, depth=chunk + n_edges + (1 << 16), optimize=optimize
+    )
+    k = len(bench.variants)
+    vectors, mismatches, seconds = [0] * k, [0] * k, [0.0] * k
+    examples: list[list[dict[str, int]]] = [[] for _ in range(k)]
+    done, first, offset = 0, True, 0
+    while first or done < n_random:
+        take = min(chunk, n_random - done)
+        data = bench.generate(take, rng)
+        if not first:  # edge rows only once
+            data = {name: a[n_edges:] for name, a in data.items()}
+        n = len(next(iter(data.values())))
+        res = harness.run(data, n)
+        for i, v in enumerate(bench.variants):
+            prefix = f"v{i}_"
+            outs = {f[len(prefix) :]: a for f, a in res.outputs.items() if f.startswith(prefix)}
+            t0 = time.perf_counter()
+            ok_rows = np.ones(n, dtype=bool) if v.valid is None else np.asarray(v.valid(data))
+            bad = (np.asarray(v.check(data, outs), dtype=bool) | res.unknown) & ok_rows
+            seconds[i] += res.run_seconds + time.perf_counter() - t0
+            vectors[i] += int(ok_rows.sum())
+            mismatches[i] += int(bad.sum())
+            for j in np.flatnonzero(bad)[: 5 - len(examples[i])]:
+                row = {"row": offset + int(j), **{f: int(a[j]) for f, a in data.items()}}
+                examples[i].append(row | {f: int(a[j]) for f, a in outs.items()})
+        done += take
+        offset += n
+        first = False
+    return [
+        VariantResult(
+            v.block,
+            v.params,
+            sim,
+            vectors[i],
+            mismatches[i],
+            seconds[i],
+            harness.build_seconds,
+            examples[i],
         )
-    return results
+        for i, v in enumerate(bench.variants)
+    ]
 
 
 def to_signed(values: np.ndarray, width: int) -> np.ndarray:

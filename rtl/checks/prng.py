@@ -68,9 +68,7 @@ def _pair_variant(width: int, r: int, combine: str) -> Variant:
 
 
 def prng_variants(widths: tuple[int, ...] = LFSR_WIDTHS) -> list[Variant]:
-    out = [
-        _lfsr_variant(w, f, c, w) for w in widths for f in LFSR_FORMS for c in LFSR_COMBINES
-    ]
+    out = [_lfsr_variant(w, f, c, w) for w in widths for f in LFSR_FORMS for c in LFSR_COMBINES]
     out += [_lfsr_variant(w, "galois", "alternate", r) for w, r in TILED]
     out += [_stream_variant(8, 0), _stream_variant(13, 19)]
     out += [_pair_variant(3, 8, "alternate"), _pair_variant(24, 24, "none")]

@@ -9,7 +9,17 @@ from rtl.checks.bench import VariantResult, run_bench
 from rtl.checks.registry import BENCHES, bench_for
 
 #: random rows per bench in a default run, per simulator (edge rows come on top).
-DEFAULT_VECTORS = {"icarus": 20_000, "verilator": 100_000}
+DEFAULT_VECTORS = {"icarus": 10_000, "verilator": 100_000}
+#: Icarus benches whose rows are costly get fewer random rows by default.
+ICARUS_VECTORS = {"dot_product": 3_000, "sparsity": 3_000, "prng": 5_000}
+
+
+def default_vectors(sim: str, bench: str) -> int:
+    if sim == "icarus":
+        return ICARUS_VECTORS.get(bench, DEFAULT_VECTORS[sim])
+    return DEFAULT_VECTORS[sim]
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -26,17 +36,20 @@ def run_checks(
     full: bool | None = None,
     on_bench: Callable[[str], None] | None = None,
 ) -> list[VariantResult]:
-    """Check every bench (or the named ones); `full` forces all variants under Icarus too."""
-    n = DEFAULT_VECTORS[sim] if vectors is None else vectors
-    if n < 0:
+    """Check every bench (or the named ones) at the simulator's default level, or every
+    variant with `full`."""
+    if vectors is not None and vectors < 0:
         raise ValueError("vectors must be >= 0")
-    subset = (sim == "icarus") if full is None else not full
+    level = "full" if full else ("icarus" if sim == "icarus" else "default")
     root = build_root or default_build_root()
-    depth = 1 << 17 if n <= (1 << 17) else 1 << 20
     results: list[VariantResult] = []
     for name in benches or BENCHES:
+        n = default_vectors(sim, name) if vectors is None else vectors
+        depth = 1 << 17 if n <= (1 << 17) else 1 << 20
         if on_bench is not None:
             on_bench(name)
-        bench = bench_for(name, subset=subset)
-        results += run_bench(bench, sim, n, root / sim / name, seed=seed, depth=depth)
+        bench = bench_for(name, level)
+        results += run_bench(
+            bench, sim, n, root / sim / name, seed=seed, depth=depth, optimize=n > (1 << 20)
+        )
     return results

@@ -102,8 +102,14 @@ def _vectors(n: int, rng: np.random.Generator) -> Vectors:
         # Partial sums and thresholds in one narrow exponent range, so both outcomes occur and
         # equal values (ties) are common; a few fully random codes bring the specials.
         e = rng.integers(13, 17, (n, GATE_GROUP))
-        p = (rng.integers(0, 2, (n, GATE_GROUP)) << 15) | (e << 10) | rng.integers(0, 4, (n, GATE_GROUP)) << 8
-        p = np.where(rng.random((n, GATE_GROUP)) < 0.03, rng.integers(0, 1 << 16, (n, GATE_GROUP)), p)
+        p = (
+            (rng.integers(0, 2, (n, GATE_GROUP)) << 15)
+            | (e << 10)
+            | rng.integers(0, 4, (n, GATE_GROUP)) << 8
+        )
+        p = np.where(
+            rng.random((n, GATE_GROUP)) < 0.03, rng.integers(0, 1 << 16, (n, GATE_GROUP)), p
+        )
         t = (rng.integers(15, 17, n) << 10) | (rng.integers(0, 4, n) << 8)
         t = np.where(rng.random(n) < 0.05, rng.integers(0, 1 << 16, n), t)
         t[:4] = [0, 0x8000, 0x7C00, 0x7E00]
@@ -114,7 +120,11 @@ def _vectors(n: int, rng: np.random.Generator) -> Vectors:
         bias_e = 7 if f == "e4m3" else 15
         man = 3 if f == "e4m3" else 2
         e = rng.integers(max(0, bias_e - 8), bias_e - 1, (n, NORM_GROUP))
-        w = (rng.integers(0, 2, (n, NORM_GROUP)) << 7) | (e << man) | rng.integers(0, 1 << man, (n, NORM_GROUP))
+        w = (
+            (rng.integers(0, 2, (n, NORM_GROUP)) << 7)
+            | (e << man)
+            | rng.integers(0, 1 << man, (n, NORM_GROUP))
+        )
         w = np.where(rng.random((n, NORM_GROUP)) < 0.3, 0, w)
         w = np.where(rng.random((n, NORM_GROUP)) < 0.002, rng.integers(0, 256, (n, NORM_GROUP)), w)
         vals = decode(w.astype(np.uint8), f).astype(np.float64)

@@ -11,5 +11,5 @@ from cocotb.triggers import RisingEdge
 
 @cocotb.test()
 async def run_vectors(dut) -> None:
-    assert dut.ready.value == 1 or True  # the handle exists: this is the harness
     await RisingEdge(dut.done)
+    assert dut.ready.value == 1, "the harness never loaded its vectors"

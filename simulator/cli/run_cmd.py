@@ -1,0 +1,148 @@
+"""`fp8sim run` and `fp8sim report`: simulate a workload's training step in every sparsity
+mode and print / write the figures. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from isa.compiler import CompileError
+    from simulator.config import ConfigError
+    from simulator.report import ReportError
+    from simulator.timing import SimulationError
+    from workloads.trace import TraceError
+
+    return (
+        ConfigError, CompileError, SimulationError, TraceError, ReportError, ValueError, OSError
+    )  # fmt: skip
+
+
+def _execute(trace: str | None, config: str, quiet: bool):
+    from tqdm import tqdm
+
+    from simulator.config import load_config
+    from simulator.run import load_workload, run_workload
+    from simulator.timing import MODES
+
+    cfg = load_config(config)
+    steps = ["trace", "compile", "prepare", *MODES]
+    with tqdm(total=len(steps), disable=quiet, desc="fp8sim run", unit="step") as bar:
+        bar.set_postfix_str("trace")
+        w = load_workload(trace)
+        bar.update()
+
+        def progress(stage: str) -> None:
+            bar.set_postfix_str(stage)
+            bar.update()
+
+        res = run_workload(w, cfg, progress=progress)
+        bar.update(bar.total - bar.n)
+    return cfg, res
+
+
+def _headline_text(summary: dict) -> str:
+    from simulator.report.tables import headline
+
+    lines = [
+        f"{'mode':<16}{'cycles':>14}{'speedup':>9}{'energy uJ':>12}{'on-chip uJ':>12}{'util':>7}"
+    ]
+    for r in headline(summary):
+        lines.append(
+            f"{r['mode']:<16}{r['cycles']:>14,}{r['speedup_x']:>8.2f}x{r['energy_uJ']:>12.1f}"
+            f"{r['energy_on_chip_uJ']:>12.1f}{r['tc_utilization']:>7.3f}"
+        )
+    e = summary["tflops_per_w"]
+    lines.append(
+        f"FLOPs reduction (trace) {summary['flops_reduction']:.2f}x; efficiency at "
+        f"{e['operating_point']} (mode {e['mode']}): {e['dense_equivalent']:.2f} TFLOPS/W "
+        f"dense-equivalent, {e['actual']:.2f} TFLOPS/W actual (on chip)"
+    )
+    return "\n".join(lines)
+
+
+_TRACE_HELP = "Trace file (.npz) or a named synthetic trace (default: resnet20-cal)."
+_CONFIG_HELP = "Hardware config: a shipped name or a YAML file."
+
+
+@click.command("run")
+@click.option("--trace", "trace", help=_TRACE_HELP)
+@click.option("--config", default="ref28", show_default=True, help=_CONFIG_HELP)
+@click.option(
+    "--mode",
+    type=click.Choice(["timing", "functional", "both"]),
+    default="timing",
+    show_default=True,
+    help="timing: cycle-level model. functional: not implemented yet.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Also write summary.json here."
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run_cmd(
+    trace: str | None,
+    config: str,
+    mode: str,
+    as_json: bool,
+    output: Path | None,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Simulate one training step dense, with each sparsity technique and with all of them."""
+    if mode != "timing":
+        raise click.ClickException(
+            "--mode functional/both: the functional simulator is not implemented yet "
+            "(issue 6, priority 5); use --mode timing"
+        )
+    if output is not None:
+        target = output / "summary.json" if output.is_dir() else output
+        if target.exists() and not force:
+            raise click.ClickException(f"{target} exists; pass --force to overwrite it")
+    try:
+        _, res = _execute(trace, config, quiet or as_json)
+    except _user_errors() as e:
+        raise click.ClickException(str(e)) from None
+    text = json.dumps(res.summary, indent=1, default=str)
+    if output is not None:
+        target = output / "summary.json" if output.is_dir() else output
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text + "\n")
+    if as_json:
+        click.echo(text)
+    else:
+        click.echo(_headline_text(res.summary))
+        for n in res.summary["notes"]:
+            click.echo(f"note: {n}")
+
+
+@click.command("report")
+@click.option("--trace", "trace", help=_TRACE_HELP)
+@click.option("--config", default="ref28", show_default=True, help=_CONFIG_HELP)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Report directory.",
+)
+@click.option("--force", is_flag=True, help="Overwrite a non-empty report directory.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def report_cmd(trace: str | None, config: str, output: Path, force: bool, quiet: bool) -> None:
+    """Write the speedup/energy report (report.md, report.html, PNGs, CSV/JSON data)."""
+    from simulator.report import write_report
+    from simulator.report.writer import prepare_dir
+
+    try:
+        prepare_dir(output, force)  # fail before minutes of work, not after
+        cfg, res = _execute(trace, config, quiet)
+        path = write_report(res.summary, cfg, output, force=True, instructions=res.instructions)
+    except _user_errors() as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(_headline_text(res.summary))
+    click.echo(f"report: {path} (and {path.with_suffix('.html')})")

@@ -1,0 +1,179 @@
+"""The event scheduler: executed instructions in program order through the controller, the
+per-unit in-order queues, the dependency tokens and the shared DRAM channel.
+
+Rules (docs/isa.md execution model; timing choices in docs/simulator.md):
+- The controller dispatches one instruction per cycle in program order. Control instructions
+  (`setr`, `addr`, `layer`, `nop`, ...) execute in the controller in one cycle (`nop` with `wt`
+  waits there). A full unit queue (`queue_depth` entries not yet started) blocks dispatch.
+  `barrier` and `halt` block dispatch until every unit has completed all its work.
+- A unit starts its head instruction when the unit is free, the instruction has arrived and its
+  `wt` token is positive; the token is then decremented. `sg` is incremented at completion.
+  Tokens are counting semaphores: a wait consumes the earliest outstanding signal (waits are
+  matched to signals in program order).
+- DMA (`ld`, `st`): a transfer occupies the shared DRAM channel for its bus cycles (each row
+  at least one bus beat), then completes `latency` cycles later; the unit may start its next
+  transfer as soon as the channel has accepted the previous one, completions stay in order.
+- `sync` is a zero-length marker in a unit's queue: it starts once every earlier instruction
+  of that unit has completed (and its token is positive).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from simulator.timing.stream import K_BARRIER, K_HALT, K_SYNC, K_UNIT, N_UNITS
+
+HEAP_CAP = 4096
+N_TOKENS = 16
+# Columns of the per-unit stall matrix: waiting for a token signalled by unit u (0..N_UNITS-1),
+# for the DRAM channel, for a free queue entry (controller only), for a barrier (controller).
+ST_DRAM, ST_QUEUE, ST_BARRIER = N_UNITS, N_UNITS + 1, N_UNITS + 2
+N_STALL = N_UNITS + 3
+# Heap entries carry the signalling unit in their low bits (time-ordered all the same).
+_UNIT_BITS = 4
+
+
+@numba.njit(cache=True)
+def _push(heap, size, t, v):  # pragma: no cover - numba
+    i = size[t]
+    heap[t, i] = v
+    size[t] += 1
+    while i > 0:
+        parent = (i - 1) // 2
+        if heap[t, parent] <= heap[t, i]:
+            break
+        heap[t, parent], heap[t, i] = heap[t, i], heap[t, parent]
+        i = parent
+
+
+@numba.njit(cache=True)
+def _pop(heap, size, t):  # pragma: no cover - numba
+    top = heap[t, 0]
+    size[t] -= 1
+    n = size[t]
+    heap[t, 0] = heap[t, n]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= n:
+            break
+        c = left
+        if left + 1 < n and heap[t, left + 1] < heap[t, left]:
+            c = left + 1
+        if heap[t, i] <= heap[t, c]:
+            break
+        heap[t, i], heap[t, c] = heap[t, c], heap[t, i]
+        i = c
+    return top
+
+
+@numba.njit(cache=True)
+def schedule(kind, unit, wt, sg, dur, bus, latency, queue_depth):  # pragma: no cover - numba
+    """Times of every executed instruction. Inputs are per executed instruction: control
+    kind, unit id, tokens, occupancy of the unit in cycles (`dur`) and of the DRAM channel
+    (`bus`, DMA only). Returns (dispatch, start, end, busy per unit, stall matrix, status):
+    status 0 = ok, 1 = a token waited on was never signalled, 2 = token overflow."""
+    n = kind.shape[0]
+    dispatch = np.zeros(n, np.int64)
+    start = np.zeros(n, np.int64)
+    end = np.zeros(n, np.int64)
+    busy = np.zeros(N_UNITS, np.int64)
+    stall = np.zeros((N_UNITS, N_STALL), np.int64)
+    heap = np.zeros((N_TOKENS, HEAP_CAP), np.int64)
+    hsize = np.zeros(N_TOKENS, np.int64)
+    unit_free = np.zeros(N_UNITS, np.int64)
+    unit_done = np.zeros(N_UNITS, np.int64)  # completion of the unit's last instruction
+    ring = np.zeros((N_UNITS, queue_depth), np.int64)  # start times of the last ops per unit
+    ring_n = np.zeros(N_UNITS, np.int64)
+    dram_free = 0
+    t_ctrl = 0
+    for i in range(n):
+        k = kind[i]
+        u = unit[i]
+        if k in (K_BARRIER, K_HALT):
+            drain = t_ctrl
+            for v in range(N_UNITS):
+                if unit_done[v] > drain:
+                    drain = unit_done[v]
+            stall[0, ST_BARRIER] += drain - t_ctrl
+            dispatch[i] = drain
+            start[i] = drain
+            end[i] = drain + 1
+            t_ctrl = drain + 1
+            busy[0] += 1
+            if k == K_HALT:
+                return dispatch[: i + 1], start[: i + 1], end[: i + 1], busy, stall, 0
+            continue
+        if k in (K_UNIT, K_SYNC):
+            # Dispatch into the unit's queue: wait for a free entry.
+            d = t_ctrl
+            if ring_n[u] >= queue_depth:
+                slot_free = ring[u, ring_n[u] % queue_depth] + 1
+                if slot_free > d:
+                    stall[0, ST_QUEUE] += slot_free - d
+                    d = slot_free
+            dispatch[i] = d
+            t_ctrl = d + 1
+            busy[0] += 1
+            head = d + 1
+            if k == K_SYNC:
+                if unit_done[u] > head:
+                    head = unit_done[u]
+            elif unit_free[u] > head:
+                head = unit_free[u]
+            s = head
+            if wt[i] != 0:
+                if hsize[wt[i]] == 0:
+                    return dispatch[:i], start[:i], end[:i], busy, stall, 1
+                tok = _pop(heap, hsize, wt[i])
+                ready = tok >> _UNIT_BITS
+                if ready > s:
+                    stall[u, tok & ((1 << _UNIT_BITS) - 1)] += ready - s
+                    s = ready
+            if k == K_SYNC:
+                e = s
+            elif bus[i] > 0:
+                b = s
+                if dram_free > b:
+                    stall[u, ST_DRAM] += dram_free - b
+                    b = dram_free
+                dram_free = b + bus[i]
+                unit_free[u] = b + bus[i]
+                busy[u] += bus[i]
+                s = b
+                e = b + bus[i] + latency
+                if unit_done[u] > e:
+                    e = unit_done[u]
+            else:
+                e = s + dur[i]
+                unit_free[u] = e
+                busy[u] += dur[i]
+            if e > unit_done[u]:
+                unit_done[u] = e
+            start[i] = s
+            end[i] = e
+            ring[u, ring_n[u] % queue_depth] = s
+            ring_n[u] += 1
+        else:
+            # Control instruction executed by the controller itself.
+            s = t_ctrl
+            if wt[i] != 0:
+                if hsize[wt[i]] == 0:
+                    return dispatch[:i], start[:i], end[:i], busy, stall, 1
+                tok = _pop(heap, hsize, wt[i])
+                ready = tok >> _UNIT_BITS
+                if ready > s:
+                    stall[0, tok & ((1 << _UNIT_BITS) - 1)] += ready - s
+                    s = ready
+            dispatch[i] = s
+            start[i] = s
+            e = s + dur[i]
+            end[i] = e
+            t_ctrl = e
+            busy[0] += dur[i]
+        if sg[i] != 0:
+            if hsize[sg[i]] >= HEAP_CAP:
+                return dispatch[: i + 1], start[: i + 1], end[: i + 1], busy, stall, 2
+            _push(heap, hsize, sg[i], (end[i] << _UNIT_BITS) | u)
+    return dispatch, start, end, busy, stall, 0

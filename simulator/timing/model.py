@@ -1,0 +1,456 @@
+"""Cycle-level timing of a compiled training-step program on given sparsity masks.
+
+    prep = prepare(compiled, cfg)          # once per program: unrolled stream, static costs
+    res = simulate(prep, masks, "all")     # per mode: tensor-core work from the masks, schedule
+
+Modes run the same program on the same masks and differ only in what the units may skip
+(the ISA's `mode` instruction): `dense` skips nothing, `gating` skips gated (pixel, channel
+group) work, `weight_sparsity` zero weight groups, `grad_skip` the BP/WU work of skipped images,
+`all` everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from isa.compiler import CompiledProgram
+from isa.spec import BUFFER, SFU_OP, TC_PASS
+from simulator.config import HardwareConfig
+from simulator.timing import costs
+from simulator.timing.costs import EVENT_ID, EVENTS
+from simulator.timing.engine import N_STALL, ST_BARRIER, ST_DRAM, ST_QUEUE, schedule
+from simulator.timing.masks import SparsityMasks
+from simulator.timing.stream import (
+    K_CTRL,
+    K_LOOP,
+    K_SYNC,
+    UNITS,
+    StaticProgram,
+    Stream,
+    static_program,
+    unroll,
+)
+from simulator.timing.tensor_core import (
+    GateCounts,
+    LayerDesc,
+    TcGeometry,
+    TcWork,
+    bwd_work,
+    fwd_work,
+    wgr_work,
+)
+
+MODES = ("dense", "gating", "weight_sparsity", "grad_skip", "all")
+_FLAGS = {
+    "dense": (False, False, False),
+    "gating": (True, False, False),
+    "weight_sparsity": (False, True, False),
+    "grad_skip": (False, False, True),
+    "all": (True, True, True),
+}
+BUFS = tuple(BUFFER.values)
+_BUF_CFG = {"act": "activation", "wgt": "weight", "err": "error", "msk": "mask"}
+
+
+class SimulationError(ValueError):
+    """A program and masks that cannot be simulated together (mismatch, deadlock)."""
+
+
+@dataclass
+class TcOp:
+    """The executed instances of one static tensor-core instruction."""
+
+    static: int
+    op: str
+    layer: str
+    desc: LayerDesc
+    args: dict
+    execs: np.ndarray  # executed-stream positions
+    k0: np.ndarray
+    c0: np.ndarray
+    p0: np.ndarray
+    img: np.ndarray
+
+
+@dataclass
+class PreparedProgram:
+    compiled: CompiledProgram
+    cfg: HardwareConfig
+    sp: StaticProgram
+    stream: Stream
+    kind: np.ndarray  # per executed
+    unit: np.ndarray
+    wt: np.ndarray
+    sg: np.ndarray
+    dur: np.ndarray  # mode-independent occupancy (tensor-core ops filled per mode)
+    bus: np.ndarray
+    static_events: np.ndarray  # (n_static, len(EVENTS)): mode-independent events x executions
+    unit_events: np.ndarray  # (n_static, len(EVENTS)): events of one execution
+    skippable: np.ndarray  # bool per executed: a BP-phase SFU op of an image (grad skip)
+    tc_ops: list[TcOp]
+    layers: np.ndarray  # layer name index per static instruction
+    phases: np.ndarray  # phase index per static instruction
+    layer_names: tuple[str, ...]
+    phase_names: tuple[str, ...]
+    dense_macs: np.ndarray  # per executed (tensor-core ops; 0 otherwise)
+
+
+def _descriptor(a) -> LayerDesc:
+    return LayerDesc(
+        a["c"], a["k"], a["h"], a["w"], a["kh"], a["kw"], a["stride"], a["pad"],
+        bool(a["gate"]), bool(a["wsparse"]),
+    )  # fmt: skip
+
+
+def prepare(compiled: CompiledProgram, cfg: HardwareConfig) -> PreparedProgram:
+    """Unroll the program and cost everything that does not depend on masks or mode."""
+    prog = compiled.instructions
+    sp = static_program(prog)
+    stream = unroll(sp)
+    idx = stream.index.astype(np.int64)
+    n = len(idx)
+    counts = np.bincount(idx, minlength=len(prog))
+    order = np.argsort(idx, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+
+    s_dur = np.ones(len(prog), np.int64)
+    s_bus = np.zeros(len(prog), np.int64)
+    s_ev = np.zeros((len(prog), len(EVENTS)))
+    s_ev[:, EVENT_ID["instructions"]] = 1
+    s_skippable = np.zeros(len(prog), bool)
+    descs: dict[int, LayerDesc] = {}
+    tc_ops: list[TcOp] = []
+    bw = cfg.dma.dram_bytes_per_cycle
+    thr = cfg.sfu.throughput_elements_per_cycle
+    lanes = cfg.tensor_core.lanes
+    for i, ins in enumerate(prog):
+        a = ins.args
+        ann = compiled.annotations[i]
+        if ins.op == "layer":
+            descs[a["desc"]] = _descriptor(a)
+        if counts[i] == 0:
+            continue
+        ev = {}
+        if ins.op == "sync":
+            s_dur[i] = 0
+        elif ins.op in ("dma.ld", "dma.st"):
+            s_dur[i], s_bus[i], ev = costs.dma_cost(a, bw)
+            side = "wr" if ins.op == "dma.ld" else "rd"
+            ev[f"sram_{side}_{BUFS[a['buf']]}"] = a["rows"] * a["row_bytes"]
+        elif ins.op == "sfu":
+            s_dur[i], ev = costs.sfu_cost(a, thr)
+            s_skippable[i] = ann["phase"] == "bp" and SFU_OP.values[a["op"]] != "zero"
+        elif ins.op == "sgd":
+            s_dur[i], ev = costs.sgd_cost(a, thr)
+        elif ins.op == "cg.gate":
+            d = descs[a["desc"]]
+            elems = a["pn"] * d.ow * a["kn"]
+            # The CGU normalises and compares base partial sums at the SFU's width (assumed).
+            s_dur[i] = -(-elems // thr)
+            ev = {"cgu_ops": elems, "sram_rd_act": 2 * elems, "sram_wr_msk": elems // lanes}
+        elif ins.op in ("ws.norm", "ws.prune"):
+            d = descs[a["desc"]]
+            elems = a["kn"] * a["cn"] * d.taps
+            s_dur[i] = -(-elems // cfg.wsu.norm_throughput_elements_per_cycle)
+            ev = (
+                {"wsu_macs": elems, "sram_rd_wgt": elems}
+                if ins.op == "ws.norm"
+                else {"sram_wr_wgt": elems, "sram_wr_msk": elems // max(1, d.taps)}
+            )
+        elif ins.op == "gs.decide":
+            s_dur[i] = a["classes"]
+            ev = {"gsu_ops": a["classes"], "sram_rd_act": 2 * a["classes"]}
+        elif ins.op in ("tc.fwd", "tc.bwd", "tc.wgr"):
+            pos = order[starts[i] : starts[i + 1]]
+            regs = stream.regs[pos]
+            tc_ops.append(
+                TcOp(i, ins.op, ann["layer"], descs[a["desc"]], dict(a), pos,
+                     regs[:, 0], regs[:, 1], regs[:, 2], regs[:, 3])
+            )  # fmt: skip
+        for key, v in ev.items():
+            s_ev[i, EVENT_ID[key]] += v
+
+    layer_names = tuple(sorted({a["layer"] or "-" for a in compiled.annotations}))
+    phase_names = tuple(sorted({a["phase"] for a in compiled.annotations}))
+    lid = {name: j for j, name in enumerate(layer_names)}
+    pid = {name: j for j, name in enumerate(phase_names)}
+    layers = np.array([lid[a["layer"] or "-"] for a in compiled.annotations], np.int64)
+    phases = np.array([pid[a["phase"]] for a in compiled.annotations], np.int64)
+    dense_macs = np.zeros(n, np.int64)
+    for op in tc_ops:
+        a = op.args
+        dense_macs[op.execs] = a["kn"] * a["cn"] * a["pn"] * op.desc.ow * op.desc.taps
+    kind = sp.kind[idx]
+    return PreparedProgram(
+        compiled, cfg, sp, stream, kind, sp.unit[idx], sp.wt[idx], sp.sg[idx],
+        s_dur[idx], s_bus[idx], s_ev * counts[:, None], s_ev, s_skippable[idx], tc_ops,
+        layers, phases,
+        layer_names, phase_names, dense_macs,
+    )  # fmt: skip
+
+
+@dataclass
+class TimingResult:
+    """What one mode's simulation measured. Cycles are clock cycles of the chip."""
+
+    mode: str
+    cycles: int
+    unit_busy: dict[str, int]
+    unit_stall: dict[str, dict[str, int]]  # per unit: cause -> cycles
+    unit_idle: dict[str, int]
+    events: dict[str, float]  # whole-step event counts
+    static_cycles: np.ndarray  # per static instruction: occupancy cycles summed over executions
+    static_events: np.ndarray  # (n_static, len(EVENTS))
+    layer_phase: list[dict]  # per (layer, phase): span cycles, tc busy, MACs, utilization
+    timeline: dict[str, list[float]]  # utilisation per unit over equal time bins
+    dense_macs: int
+    useful_macs: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_masks(prep: PreparedProgram, masks: SparsityMasks) -> list[str]:
+    if masks.batch != prep.compiled.batch:
+        raise SimulationError(
+            f"the masks are for batch {masks.batch}, the program for batch {prep.compiled.batch}"
+        )
+    notes = []
+    gated = {op.layer for op in prep.tc_ops if op.desc.gate}
+    lasso = {op.layer for op in prep.tc_ops if op.desc.wsparse}
+    if missing := sorted(gated - set(masks.gates)):
+        notes.append(f"no gate masks for gated layers {missing}: they run ungated")
+    if unused := sorted(set(masks.gates) - gated):
+        notes.append(
+            f"gate masks of {unused} are not used: the program does not gate these layers "
+            "(their FLOPs reduction in the trace's accounting cannot be realised)"
+        )
+    if unused := sorted(set(masks.wgroups) - lasso):
+        notes.append(
+            f"weight-group masks of {unused} are not used: the program does not mark these "
+            "layers weight-sparse"
+        )
+    if missing := sorted(lasso - set(masks.wgroups)):
+        notes.append(f"no weight-group masks for {missing}: they run dense")
+    for name, g in masks.gates.items():
+        if g.shape[0] != masks.batch:
+            raise SimulationError(f"gate mask of {name} has {g.shape[0]} images, not {masks.batch}")
+    return notes
+
+
+def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWork]:
+    """Tensor-core work of every static op's executions in `mode`."""
+    gating, wsparse, _ = _FLAGS[mode]
+    tcc = prep.cfg.tensor_core
+    geo = TcGeometry(tcc.n_tc, tcc.lanes, tcc.dp_width)
+    gate_counts: dict[str, GateCounts] = {}
+    out = []
+    for op in prep.tc_ops:
+        a, d = op.args, op.desc
+        wg = masks.wgroups.get(op.layer) if (wsparse and d.wsparse) else None
+        gate = masks.gates.get(op.layer) if (gating and d.gate) else None
+        if op.op == "tc.fwd" and TC_PASS.values[a["pass"]] != "cond":
+            gate = None
+        gc = None
+        if gate is not None and op.op != "tc.bwd":
+            gc = gate_counts.setdefault(op.layer, GateCounts(gate))
+        common = (d, a["kn"], a["cn"], a["pn"], op.k0, op.c0, op.p0, op.img, geo, wg)
+        if op.op == "tc.fwd":
+            w = fwd_work(*common, masks.group_in, gc, masks.channel_group)
+        elif op.op == "tc.bwd":
+            w = bwd_work(*common, masks.group_in, gate, masks.channel_group)
+        else:
+            w = wgr_work(*common, masks.group_in, gc, masks.channel_group)
+        out.append(w)
+    return out
+
+
+def _tc_costs(prep, masks, mode, dur, sev) -> None:
+    """Fill tensor-core occupancy (per execution, into dur) and events (summed per static
+    instruction, into sev) for `mode`."""
+    gating, wsparse, gskip = _FLAGS[mode]
+    cfg = prep.cfg
+    tcc = cfg.tensor_core
+    word = cfg.buffers.mask.word_bytes
+    for op, w in zip(prep.tc_ops, tc_work(prep, masks, mode), strict=True):
+        a, d = op.args, op.desc
+        kn, cn, pn = a["kn"], a["cn"], a["pn"]
+        meta = 0  # mask bytes the lanes read before they know what to skip
+        if gating and d.gate and (op.op != "tc.fwd" or TC_PASS.values[a["pass"]] == "cond"):
+            meta += pn * d.ow * -(-kn // masks.channel_group)
+        if wsparse and d.wsparse:
+            meta += kn * -(-cn // masks.group_in)
+        if op.op == "tc.fwd":
+            outs, stream_bufs, acc_buf = pn * d.ow * kn, ("act",), "act"
+        elif op.op == "tc.bwd":
+            outs, stream_bufs, acc_buf = min(d.h, pn * d.stride) * d.w * cn, ("err",), "err"
+        else:
+            outs, stream_bufs, acc_buf = kn * cn * d.taps, ("act", "err"), "err"
+        fin = -(-outs // cfg.sru.units) if a["fin"] else 0
+        t = w.max_steps + tcc.pipeline_depth_cycles + -(-meta // word) + fin
+        e = op.execs
+        if gskip and op.op != "tc.fwd":
+            skipped = masks.skip[op.img]
+            t = np.where(skipped, 1, t)
+            keep = ~skipped
+        else:
+            keep = np.ones(len(e), bool)
+        dur[e] = t
+        steps = float((w.lane_steps * keep).sum())
+        kept_outs = float(outs * keep.sum())
+        row = sev[op.static]
+        row[EVENT_ID["tc_lane_steps"]] += steps
+        row[EVENT_ID["tc_macs"]] += float((w.useful_macs * keep).sum())
+        row[EVENT_ID["rf_bytes"]] += steps * tcc.dp_width
+        for b in stream_bufs:
+            row[EVENT_ID[f"sram_rd_{b}"]] += steps * tcc.dp_width / tcc.lanes
+        row[EVENT_ID[f"sram_wr_{acc_buf}"]] += 2 * kept_outs
+        if a["acc"]:
+            row[EVENT_ID[f"sram_rd_{acc_buf}"]] += 2 * kept_outs
+        row[EVENT_ID["sram_rd_msk"]] += meta * float(keep.sum())
+        if a["fin"]:
+            row[EVENT_ID["sru_rounds"]] += kept_outs
+
+
+def _timeline(unit, start, end, dur, total, bins) -> dict[str, list[float]]:
+    edges = np.linspace(0, max(total, 1), bins + 1)
+    out = {}
+    for u in ("tc", "ld", "st", "sfu"):
+        m = unit == UNITS.index(u)
+        s = start[m].astype(float)
+        f = s + dur[m]
+        # Busy time inside each bin: integral of the coverage via clipped overlaps.
+        cov = np.zeros(bins)
+        lo = np.clip(np.searchsorted(edges, s, "right") - 1, 0, bins - 1)
+        hi = np.clip(np.searchsorted(edges, f, "left") - 1, 0, bins - 1)
+        width = edges[1] - edges[0]
+        same = lo == hi
+        np.add.at(cov, lo[same], (f - s)[same])
+        d = ~same
+        np.add.at(cov, lo[d], edges[lo[d] + 1] - s[d])
+        np.add.at(cov, hi[d], f[d] - edges[hi[d]])
+        span = hi[d] - lo[d] - 1
+        full = np.zeros(bins + 1)
+        np.add.at(full, lo[d] + 1, 1)
+        np.add.at(full, hi[d], -1)
+        cov += np.cumsum(full)[:bins] * width * (span.size > 0)
+        out[u] = np.round(np.minimum(cov / width, 1.0), 4).tolist()
+    out["time_cycles"] = np.round(edges[:-1], 1).tolist()
+    return out
+
+
+def simulate(
+    prep: PreparedProgram, masks: SparsityMasks, mode: str, timeline_bins: int = 200
+) -> TimingResult:
+    """Schedule the whole step in `mode` and aggregate per unit, instruction, layer, phase."""
+    if mode not in _FLAGS:
+        raise SimulationError(f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
+    notes = _check_masks(prep, masks)
+    dur = prep.dur.copy()
+    sev = prep.static_events.copy()
+    _tc_costs(prep, masks, mode, dur, sev)
+    idx = prep.stream.index
+    n_static = len(prep.compiled.instructions)
+    if _FLAGS[mode][2]:
+        img = prep.stream.regs[:, 3]
+        skip = prep.skippable & masks.skip[np.clip(img, 0, masks.batch - 1)]
+        dur[skip] = 1
+        n_skipped = np.bincount(idx[skip], minlength=n_static).astype(float)
+        sev -= n_skipped[:, None] * prep.unit_events
+        sev[:, EVENT_ID["instructions"]] += n_skipped  # the skipped op is still issued
+    dur[(prep.kind == K_CTRL) | (prep.kind == K_LOOP)] = 1
+    dur[prep.kind == K_SYNC] = 0
+    cfg = prep.cfg
+    dispatch, start, end, busy, stall, status = schedule(
+        prep.kind, prep.unit, prep.wt, prep.sg, dur, prep.bus,
+        cfg.dma.dram_latency_cycles, cfg.controller.queue_depth_instructions,
+    )  # fmt: skip
+    if status == 1:
+        raise SimulationError(f"deadlock: instruction {len(end)} waits for a token never signalled")
+    if status == 2:
+        raise SimulationError("a dependency token's outstanding signals overflowed")
+    total = int(end.max()) if len(end) else 0
+    occ = np.where(prep.bus > 0, prep.bus, dur)
+    static_cycles = np.bincount(idx, weights=occ, minlength=n_static)
+    stall_names = [f"wait_{u}" for u in UNITS] + ["dram", "queue_full", "barrier"]
+    assert len(stall_names) == N_STALL and stall_names[ST_DRAM] == "dram"
+    assert stall_names[ST_QUEUE] == "queue_full" and stall_names[ST_BARRIER] == "barrier"
+    unit_stall = {
+        u: {stall_names[c]: int(stall[i, c]) for c in range(N_STALL) if stall[i, c]}
+        for i, u in enumerate(UNITS)
+    }
+    unit_busy = {u: int(busy[i]) for i, u in enumerate(UNITS)}
+    unit_idle = {u: max(0, total - unit_busy[u] - sum(unit_stall[u].values())) for u in UNITS}
+    layer_phase = _layer_phase(prep, masks, dispatch, end, static_cycles, sev)
+    return TimingResult(
+        mode,
+        total,
+        unit_busy,
+        unit_stall,
+        unit_idle,
+        {e: float(sev[:, j].sum()) for j, e in enumerate(EVENTS)},
+        static_cycles,
+        sev,
+        layer_phase,
+        _timeline(prep.unit[: len(start)], start, end, occ[: len(start)], total, timeline_bins),
+        int(prep.dense_macs.sum()),
+        int(sev[:, EVENT_ID["tc_macs"]].sum()),
+        notes,
+    )
+
+
+def _layer_phase(prep, masks, dispatch, end, static_cycles, sev) -> list[dict]:
+    """Per (layer, phase) block: wall-clock span, tensor-core busy cycles, MACs, densities.
+
+    A block's executions are contiguous in the executed stream (loops never cross blocks),
+    and dispatch times never decrease, so a block spans [first dispatch, last completion]."""
+    idx = prep.stream.index[: len(end)]
+    n_ph = len(prep.phase_names)
+    key = prep.layers[idx] * n_ph + prep.phases[idx]
+    cut = np.flatnonzero(np.diff(key)) + 1
+    run_start = np.concatenate([[0], cut])
+    run_key = key[run_start]
+    run_first = dispatch[run_start]
+    run_last = np.maximum.reduceat(end, run_start)
+    n_keys = len(prep.layer_names) * n_ph
+    first = np.full(n_keys, np.iinfo(np.int64).max)
+    last = np.zeros(n_keys, np.int64)
+    span = np.zeros(n_keys, np.int64)
+    np.minimum.at(first, run_key, run_first)
+    np.maximum.at(last, run_key, run_last)
+    np.add.at(span, run_key, run_last - run_first)
+    skey = prep.layers * n_ph + prep.phases
+    is_tc = np.array([op.startswith("tc.") for op in prep.sp.ops])
+    tc_busy = np.bincount(skey, weights=static_cycles * is_tc, minlength=n_keys)
+    macs = np.bincount(skey, weights=sev[:, EVENT_ID["tc_macs"]], minlength=n_keys)
+    dram = np.bincount(skey, weights=sev[:, EVENT_ID["dram_bytes"]], minlength=n_keys)
+    dense = np.zeros(n_keys)
+    for op in prep.tc_ops:
+        a = op.args
+        dense[skey[op.static]] += (
+            len(op.execs) * a["kn"] * a["cn"] * a["pn"] * op.desc.ow * op.desc.taps
+        )
+    peak = prep.cfg.tensor_core.macs_per_cycle
+    rows = []
+    for k in np.nonzero(last)[0]:
+        layer = prep.layer_names[k // n_ph]
+        phase = prep.phase_names[k % n_ph]
+        g = masks.gates.get(layer)
+        w = masks.wgroups.get(layer)
+        rows.append(
+            {
+                "layer": layer,
+                "phase": phase,
+                "cycles": int(span[k]),
+                "first_cycle": int(first[k]),
+                "tc_busy_cycles": int(tc_busy[k]),
+                "dense_macs": int(dense[k]),
+                "useful_macs": int(macs[k]),
+                "dram_bytes": int(dram[k]),
+                "utilization": float(macs[k] / (span[k] * peak)) if span[k] else 0.0,
+                "gate_density": float(np.mean(g)) if g is not None else None,
+                "weight_group_density": float(np.mean(w)) if w is not None else None,
+            }
+        )
+    rows.sort(key=lambda r: r["first_cycle"])
+    return rows

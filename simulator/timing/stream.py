@@ -1,0 +1,168 @@
+"""The executed instruction stream of a program: hardware loops unrolled and register values
+captured at dispatch, so later stages can cost every executed op with vectorised numpy.
+
+The program is flattened to integer arrays once (`StaticProgram`); a numba kernel then runs the
+controller's control flow (loops, `setr`/`addr`/`xorr`) and records, per executed instruction,
+its static index and the values of the (up to four) registers that size its work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from isa.encoding import Instruction
+from isa.spec import BY_MNEMONIC, UNIT
+
+UNITS: tuple[str, ...] = tuple(UNIT.values)
+UNIT_ID = {u: i for i, u in enumerate(UNITS)}
+N_UNITS = len(UNITS)
+
+# Control-flow kinds the unroller and the scheduler distinguish.
+K_CTRL, K_LOOP, K_SETR, K_ADDR, K_XORR, K_BARRIER, K_HALT, K_SYNC, K_UNIT = range(9)
+_KIND = {
+    "loop": K_LOOP,
+    "setr": K_SETR,
+    "addr": K_ADDR,
+    "xorr": K_XORR,
+    "barrier": K_BARRIER,
+    "halt": K_HALT,
+    "sync": K_SYNC,
+}
+# Register operands captured per executed op (column order of `Stream.regs`).
+CAPTURE = ("rk", "rc", "rp", "rimg")
+
+
+@dataclass(frozen=True)
+class StaticProgram:
+    """A program as parallel integer arrays (one row per static instruction)."""
+
+    ops: tuple[str, ...]
+    kind: np.ndarray  # K_* per instruction
+    unit: np.ndarray  # executing unit id (sync: the named unit's queue)
+    wt: np.ndarray
+    sg: np.ndarray
+    a0: np.ndarray  # loop: count; setr/addr/xorr: rd
+    a1: np.ndarray  # loop: end distance; addr/xorr: rs
+    a2: np.ndarray  # setr/addr/xorr: immediate
+    capture: np.ndarray  # (n, 4) register numbers of CAPTURE fields, -1 when absent
+
+
+def static_program(program: Sequence[Instruction]) -> StaticProgram:
+    n = len(program)
+    kind = np.full(n, K_CTRL, np.int64)
+    unit = np.zeros(n, np.int64)
+    wt = np.zeros(n, np.int64)
+    sg = np.zeros(n, np.int64)
+    a0 = np.zeros(n, np.int64)
+    a1 = np.zeros(n, np.int64)
+    a2 = np.zeros(n, np.int64)
+    cap = np.full((n, len(CAPTURE)), -1, np.int64)
+    for i, ins in enumerate(program):
+        spec = BY_MNEMONIC[ins.op]
+        wt[i], sg[i] = ins.wt, ins.sg
+        if ins.op in _KIND:
+            kind[i] = _KIND[ins.op]
+        elif spec.unit != "ctrl":
+            kind[i] = K_UNIT
+        unit[i] = UNIT_ID[spec.unit]
+        if ins.op == "loop":
+            a0[i], a1[i] = ins["count"], ins["end"]
+        elif ins.op == "setr":
+            a0[i], a2[i] = ins["rd"], ins["imm"]
+        elif ins.op in ("addr", "xorr"):
+            a0[i], a1[i], a2[i] = ins["rd"], ins["rs"], ins["imm"]
+        elif ins.op == "sync":
+            unit[i] = ins["unit"]
+        for j, name in enumerate(CAPTURE):
+            if name in ins.args:
+                cap[i, j] = ins.args[name]
+    return StaticProgram(tuple(i.op for i in program), kind, unit, wt, sg, a0, a1, a2, cap)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Executed instructions in program (dispatch) order."""
+
+    index: np.ndarray  # static instruction index per executed instruction
+    regs: np.ndarray  # (n_exec, 4) values of the CAPTURE registers at dispatch (0 if absent)
+
+
+@numba.njit(cache=True)
+def _count(kind, a0, a1):  # pragma: no cover - numba
+    n = kind.shape[0]
+    mult = np.ones(n, np.int64)
+    stack_end = np.zeros(64, np.int64)
+    stack_mul = np.zeros(64, np.int64)
+    depth = 0
+    cur = 1
+    total = 0
+    for i in range(n):
+        while depth > 0 and stack_end[depth - 1] <= i:
+            depth -= 1
+            cur = stack_mul[depth - 1] if depth > 0 else 1
+        mult[i] = cur
+        total += cur
+        if kind[i] == K_LOOP:
+            cur = cur * a0[i]
+            stack_end[depth] = i + a1[i]
+            stack_mul[depth] = cur
+            depth += 1
+    return total
+
+
+@numba.njit(cache=True)
+def _unroll(kind, a0, a1, a2, cap, total):  # pragma: no cover - numba
+    n = kind.shape[0]
+    out_idx = np.empty(total, np.int32)
+    out_regs = np.zeros((total, cap.shape[1]), np.int64)
+    regs = np.zeros(16, np.int64)
+    mask32 = (1 << 32) - 1
+    l_start = np.zeros(64, np.int64)
+    l_end = np.zeros(64, np.int64)
+    l_left = np.zeros(64, np.int64)
+    depth = 0
+    pc = 0
+    e = 0
+    while pc < n:
+        out_idx[e] = pc
+        for j in range(cap.shape[1]):
+            r = cap[pc, j]
+            if r >= 0:
+                out_regs[e, j] = regs[r]
+        e += 1
+        k = kind[pc]
+        if k == K_SETR:
+            if a0[pc] != 0:
+                regs[a0[pc]] = a2[pc] & mask32
+        elif k == K_ADDR:
+            if a0[pc] != 0:
+                regs[a0[pc]] = (regs[a1[pc]] + a2[pc]) & mask32
+        elif k == K_XORR:
+            if a0[pc] != 0:
+                regs[a0[pc]] = (regs[a1[pc]] ^ a2[pc]) & mask32
+        elif k == K_LOOP:
+            l_start[depth] = pc + 1
+            l_end[depth] = pc + a1[pc]
+            l_left[depth] = a0[pc]
+            depth += 1
+        elif k == K_HALT:
+            break
+        pc += 1
+        while depth > 0 and pc == l_end[depth - 1]:
+            l_left[depth - 1] -= 1
+            if l_left[depth - 1] > 0:
+                pc = l_start[depth - 1]
+                break
+            depth -= 1
+    return out_idx[:e], out_regs[:e]
+
+
+def unroll(sp: StaticProgram) -> Stream:
+    """Execute the control flow: every executed instruction with its captured registers."""
+    total = int(_count(sp.kind, sp.a0, sp.a1))
+    idx, regs = _unroll(sp.kind, sp.a0, sp.a1, sp.a2, sp.capture, total)
+    return Stream(idx, regs)

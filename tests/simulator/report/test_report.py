@@ -1,0 +1,38 @@
+"""The report directory: files, data beside every figure, provenance, overwrite protection."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from click.testing import CliRunner
+
+from simulator.cli import main
+
+
+def test_report_writes_everything_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(main, ["report", "--trace", "vgg7-tiny", "-o", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "report.md" in res.output
+    for name in (
+        "report.md", "report.html", "summary.json", "headline.csv", "per_layer.csv",
+        "per_phase.csv", "units.csv", "operating_points.csv", "energy_by_component.png",
+        "energy_by_component_pj.json", "energy_by_phase.png", "energy_by_phase_pj.json",
+        "roofline.png", "timeline.png", "timeline.json", "efficiency.png", "instructions.csv",
+        "calibration_gap.csv",
+    ):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader((out / "headline.csv").open()))
+    assert [r["mode"] for r in rows] == ["dense", "gating", "weight_sparsity", "grad_skip", "all"]
+    ins = list(csv.DictReader((out / "instructions.csv").open()))
+    assert sum(int(r["cycles_all"]) for r in ins if r["op"].startswith("tc.")) > 0
+    md = (out / "report.md").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["manifest"]["config_hash"][:16] in md
+    assert "TFLOPS/W dense-equivalent" in md and "actual work" in md
+    # A second run into the same directory fails without --force and leaves it intact.
+    before = (out / "report.md").read_text()
+    res = CliRunner().invoke(main, ["report", "--trace", "vgg7-tiny", "-o", str(out), "--quiet"])
+    assert res.exit_code != 0 and "--force" in res.output
+    assert (out / "report.md").read_text() == before

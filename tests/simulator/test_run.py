@@ -1,0 +1,69 @@
+"""`simulator.run` and the `fp8sim run` / `fp8sim report` commands on the smallest workload."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from simulator.cli import main
+from simulator.run import NAMED_TRACES, load_workload, synthesize_named
+from simulator.timing import MODES
+
+TINY = "vgg7-tiny"
+
+
+@pytest.fixture(scope="module")
+def run_json():
+    res = CliRunner().invoke(main, ["run", "--trace", TINY, "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
+def test_run_json_has_the_promised_keys(run_json):
+    s = run_json
+    for key in ("cycles", "speedup", "energy_pj"):
+        assert set(s[key]) == set(MODES)
+    assert s["speedup"]["dense"] == 1.0
+    assert s["speedup"]["all"] > 1.0
+    assert set(s["tflops_per_w"]) >= {"dense_equivalent", "actual"}
+    assert s["tflops_per_w"]["dense_equivalent"] > s["tflops_per_w"]["actual"] > 0
+    assert s["flops_reduction"] > 1
+    man = s["manifest"]
+    assert {"version", "config_hash", "trace_hash", "seeds"} <= set(man)
+    row = s["layers"][0]
+    assert {"layer", "phase", "cycles", "utilization", "gate_density"} <= set(row)
+    assert set(row["cycles"]) == set(MODES)
+
+
+def test_named_trace_hits_its_reduction_and_is_deterministic():
+    r = NAMED_TRACES[TINY]
+    a, b = load_workload(TINY), load_workload(TINY)
+    assert a.masks.digest() == b.masks.digest()
+    from simulator.run import _reduction
+
+    assert _reduction(synthesize_named(TINY)) == pytest.approx(r.target_reduction, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--trace", "nosuch"], "neither a file nor a named trace"),
+        (["run", "--trace", TINY, "--config", "nosuch.yaml"], "nosuch"),
+        (["run", "--trace", TINY, "--mode", "functional"], "not implemented"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message):
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code != 0
+    assert message in res.output
+    assert "Traceback" not in res.output
+
+
+def test_run_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "s.json"
+    out.write_text("{}")
+    res = CliRunner().invoke(main, ["run", "--trace", TINY, "-o", str(out), "--quiet"])
+    assert res.exit_code != 0 and "--force" in res.output
+    assert out.read_text() == "{}"
