@@ -156,9 +156,10 @@ def run_stats(
     points: Iterable[tuple[str, dict[str, Any]]] | None = None,
     use_cache: bool = True,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    cache_file: Path | None = None,
 ) -> list[CellStats]:
     pts = list(points if points is not None else design_points())
-    path = _cache_path()
+    path = cache_file or _cache_path()
     cache: dict[str, Any] = {}
     if use_cache and path.exists():
         try:

@@ -1,7 +1,7 @@
 """Evidence run: the sparse FP8 recipe vs the float32 dense baseline of the same model, data,
 epochs and seed; writes a JSON report and the sparse run's trace.
 
-    python -m workloads.evidence --model vgg7 --epochs 10 --out-dir out/evidence
+    python -m workloads.evidence --model vgg7 --epochs 20 --out-dir out/evidence
 
 Kept out of the default test run (minutes of CPU); `make`-able as a one-liner.
 """
@@ -91,7 +91,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="vgg7")
     ap.add_argument("--data", default="digits")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--config", type=Path, default=recipe_path("digits_sparse_fp8"))
     ap.add_argument("--out-dir", type=Path, default=Path("out/evidence"))

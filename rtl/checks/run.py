@@ -10,6 +10,8 @@ from rtl.checks.registry import BENCHES, bench_for
 
 #: random rows per bench in a default run, per simulator (edge rows come on top).
 DEFAULT_VECTORS = {"icarus": 10_000, "verilator": 100_000}
+#: a sequential bench runs as one chunk held in memory: its cycles are capped at this.
+SEQUENTIAL_MAX = 2_000_000
 #: Icarus benches whose rows are costly get fewer random rows by default.
 ICARUS_VECTORS = {"dot_product": 3_000, "sparsity": 3_000, "prng": 5_000}
 
@@ -45,10 +47,12 @@ def run_checks(
     results: list[VariantResult] = []
     for name in benches or BENCHES:
         n = default_vectors(sim, name) if vectors is None else vectors
+        bench = bench_for(name, level)
+        if bench.sequential:
+            n = min(n, SEQUENTIAL_MAX)
         depth = 1 << 17 if n <= (1 << 17) else 1 << 20
         if on_bench is not None:
             on_bench(name)
-        bench = bench_for(name, level)
         results += run_bench(
             bench, sim, n, root / sim / name, seed=seed, depth=depth, optimize=n > (1 << 20)
         )

@@ -112,7 +112,8 @@ def _vectors(n: int, rng: np.random.Generator) -> Vectors:
         )
         t = (rng.integers(15, 17, n) << 10) | (rng.integers(0, 4, n) << 8)
         t = np.where(rng.random(n) < 0.05, rng.integers(0, 1 << 16, n), t)
-        t[:4] = [0, 0x8000, 0x7C00, 0x7E00]
+        edge = [0, 0x8000, 0x7C00, 0x7E00][:n]  # +0, -0, +Inf, NaN thresholds
+        t[: len(edge)] = edge
         for i, w in enumerate(_words(p, 16)):
             data[f"p_{f}_{i}"] = w
         data[f"t_{f}"] = t.astype(U64)
@@ -134,7 +135,8 @@ def _vectors(n: int, rng: np.random.Generator) -> Vectors:
         # Thresholds around each group's own sum: half above, half below, some exactly on it.
         scale = rng.choice([0.5, 0.9, 1.0, 1.1, 2.0], n)
         t = encode(quantize((s * scale).astype(np.float64), "fp16", "rne"), "fp16").astype(U64)
-        t[:3] = [0, 0x8000 | 0x3C00, 0x7C00]
+        edge = [0, 0x8000 | 0x3C00, 0x7C00][:n]  # zero, negative and infinite thresholds
+        t[: len(edge)] = edge
         for i, word in enumerate(_words(w, 8)):
             data[f"w_{f}_{i}"] = word
         data[f"n_{f}"] = t

@@ -144,17 +144,35 @@ def verilog(block: str, params: tuple[str, ...], output: Path) -> None:
 @rtl.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @click.option("--no-cache", is_flag=True, help="Synthesise again even when cached.")
-def stats(as_json: bool, no_cache: bool) -> None:
+@click.option(
+    "--block", "blocks", multiple=True, help="Only the design points of these blocks; repeatable."
+)
+@click.option(
+    "--cache",
+    "cache_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Cache file (default build/rtl/stats-cache.json).",
+)
+def stats(as_json: bool, no_cache: bool, blocks: tuple[str, ...], cache_file: Path | None) -> None:
     """Yosys cell counts of every block and of the SRU design-space sweep."""
     from tqdm import tqdm
 
-    from rtl.stats import run_stats
+    from rtl.catalog import BLOCKS
+    from rtl.stats import design_points, run_stats
+
+    unknown = [b for b in blocks if b not in BLOCKS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown block {unknown[0]!r}; blocks are: {', '.join(BLOCKS)}", param_hint="--block"
+        )
+    points = [p for p in design_points() if not blocks or p[0] in blocks]
 
     def bar(items):  # type: ignore[no-untyped-def]
         return tqdm(items, desc="synthesis", unit="design", file=sys.stderr)
 
     try:
-        rows = run_stats(use_cache=not no_cache, progress=bar)
+        rows = run_stats(points, use_cache=not no_cache, progress=bar, cache_file=cache_file)
     except RuntimeError as e:
         raise click.ClickException(str(e)) from None
     if as_json:

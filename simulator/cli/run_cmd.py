@@ -80,7 +80,7 @@ _CONFIG_HELP = "Hardware config: a shipped name or a YAML file."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), help="Also write summary.json here."
+    "-o", "--output", type=click.Path(path_type=Path), help="Directory to write summary.json into."
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -99,17 +99,17 @@ def run_cmd(
             "--mode functional/both: the functional simulator is not implemented yet "
             "(issue 6, priority 5); use --mode timing"
         )
-    if output is not None:
-        target = output / "summary.json" if output.is_dir() else output
-        if target.exists() and not force:
-            raise click.ClickException(f"{target} exists; pass --force to overwrite it")
+    target = output / "summary.json" if output is not None else None
+    if output is not None and output.exists() and not output.is_dir():
+        raise click.ClickException(f"{output} exists and is not a directory")
+    if target is not None and target.exists() and not force:
+        raise click.ClickException(f"{target} exists; pass --force to overwrite it")
     try:
         _, res = _execute(trace, config, quiet or as_json)
     except _user_errors() as e:
         raise click.ClickException(str(e)) from None
     text = json.dumps(res.summary, indent=1, default=str)
-    if output is not None:
-        target = output / "summary.json" if output.is_dir() else output
+    if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text + "\n")
     if as_json:

@@ -140,6 +140,8 @@ class SweepConfig(BaseModel):
     sample: SamplePlan | None = None
     numeric_samples: int = Field(200_000, ge=1000, description="values rounded per point")
     nist_bits: int = Field(1 << 15, ge=10_000, le=1 << 20, description="bits given to NIST")
+    hardware: bool = Field(True, description="synthesise SRU + source with Yosys for its cost")
+    hw_config: str = Field("ref28", description="hardware config whose energy table is used")
     training: TrainingBudget = Field(default_factory=TrainingBudget)
 
     def points(self) -> list[SruPoint]:
@@ -188,6 +190,7 @@ class SruPoint(BaseModel):
             "point": self.model_dump(mode="json"),
             "numeric_samples": cfg.numeric_samples,
             "nist_bits": cfg.nist_bits,
+            "hardware": [cfg.hardware, cfg.hw_config],
             "training": cfg.training.model_dump(mode="json"),
         }
         blob = json.dumps(payload, sort_keys=True).encode()

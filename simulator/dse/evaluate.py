@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from simulator.dse.config import SruPoint, SweepConfig
+from simulator.dse.hardware import evaluate_hardware
 from simulator.dse.numeric import evaluate_numeric
 
 
@@ -33,5 +34,7 @@ def evaluate_point(point_data: dict[str, Any], config_data: dict[str, Any]) -> d
         "point": point.model_dump(mode="json"),
         "numeric": evaluate_numeric(point, cfg.numeric_samples, nist_bits=cfg.nist_bits),
     }
+    if cfg.hardware:
+        row["hardware"] = evaluate_hardware(point, cfg.hw_config)
     row["seconds"] = time.perf_counter() - start
     return row

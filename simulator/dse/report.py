@@ -180,19 +180,19 @@ def write_report(
         f["numeric.neg_abs_bias_ulp"] = -abs(b) if b is not None else None
     plots = [p for p in (plot_bias_vs_r(flat, out_dir),) if p]
     have_accuracy = any(_num(f.get("training.accuracy_mean")) is not None for f in flat)
-    have_cost = any(_num(f.get("hardware.cells_total")) is not None for f in flat)
+    have_cost = any(_num(f.get("hardware.gate_equivalents")) is not None for f in flat)
     if have_accuracy and have_cost:
         benefit, benefit_label = "training.accuracy_mean", "final accuracy (mean over seeds)"
     else:
-        benefit, benefit_label = "numeric.neg_abs_bias_ulp", "-|bias| (target ULP)"
+        benefit, benefit_label = "numeric.neg_abs_bias_ulp", "minus abs(bias) (target ULP)"
     pareto_path = None
     if have_cost:
         pareto_path = plot_pareto(
             flat,
             out_dir,
-            "hardware.cells_total",
+            "hardware.gate_equivalents",
             benefit,
-            "Yosys cells (SRU + PRNG)",
+            "gate equivalents (SRU + PRNG, from Yosys)",
             benefit_label,
         )
         if pareto_path:
@@ -216,13 +216,15 @@ def write_report(
     )
     lines.append("")
     if have_cost:
-        front = pareto_front(flat, "hardware.cells_total", benefit)
-        lines.append(f"## Pareto-optimal designs ({benefit_label} vs Yosys cells)")
+        front = pareto_front(flat, "hardware.gate_equivalents", benefit)
+        lines.append(f"## Pareto-optimal designs ({benefit_label} vs gate equivalents)")
         lines.append("")
-        lines.append("| design | cells | " + benefit_label + " |")
+        lines.append("| design | gate equivalents | " + benefit_label + " |")
         lines.append("|---|---|---|")
         for f in front:
-            lines.append(f"| {f['label']} | {f['hardware.cells_total']} | {f[benefit]:.4g} |")
+            lines.append(
+                f"| {f['label']} | {f['hardware.gate_equivalents']:.0f} | {f[benefit]:.4g} |"
+            )
         lines.append("")
     else:
         lines.append("No hardware cost in these results, so no Pareto front was computed.")
@@ -240,7 +242,7 @@ def write_report(
             "numeric.nist_passed",
             "training.accuracy_mean",
             "training.accuracy_std",
-            "hardware.cells_total",
+            "hardware.gate_equivalents",
         )
         if any(c in f for f in flat)
     ]

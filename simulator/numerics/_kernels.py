@@ -68,14 +68,22 @@ def decide_sr_corrected(D, s, k, S, r):
     return np.int64(g + S >= (np.int64(1) << r))
 
 
-DECIDERS = {
-    "rne": decide_rne,
-    "rna": decide_rna,
-    "rtz": decide_rtz,
-    "sr": decide_sr,
-    "sr_half": decide_sr_half,
-    "sr_corrected": decide_sr_corrected,
-}
+# Mode codes. The kernel takes an integer, not a decide_* function: a cached kernel whose
+# argument is a dispatcher can fail in a fresh process ("underlying object has vanished"),
+# and a branch on the mode inside the loop stops LLVM from vectorising it. So every decision
+# is computed branch-free and the mode selects one with arithmetic masks.
+MODES = {"rne": 0, "rna": 1, "rtz": 2, "sr": 3, "sr_half": 4, "sr_corrected": 5}
+
+
+@njit(cache=True, inline="always")
+def decide(mode, D, s, k, S, r):
+    return (
+        np.int64(mode == 0) * decide_rne(D, s, k, S, r)
+        + np.int64(mode == 1) * decide_rna(D, s, k, S, r)
+        + np.int64(mode == 3) * decide_sr(D, s, k, S, r)
+        + np.int64(mode == 4) * decide_sr_half(D, s, k, S, r)
+        + np.int64(mode == 5) * decide_sr_corrected(D, s, k, S, r)
+    )
 
 
 @njit(parallel=True, cache=True)
@@ -84,7 +92,7 @@ def quantize_bits(
     out,
     rand,
     r,
-    decide,
+    mode,
     mbits,
     bias_in,
     man_t,
@@ -103,8 +111,9 @@ def quantize_bits(
     into an error where it matters, so valid input costs no extra pass over the data.
 
     Args:
-        rand: one random integer per element (stochastic modes) or an empty array.
-        r: random bits; decide: one of the decide_* functions.
+        rand: one random integer per element; zeros for the deterministic modes (a plain
+            indexed load keeps the loop vectorised, where a branch or a stride does not).
+        r: random bits; mode: a MODES code.
         mbits, bias_in: the input float's mantissa width and bias.
         man_t, emin_t: target mantissa width and smallest normal exponent.
         low_lsb: exponent of the target grid step below the smallest normal (emin_t - man_t
@@ -113,7 +122,6 @@ def quantize_bits(
         inf_to, nan_abs: what Inf and NaN inputs become (abs bits); masks for abs and sign.
     """
     n = bits.shape[0]
-    use_rand = rand.shape[0] == n
     one = np.int64(1)
     e_ones = abs_mask >> mbits
     nans = 0
@@ -135,9 +143,9 @@ def quantize_bits(
         s = min(shift, _MAX_SHIFT)
         D = Mr & ((one << s) - 1)
         k = Mr >> s
-        S = np.int64(rand[i]) if use_rand else np.int64(0)
-        bad_rand += np.int64((S < 0) | (limit <= S)) if use_rand else np.int64(0)
-        up = decide(D, s, k, S, r)
+        S = np.int64(rand[i])
+        bad_rand += np.int64((S < 0) | (limit <= S))
+        up = decide(mode, D, s, k, S, r)
         # Rounded within the input's binade (s <= mbits), or all significand bits discarded.
         inside = ((a >> s) << s) + (up << s)
         if lsb >= 1 - bias_in:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 Rounding = Literal["rne", "rna", "rtz", "sr", "sr_half", "sr_corrected"]
 
-ROUNDING_MODES: Final = tuple(kernels.DECIDERS)
+ROUNDING_MODES: Final = tuple(kernels.MODES)
 STOCHASTIC: Final = frozenset({"sr", "sr_half", "sr_corrected"})
 MAX_RANDOM_BITS: Final = 32
 
@@ -97,7 +97,7 @@ def quantize(
         if random_bits is not None or source is not None:
             raise ValueError(f"rounding {rounding!r} is deterministic; it takes no random bits")
         r = 0
-        rand = np.empty(0, dtype=np.int64)
+        rand = np.zeros(arr.size, dtype=np.uint8)  # calloc'd: pages mapped lazily, cheap
 
     int_dtype, mbits_in, ebits_in, bias_in = _INPUT_LAYOUT[arr.dtype]
     total = 1 + ebits_in + mbits_in
@@ -128,7 +128,7 @@ def quantize(
         out,
         rand,
         r,
-        kernels.DECIDERS[rounding],
+        kernels.MODES[rounding],
         mbits_in,
         bias_in,
         f.man_bits,

@@ -61,9 +61,16 @@ def test_bad_input_is_one_clear_line(args, message):
     assert "Traceback" not in res.output
 
 
-def test_run_refuses_to_overwrite(tmp_path):
-    out = tmp_path / "s.json"
-    out.write_text("{}")
-    res = CliRunner().invoke(main, ["run", "--trace", TINY, "-o", str(out), "--quiet"])
+def test_run_writes_summary_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "out"
+    args = ["run", "--trace", TINY, "-o", str(out), "--quiet"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    first = json.loads((out / "summary.json").read_text())
+    assert first["cycles"]["all"] < first["cycles"]["dense"]
+    (out / "summary.json").write_text("{}")
+    res = CliRunner().invoke(main, args)
     assert res.exit_code != 0 and "--force" in res.output
-    assert out.read_text() == "{}"
+    assert (out / "summary.json").read_text() == "{}"
+    assert CliRunner().invoke(main, [*args, "--force"]).exit_code == 0
+    assert json.loads((out / "summary.json").read_text())["cycles"] == first["cycles"]

@@ -41,7 +41,8 @@ def test_digits_sparse_fp8_within_two_points_of_dense(tmp_path):
     from workloads.evidence import run
     from workloads.recipes import recipe_path
 
-    rep = run("vgg7", "digits", 10, 0, recipe_path("digits_sparse_fp8"), tmp_path, None, False)
+    rep = run("vgg7", "digits", 20, 0, recipe_path("digits_sparse_fp8"), tmp_path, None, False)
     assert rep["accuracy_gap_points"] <= 2.0
     last = rep["last_epoch"]
-    assert last["gate_density"] < 0.8 and last["flops_reduction"] > 1.5
+    assert last["gate_density"] < 0.7 and last["grad_skip_fraction"] > 0.2
+    assert last["flops_reduction"] > 1.5

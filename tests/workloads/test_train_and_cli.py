@@ -181,3 +181,12 @@ def test_cli_train_records(tmp_path):
     assert s["measured"]["grad_skip_fraction"] == 0.0 and not s["has_codes"]
     r = _run("--model", "vgg7", "--data", "digits", "--steps", "1", "-o", str(out))
     assert r.exit_code == 1 and "exists" in r.output
+
+
+def test_capture_skips_a_short_final_batch():
+    # 30 training images at batch 12: batches of 12, 12 and 6; the 6 is not captured.
+    cfg = load_config({"steps": 3, "batch_size": 12, "capture": {"iterations": 2}})
+    r = train("vgg7", "digits", cfg, limit=30, progress=False, log=lambda s: None)
+    assert [c.step for c in r.captured] == [0, 1]
+    assert all(c.skip.shape == (12,) for c in r.captured)
+    assert r.tensors.step == 1 and r.tensors.inputs.shape == (12, 1, 32, 32)

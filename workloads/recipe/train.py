@@ -138,7 +138,16 @@ def train(
     per_epoch = -(-n // cfg.batch_size)
     total = min(cfg.steps, cfg.epochs * per_epoch) if cfg.steps else cfg.epochs * per_epoch
     epochs = -(-total // per_epoch)
-    first_capture = total - cfg.capture.iterations
+
+    # Capture the last full batches (a trace has one batch size; an epoch's short final batch
+    # would otherwise be what the trace holds).
+    def full(s: int) -> bool:
+        return (s % per_epoch + 1) * cfg.batch_size <= n
+
+    capture_steps = [s for s in range(total) if full(s)][-cfg.capture.iterations :]
+    if not capture_steps:  # the data set is smaller than one batch
+        capture_steps = list(range(total))[-cfg.capture.iterations :]
+    record_step = capture_steps[-1]
     rng = np.random.default_rng(cfg.seed)
     group_in = cfg.lasso.group_in
     step = 0
@@ -156,7 +165,7 @@ def train(
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x = torch.from_numpy(train_ds.images[idx])
             y = torch.from_numpy(train_ds.labels[idx])
-            record = cfg.capture.codes and step == total - 1
+            record = cfg.capture.codes and step == record_step
             for m in macs_mods.values():
                 m.recorder.on = record
             wmask = lasso.nonzero_group_masks(model, group_in) if cfg.lasso.enabled else {}
@@ -207,7 +216,7 @@ def train(
             sums["skip"] += int(skip.sum())
             sums["gate_on"] += sum(int(g.sum()) for g in gates.values())
             sums["gate_all"] += sum(g.size for g in gates.values())
-            if step >= first_capture:
+            if step in capture_steps:
                 result.captured.append(
                     CapturedIteration(step, epoch, gates, wg, skip_np, train_ds.labels[idx])
                 )

@@ -23,6 +23,7 @@ SMALL = {
     "numeric_samples": 4000,
     "nist_bits": 10_000,
     "training": {"enabled": False},
+    "hardware": False,
     "grid": [
         {
             "rounding": ["sr"],
