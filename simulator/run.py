@@ -64,6 +64,12 @@ NAMED_TRACES: dict[str, TraceRecipe] = {
     ),
 }
 DEFAULT_TRACE = "resnet20-cal"
+# Traces recorded by training that ship with the package (docs/traces.md), by file stem.
+SHIPPED_TRACES = Path(__file__).resolve().parent.parent / "workloads" / "traces"
+
+
+def shipped_traces() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(SHIPPED_TRACES.glob("*.npz"))}
 
 
 def _reduction(t: Trace) -> float:
@@ -112,16 +118,18 @@ class Workload:
 
 
 def load_workload(trace: str | Path | None) -> Workload:
-    """A trace file path, a named synthetic trace, or (None) the default named trace."""
+    """A trace file path, a named synthetic trace, a shipped trace's name (`vgg7_digits`, ...),
+    or (None) the default named trace."""
     spec = str(trace) if trace is not None else DEFAULT_TRACE
     if spec in NAMED_TRACES:
         t = synthesize_named(spec)
         source = {"kind": "named synthetic", "name": spec, "recipe": vars(NAMED_TRACES[spec])}
     else:
-        path = Path(spec)
+        path = shipped_traces().get(spec, Path(spec))
         if not path.exists():
+            names = [*NAMED_TRACES, *shipped_traces()]
             raise ValueError(
-                f"trace {spec!r} is neither a file nor a named trace ({', '.join(NAMED_TRACES)})"
+                f"trace {spec!r} is neither a file nor a named trace ({', '.join(names)})"
             )
         t = load_trace(path)
         source = {"kind": "file", "path": str(path)}

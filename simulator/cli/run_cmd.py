@@ -64,7 +64,10 @@ def _headline_text(summary: dict) -> str:
     return "\n".join(lines)
 
 
-_TRACE_HELP = "Trace file (.npz) or a named synthetic trace (default: resnet20-cal)."
+_TRACE_HELP = (
+    "Trace file (.npz), a shipped trace (vgg7_digits, resnet20_digits, ...) or a named "
+    "synthetic trace (resnet20-cal, vgg7-cal, resnet20-tiny, vgg7-tiny; default resnet20-cal)."
+)
 _CONFIG_HELP = "Hardware config: a shipped name or a YAML file."
 
 

@@ -118,7 +118,8 @@ class TrainingBudget(BaseModel):
     epochs: int = Field(3, ge=1, le=1000)
     batch: int = Field(64, ge=1, le=4096)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    lr: float = Field(0.05, gt=0)
+    lr: float = Field(0.005, gt=0, description="the recipe's SGD rate (0.5 ||y - t||^2 loss)")
+    sparsity: bool = Field(False, description="keep gating/Lasso/skip on (off isolates the SRU)")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap for quick sweeps")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from simulator.dse.config import SruPoint, SweepConfig
 from simulator.dse.hardware import evaluate_hardware
 from simulator.dse.numeric import evaluate_numeric
+from simulator.dse.training import evaluate_training
 
 
 def limit_threads() -> None:
@@ -34,6 +35,8 @@ def evaluate_point(point_data: dict[str, Any], config_data: dict[str, Any]) -> d
         "point": point.model_dump(mode="json"),
         "numeric": evaluate_numeric(point, cfg.numeric_samples, nist_bits=cfg.nist_bits),
     }
+    if cfg.training.enabled:
+        row["training"] = evaluate_training(point, cfg.training)
     if cfg.hardware:
         row["hardware"] = evaluate_hardware(point, cfg.hw_config)
     row["seconds"] = time.perf_counter() - start

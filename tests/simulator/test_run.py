@@ -74,3 +74,14 @@ def test_run_writes_summary_and_refuses_to_overwrite(tmp_path):
     assert (out / "summary.json").read_text() == "{}"
     assert CliRunner().invoke(main, [*args, "--force"]).exit_code == 0
     assert json.loads((out / "summary.json").read_text())["cycles"] == first["cycles"]
+
+
+def test_shipped_trace_by_name():
+    from simulator.run import shipped_traces
+
+    names = shipped_traces()
+    if not names:
+        pytest.skip("no shipped traces in workloads/traces")
+    name = min(names, key=lambda n: names[n].stat().st_size)
+    w = load_workload(name)
+    assert w.source["kind"] == "file" and w.trace.batch == w.masks.batch

@@ -36,3 +36,21 @@ def test_report_writes_everything_and_refuses_to_overwrite(tmp_path):
     res = CliRunner().invoke(main, ["report", "--trace", "vgg7-tiny", "-o", str(out), "--quiet"])
     assert res.exit_code != 0 and "--force" in res.output
     assert (out / "report.md").read_text() == before
+
+
+def test_gap_analysis_is_the_runs_own_numbers():
+    from simulator.config import load_config
+    from simulator.report.tables import gap_analysis
+    from simulator.run import load_workload, run_workload
+
+    s = run_workload(load_workload("vgg7-tiny"), load_config("ref28")).summary
+    rows = {r["quantity"]: r["value"] for r in gap_analysis(s)}
+    assert rows["simulated speedup, all over dense"] == s["speedup"]["all"]
+    assert (
+        rows["MAC reduction the program executes (mode all)"]
+        > rows["simulated speedup, all over dense"]
+    )
+    busy = s["units_report"]["all"]["busy"]
+    bound = s["cycles"]["dense"] / (busy["ld"] + busy["st"])
+    assert rows["bound from DMA alone: cycles dense / DMA busy (same in every mode)"] == bound
+    assert 0 < rows["leakage share of on-chip energy at that point"] < 1
