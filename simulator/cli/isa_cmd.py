@@ -56,7 +56,8 @@ def disasm(binary: Path) -> None:
 @click.option(
     "--trace",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A layer-graph JSON file (LayerGraph.to_dict(), top level or under 'graph').",
+    help="A sparsity trace (.npz, `fp8sim trace`) or a layer-graph JSON file "
+    "(LayerGraph.to_dict(), top level or under 'graph').",
 )
 @click.option(
     "--config",
@@ -65,7 +66,12 @@ def disasm(binary: Path) -> None:
     show_default=True,
     help="Shipped configuration name or hardware YAML file.",
 )
-@click.option("--batch", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images per step [default: the trace's batch, else 128].",
+)
 @click.option(
     "-o",
     "--output",
@@ -75,7 +81,12 @@ def disasm(binary: Path) -> None:
 )
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 def compile_cmd(
-    model: str | None, trace: Path | None, config: str, batch: int, output: Path, force: bool
+    model: str | None,
+    trace: Path | None,
+    config: str,
+    batch: int | None,
+    output: Path,
+    force: bool,
 ) -> None:
     """Compile one training step (FP, loss, skip decision, BP, WU) of a model."""
     from isa.compiler import CompileError, compile_graph
@@ -87,7 +98,8 @@ def compile_cmd(
         cfg = load_config(config)
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
-    graph = _load_graph(model, trace)
+    graph, trace_batch = _load_graph(model, trace)
+    batch = batch or trace_batch or 128
     try:
         program = compile_graph(graph, cfg, batch)
         paths = program.write(output, force=force)
@@ -107,6 +119,7 @@ def compile_cmd(
 
 
 def _load_graph(model: str | None, trace: Path | None):
+    """The layer graph to compile, and the batch a trace was recorded with (else None)."""
     from workloads.graph import GraphError, LayerGraph
 
     if model is not None:
@@ -117,8 +130,16 @@ def _load_graph(model: str | None, trace: Path | None):
             raise click.BadParameter(
                 f"unknown model {model!r}; valid: {', '.join(MODEL_NAMES)}", param_hint="--model"
             )
-        return graph_for(model)
+        return graph_for(model), None
     assert trace is not None
+    if trace.read_bytes()[:2] == b"PK":  # a zip: an .npz trace file
+        from workloads.trace.format import TraceError, load_trace
+
+        try:
+            t = load_trace(trace)
+        except TraceError as err:
+            raise click.ClickException(str(err)) from None
+        return t.graph, t.batch
     try:
         data = json.loads(trace.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -128,6 +149,6 @@ def _load_graph(model: str | None, trace: Path | None):
     if not isinstance(data, dict):
         raise click.ClickException(f"{trace}: expected a JSON object holding a layer graph")
     try:
-        return LayerGraph.from_dict(data)
+        return LayerGraph.from_dict(data), None
     except GraphError as err:
         raise click.ClickException(f"{trace}: {err}") from None

@@ -90,3 +90,17 @@ def test_compile_from_a_graph_file_and_bad_options(tmp_path: Path):
     broken.write_text('{"model_name": "x"}')
     r = run("compile", "--trace", str(broken), "-o", str(tmp_path / "u"))
     assert r.exit_code == 1 and "malformed layer graph" in r.output
+
+
+def test_compile_takes_a_shipped_trace_file_and_its_batch(tmp_path):
+    from workloads.trace.format import load_trace
+
+    trace = Path(__file__).resolve().parents[2] / "workloads/traces/resnet20_digits.npz"
+    res = CliRunner().invoke(main, ["compile", "--trace", str(trace), "-o", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    assert f"batch {load_trace(trace).batch}," in res.output
+    assert (tmp_path / "p.bin").stat().st_size > 0
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(trace.read_bytes()[:3000])
+    res = CliRunner().invoke(main, ["compile", "--trace", str(broken), "-o", str(tmp_path / "q")])
+    assert res.exit_code == 1 and "broken.npz" in res.output and "Traceback" not in res.output
