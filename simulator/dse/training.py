@@ -8,8 +8,8 @@ from typing import Any
 
 from simulator.dse.config import SruPoint, TrainingBudget
 
-# What the recipe can place an SRU on today (its update step); SR inside the forward/backward
-# quantisers, and random bits taken from the network, are not in the recipe yet.
+# What the recipe can place an SRU on today: its update step. SR inside the forward/backward
+# quantisers is not in the recipe yet; network bits come from the rounded tensor itself.
 TRAINABLE_TARGETS = frozenset({"weights", "momentum"})
 DEFAULT_UPDATE_FORMAT = "fp16_chip"
 
@@ -18,8 +18,15 @@ def unsupported_reason(point: SruPoint) -> str | None:
     extra = sorted(set(point.apply_to) - TRAINABLE_TARGETS)
     if extra:
         return f"the recipe cannot apply an SRU to {', '.join(extra)} yet"
-    if point.source is not None and point.source.kind == "network":
-        return "the recipe cannot take random bits from the network yet"
+    if (
+        point.source is not None
+        and point.source.kind == "network"
+        and point.source.tensor != "self"
+    ):
+        return (
+            "the recipe takes network bits only from the rounded tensor itself, "
+            f"not from {point.source.tensor}"
+        )
     return None
 
 
@@ -39,6 +46,8 @@ def recipe_overrides(point: SruPoint, budget: TrainingBudget, seed: int) -> dict
         source: dict[str, Any] = {"kind": src.kind, "lanes": src.lanes}
         if src.kind == "lfsr":
             source |= {"width": src.width, "form": src.form, "combine": src.combine}
+        if src.kind == "network":
+            source = {"kind": "network", "offset": src.offset}
         update["source"] = source
     overrides: dict[str, Any] = {
         "seed": seed,

@@ -264,3 +264,25 @@ def test_scaled_base_output_for_gated_groups():
     x = torch.randn(2, 16, 5, 5)
     base = nn.functional.conv2d(x[:, :4], conv.weight[:, :4].detach(), padding=1)
     assert torch.allclose(g(x), 4 * base, atol=1e-5)
+
+
+def test_network_source_rounds_with_the_neighbouring_lanes_bits():
+    """kind=network: element i of the update is rounded with the low bits of element i+1."""
+    from workloads.recipe.config import UpdateConfig
+    from workloads.recipe.optimizer import make_source
+
+    cfg = UpdateConfig(
+        weight_format="e5m2_chip",
+        rounding="sr",
+        random_bits=8,
+        source={"kind": "network", "offset": 1},
+    )
+    assert make_source(cfg.source, 0) is None
+    w = torch.nn.Parameter(torch.tensor([1.1, 1.3, 0.7, 2.9]))
+    w.grad = torch.zeros(4)
+    opt = RoundedSGD([w], cfg, run_seed=0)
+    before = w.detach().numpy().copy()
+    opt._round(w.data, "e5m2_chip")
+    donors = np.roll(before, -1).view(np.uint32) & 0xFF
+    want = quantize(before, "e5m2_chip", "sr", r=8, random_bits=donors)
+    assert np.array_equal(w.detach().numpy(), want)

@@ -64,13 +64,18 @@ class QuantConfig(_Strict):
 
 
 class RandomSourceConfig(_Strict):
-    """Where the stochastic-rounding bits come from (simulator.numerics.random_sources)."""
+    """Where the stochastic-rounding bits come from (simulator.numerics.random_sources).
 
-    kind: Literal["uniform", "lfsr", "xorshift32"] = "uniform"
+    `network`: no generator; each element is rounded with the low bits of the element
+    `offset` lanes away in the same tensor, the bits rounding discards there.
+    """
+
+    kind: Literal["uniform", "lfsr", "xorshift32", "network"] = "uniform"
     width: int = Field(16, ge=2, le=32, description="LFSR width")
     form: Literal["fibonacci", "galois"] = "fibonacci"
     combine: Literal["none", "invert", "alternate"] = "none"
     lanes: int = Field(16, ge=1)
+    offset: int = Field(1, ge=1, description="network: lane distance of the bit donor")
     seed: int | None = Field(None, description="None: derived from the run's seed")
 
 

@@ -11,6 +11,7 @@ import torch
 from simulator.numerics.random_sources import (
     LFSRSource,
     RandomSource,
+    TensorBitsSource,
     UniformSource,
     Xorshift32Source,
 )
@@ -18,7 +19,10 @@ from workloads.recipe.config import RandomSourceConfig, UpdateConfig
 from workloads.recipe.quant import sr_round_
 
 
-def make_source(cfg: RandomSourceConfig, run_seed: int) -> RandomSource:
+def make_source(cfg: RandomSourceConfig, run_seed: int) -> RandomSource | None:
+    """The generator feeding the SRUs; None for `network` (bits come from each tensor)."""
+    if cfg.kind == "network":
+        return None
     seed = cfg.seed if cfg.seed is not None else run_seed
     if cfg.kind == "uniform":
         return UniformSource(seed)
@@ -42,7 +46,10 @@ class RoundedSGD:
         c = self.cfg
         bits = None
         if c.rounding.startswith("sr") and fmt != "fp32":
-            bits = self.source.draw(t.numel(), c.random_bits).astype(np.int64)
+            source = self.source
+            if source is None:  # randomness from the network: a neighbouring lane's low bits
+                source = TensorBitsSource.neighbour_lanes(t.detach().cpu().numpy(), c.source.offset)
+            bits = source.draw(t.numel(), c.random_bits).astype(np.int64)
         sr_round_(t, fmt, c.rounding, c.random_bits, bits if bits is not None else np.empty(0))
 
     def lr_at(self, step: int, total_steps: int) -> float:

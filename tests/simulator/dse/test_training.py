@@ -35,10 +35,14 @@ def test_point_maps_onto_a_valid_recipe():
 
 def test_what_the_recipe_cannot_train_is_said_not_guessed():
     assert "activations" in unsupported_reason(_point(apply_to=("weights", "activations")))
-    net = _point(source=SourceChoice(kind="network", tensor="self"))
-    assert "network" in unsupported_reason(net)
-    assert evaluate_training(net, TrainingBudget())["accuracy_mean"] is None
+    acts = _point(source=SourceChoice(kind="network", tensor="activations"))
+    assert "activations" in unsupported_reason(acts)
+    assert evaluate_training(acts, TrainingBudget())["accuracy_mean"] is None
     assert unsupported_reason(_point()) is None
+    own = _point(source=SourceChoice(kind="network", tensor="self", offset=3))
+    assert unsupported_reason(own) is None
+    cfg = load_config(recipe_overrides(own, TrainingBudget(), 0))
+    assert (cfg.update.source.kind, cfg.update.source.offset) == ("network", 3)
 
 
 def test_a_tiny_training_run_reports_accuracy_per_seed():
