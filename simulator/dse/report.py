@@ -148,8 +148,17 @@ def plot_pareto(
         return None
     front = pareto_front(usable, cost, benefit)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.scatter(
-        [f[cost] for f in usable], [f[benefit] for f in usable], s=14, alpha=0.6, label="designs"
+    spread = benefit.replace("_mean", "_std")
+    yerr = [_num(f.get(spread)) or 0.0 for f in usable] if spread != benefit else None
+    ax.errorbar(
+        [f[cost] for f in usable],
+        [f[benefit] for f in usable],
+        yerr=yerr,
+        fmt="o",
+        ms=4,
+        alpha=0.6,
+        capsize=2,
+        label="designs" + (" (+-1 std over seeds)" if yerr else ""),
     )
     ax.plot(
         [f[cost] for f in front], [f[benefit] for f in front], "r-o", ms=4, label="Pareto front"
