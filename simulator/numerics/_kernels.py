@@ -111,8 +111,9 @@ def quantize_bits(
     into an error where it matters, so valid input costs no extra pass over the data.
 
     Args:
-        rand: one random integer per element; zeros for the deterministic modes (a plain
-            indexed load keeps the loop vectorised, where a branch or a stride does not).
+        rand: one random integer per element. Deterministic modes ignore it but pass any
+            array of n elements (a plain indexed load keeps the loop vectorised, where a
+            branch or a stride does not); their bad-word count is meaningless.
         r: random bits; mode: a MODES code.
         mbits, bias_in: the input float's mantissa width and bias.
         man_t, emin_t: target mantissa width and smallest normal exponent.

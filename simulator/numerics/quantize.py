@@ -97,7 +97,7 @@ def quantize(
         if random_bits is not None or source is not None:
             raise ValueError(f"rounding {rounding!r} is deterministic; it takes no random bits")
         r = 0
-        rand = np.zeros(arr.size, dtype=np.uint8)  # calloc'd: pages mapped lazily, cheap
+        rand = None  # the kernel reads the input's own bits instead (see below)
 
     int_dtype, mbits_in, ebits_in, bias_in = _INPUT_LAYOUT[arr.dtype]
     total = 1 + ebits_in + mbits_in
@@ -123,6 +123,10 @@ def quantize(
 
     bits = np.ascontiguousarray(arr).reshape(-1).view(int_dtype)
     out = np.empty_like(bits)
+    if rand is None:
+        # Deterministic modes ignore S, but the kernel must load one per element to stay
+        # vectorised; the input's own bits are already in cache and cost no allocation.
+        rand = bits
     nans, bad_rand = kernels.quantize_bits(
         bits,
         out,
@@ -141,7 +145,7 @@ def quantize(
         abs_mask,
         sign_mask,
     )
-    if bad_rand:
+    if bad_rand and rounding in STOCHASTIC:
         _raise_bad_random_bits(rand, r)
     if nans and not f.has_nan:
         first = int(np.flatnonzero(np.isnan(arr.reshape(-1)))[0])
