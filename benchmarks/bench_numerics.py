@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import ml_dtypes
 import numpy as np
 
+from benchmarks.timing import best_seconds
 from simulator.numerics import quantize
 
 N = 10_000_000
@@ -16,13 +16,7 @@ REPEATS = 7
 
 
 def _best_seconds(fn: Callable[[], object]) -> float:
-    fn()  # compile / warm caches
-    times = []
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return best_seconds(fn, REPEATS, warmup=True)  # the warm-up call compiles / warms caches
 
 
 def run() -> None:

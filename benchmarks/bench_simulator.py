@@ -12,16 +12,13 @@ from __future__ import annotations
 import os
 import time
 
+from benchmarks.timing import best_seconds
+
 REPEATS = 3
 
 
 def _best(fn, repeats=REPEATS) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return best_seconds(fn, repeats)
 
 
 def _torch_step_seconds() -> float:

@@ -92,6 +92,16 @@ def _parity(x):
     return x & 1
 
 
+@njit(cache=True, inline="always")
+def _lfsr_step(s, form, mask, full):
+    """One step of the register: Fibonacci (form 0) or Galois (form 1)."""
+    if form == 0:
+        return ((s << 1) | _parity(s & mask)) & full
+    lsb = s & 1
+    s >>= 1
+    return s ^ mask if lsb else s
+
+
 @njit(cache=True)
 def _lfsr_run(states, form, mask, width, cycles):
     """Run every lane `cycles` times; returns the state of each lane BEFORE each step
@@ -103,13 +113,7 @@ def _lfsr_run(states, form, mask, width, cycles):
         s = states[j]
         for c in range(cycles):
             out[c, j] = s
-            if form == 0:
-                s = ((s << 1) | _parity(s & mask)) & full
-            else:
-                lsb = s & 1
-                s >>= 1
-                if lsb:
-                    s ^= mask
+            s = _lfsr_step(s, form, mask, full)
         states[j] = s
     return out
 
@@ -143,13 +147,7 @@ def _lfsr_period(seed, form, mask, width):
     s = seed
     n = np.int64(0)
     while True:
-        if form == 0:
-            s = ((s << 1) | _parity(s & mask)) & full
-        else:
-            lsb = s & 1
-            s >>= 1
-            if lsb:
-                s ^= mask
+        s = _lfsr_step(s, form, mask, full)
         n += 1
         if s == seed or n > full + 1:
             return n
