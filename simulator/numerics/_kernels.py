@@ -86,25 +86,8 @@ def decide(mode, D, s, k, S, r):
     )
 
 
-@njit(parallel=True, cache=True)
-def quantize_bits(
-    bits,
-    out,
-    rand,
-    r,
-    mode,
-    mbits,
-    bias_in,
-    man_t,
-    emin_t,
-    low_lsb,
-    max_abs,
-    ovf_abs,
-    inf_to,
-    nan_abs,
-    abs_mask,
-    sign_mask,
-):
+@njit(cache=True, inline="always")
+def _quantize_loop(bits, out, rand, r, mode, params):
     """Quantize raw float bits `bits` into `out` (same int dtype).
 
     Returns (NaN inputs seen, random integers outside [0, 2**r)); the caller turns either
@@ -114,7 +97,9 @@ def quantize_bits(
         rand: one random integer per element. Deterministic modes ignore it but pass any
             array of n elements (a plain indexed load keeps the loop vectorised, where a
             branch or a stride does not); their bad-word count is meaningless.
-        r: random bits; mode: a MODES code.
+        r: random bits; mode: a MODES code (a constant in each per-mode kernel below).
+        params: the tuple (mbits, bias_in, man_t, emin_t, low_lsb, max_abs, ovf_abs, inf_to,
+            nan_abs, abs_mask, sign_mask), described here:
         mbits, bias_in: the input float's mantissa width and bias.
         man_t, emin_t: target mantissa width and smallest normal exponent.
         low_lsb: exponent of the target grid step below the smallest normal (emin_t - man_t
@@ -122,6 +107,19 @@ def quantize_bits(
         max_abs: target's largest finite value (input encoding); ovf_abs: what overflow becomes.
         inf_to, nan_abs: what Inf and NaN inputs become (abs bits); masks for abs and sign.
     """
+    (
+        mbits,
+        bias_in,
+        man_t,
+        emin_t,
+        low_lsb,
+        max_abs,
+        ovf_abs,
+        inf_to,
+        nan_abs,
+        abs_mask,
+        sign_mask,
+    ) = params
     n = bits.shape[0]
     one = np.int64(1)
     e_ones = abs_mask >> mbits
@@ -161,6 +159,48 @@ def quantize_bits(
         nans += np.int64(isnan)
         out[i] = res | (b & sign_mask)
     return nans, bad_rand
+
+
+# One cached parallel kernel per mode: the mode is a constant of each body, so LLVM drops the
+# other modes' decisions from the loop (a runtime mode costs about 2x in the loop).
+@njit(parallel=True, cache=True)
+def quantize_rne(bits, out, rand, r, params):
+    return _quantize_loop(bits, out, rand, r, 0, params)
+
+
+@njit(parallel=True, cache=True)
+def quantize_rna(bits, out, rand, r, params):
+    return _quantize_loop(bits, out, rand, r, 1, params)
+
+
+@njit(parallel=True, cache=True)
+def quantize_rtz(bits, out, rand, r, params):
+    return _quantize_loop(bits, out, rand, r, 2, params)
+
+
+@njit(parallel=True, cache=True)
+def quantize_sr(bits, out, rand, r, params):
+    return _quantize_loop(bits, out, rand, r, 3, params)
+
+
+@njit(parallel=True, cache=True)
+def quantize_sr_half(bits, out, rand, r, params):
+    return _quantize_loop(bits, out, rand, r, 4, params)
+
+
+@njit(parallel=True, cache=True)
+def quantize_sr_corrected(bits, out, rand, r, params):
+    return _quantize_loop(bits, out, rand, r, 5, params)
+
+
+KERNELS = {
+    "rne": quantize_rne,
+    "rna": quantize_rna,
+    "rtz": quantize_rtz,
+    "sr": quantize_sr,
+    "sr_half": quantize_sr_half,
+    "sr_corrected": quantize_sr_corrected,
+}
 
 
 @njit(parallel=True, cache=True)

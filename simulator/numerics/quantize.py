@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 Rounding = Literal["rne", "rna", "rtz", "sr", "sr_half", "sr_corrected"]
 
-ROUNDING_MODES: Final = tuple(kernels.MODES)
+ROUNDING_MODES: Final = tuple(kernels.KERNELS)
 STOCHASTIC: Final = frozenset({"sr", "sr_half", "sr_corrected"})
 MAX_RANDOM_BITS: Final = 32
 
@@ -127,12 +127,7 @@ def quantize(
         # Deterministic modes ignore S, but the kernel must load one per element to stay
         # vectorised; the input's own bits are already in cache and cost no allocation.
         rand = bits
-    nans, bad_rand = kernels.quantize_bits(
-        bits,
-        out,
-        rand,
-        r,
-        kernels.MODES[rounding],
+    params = (
         mbits_in,
         bias_in,
         f.man_bits,
@@ -145,6 +140,7 @@ def quantize(
         abs_mask,
         sign_mask,
     )
+    nans, bad_rand = kernels.KERNELS[rounding](bits, out, rand, r, params)
     if bad_rand and rounding in STOCHASTIC:
         _raise_bad_random_bits(rand, r)
     if nans and not f.has_nan:
