@@ -68,13 +68,10 @@ def decide_sr_corrected(D, s, k, S, r):
     return np.int64(g + S >= (np.int64(1) << r))
 
 
-# Mode codes. The kernel takes an integer, not a decide_* function: a cached kernel whose
-# argument is a dispatcher can fail in a fresh process ("underlying object has vanished"),
-# and a branch on the mode inside the loop stops LLVM from vectorising it. So every decision
-# is computed branch-free and the mode selects one with arithmetic masks.
-MODES = {"rne": 0, "rna": 1, "rtz": 2, "sr": 3, "sr_half": 4, "sr_corrected": 5}
-
-
+# The mode is an integer code (0 rne, 1 rna, 2 rtz, 3 sr, 4 sr_half, 5 sr_corrected), never a
+# decide_* function passed in: a cached kernel whose argument is a dispatcher can fail in a
+# fresh process ("underlying object has vanished"). Each per-mode kernel below passes its
+# code as a constant, so this selection folds to the one decision at compile time.
 @njit(cache=True, inline="always")
 def decide(mode, D, s, k, S, r):
     return (
@@ -97,7 +94,7 @@ def _quantize_loop(bits, out, rand, r, mode, params):
         rand: one random integer per element. Deterministic modes ignore it but pass any
             array of n elements (a plain indexed load keeps the loop vectorised, where a
             branch or a stride does not); their bad-word count is meaningless.
-        r: random bits; mode: a MODES code (a constant in each per-mode kernel below).
+        r: random bits; mode: the code `decide` takes (a constant in each per-mode kernel).
         params: the tuple (mbits, bias_in, man_t, emin_t, low_lsb, max_abs, ovf_abs, inf_to,
             nan_abs, abs_mask, sign_mask), described here:
         mbits, bias_in: the input float's mantissa width and bias.

@@ -139,6 +139,13 @@ def nonzero_channels(wg: np.ndarray | None, k0: int, kn: int, c0: int, cn: int, 
     return wg[k0 : k0 + kn][:, c]
 
 
+def _empty_work(k0: np.ndarray, c0: np.ndarray) -> tuple[TcWork, np.ndarray]:
+    """Zeroed work for each op instance, and the distinct (k0, c0) tiles among them."""
+    e = len(k0)
+    out = TcWork(np.zeros(e, np.int64), np.zeros(e, np.int64), np.zeros(e, np.int64))
+    return out, np.unique(np.stack([k0, c0], 1), axis=0)
+
+
 def fwd_work(
     d: LayerDesc,
     kn: int,
@@ -155,10 +162,8 @@ def fwd_work(
     channel_group: int,
 ) -> TcWork:
     """FP op work; `wg` None = weight sparsity off; `gates` None = no gating in this op."""
-    e = len(k0)
     _, share = _split(kn, geo)
-    out = TcWork(np.zeros(e, np.int64), np.zeros(e, np.int64), np.zeros(e, np.int64))
-    combos = np.unique(np.stack([k0, c0], 1), axis=0)
+    out, combos = _empty_work(k0, c0)
     for kk, cc in combos:
         sel = np.nonzero((k0 == kk) & (c0 == cc))[0]
         nnz = nonzero_channels(wg, int(kk), kn, int(cc), cn, group_in).sum(axis=1)  # (kn,)
@@ -195,10 +200,8 @@ def bwd_work(
     channel_group: int,
 ) -> TcWork:
     """BP op work (lanes own input channels; per dY pixel the nonzero k are compacted)."""
-    e = len(k0)
     _, share = _split(cn, geo)
-    out = TcWork(np.zeros(e, np.int64), np.zeros(e, np.int64), np.zeros(e, np.int64))
-    combos = np.unique(np.stack([k0, c0], 1), axis=0)
+    out, combos = _empty_work(k0, c0)
     for kk, cc in combos:
         sel = np.nonzero((k0 == kk) & (c0 == cc))[0]
         nzw = nonzero_channels(wg, int(kk), kn, int(cc), cn, group_in)  # (kn, cn)
@@ -249,10 +252,8 @@ def wgr_work(
     channel_group: int,
 ) -> TcWork:
     """WU op work (lanes own output channels; reduce over the tile's ungated pixels)."""
-    e = len(k0)
     _, share = _split(kn, geo)
-    out = TcWork(np.zeros(e, np.int64), np.zeros(e, np.int64), np.zeros(e, np.int64))
-    combos = np.unique(np.stack([k0, c0], 1), axis=0)
+    out, combos = _empty_work(k0, c0)
     item_part = (np.arange(cn)[:, None] * d.taps + np.arange(d.taps)[None, :]) % share
     for kk, cc in combos:
         sel = np.nonzero((k0 == kk) & (c0 == cc))[0]
