@@ -10,7 +10,7 @@ from amaranth.lib import wiring
 
 from rtl.dot_product import DotProductUnit
 from rtl.multiplier import Fp8Multiplier
-from rtl.prng import Lfsr, StreamBits
+from rtl.prng import Lfsr, StreamBits, Xorshift32
 from rtl.sparsity import ChannelGateComparator, GroupNormZeroDetector
 from rtl.sru import StochasticRoundingUnit
 from rtl.sru_pair import SruWithSource
@@ -20,6 +20,7 @@ BLOCKS: dict[str, Callable[..., wiring.Component]] = {
     "dot_product": DotProductUnit,
     "sru": StochasticRoundingUnit,
     "lfsr": Lfsr,
+    "xorshift32": Xorshift32,
     "stream_bits": StreamBits,
     "sru_lfsr": SruWithSource,
     "channel_gate": ChannelGateComparator,

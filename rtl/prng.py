@@ -1,7 +1,9 @@
-"""Random sources for the SRUs: LFSRs (Fibonacci / Galois, plain / inverted / alternating) and
-a tap on a data stream (randomness taken from the network's own tensors).
+"""Random sources for the SRUs: LFSRs (Fibonacci / Galois, plain / inverted / alternating),
+Marsaglia's xorshift32, and a tap on a data stream (randomness taken from the network's own
+tensors).
 
-Semantics are those of `simulator.numerics.random_sources` (LFSRSource, TensorBitsSource):
+Semantics are those of `simulator.numerics.random_sources` (LFSRSource, Xorshift32Source,
+TensorBitsSource):
 the word comes from the CURRENT state, then the register steps (when `en` is high).
 """
 
@@ -78,6 +80,39 @@ class Lfsr(wiring.Component):
                 m.d.sync += odd.eq(~odd)
             m.d.comb += shown.eq(Mux(odd, ~state, state))
         m.d.comb += self.word.eq(tile(shown, self.r))
+        return m
+
+
+class Xorshift32(wiring.Component):
+    """Marsaglia's xorshift32 (shifts 13, 17, 5) as one 32-bit register: the word is the top r
+    bits of the current state, then the register steps when `en` is high.
+
+    The three shift-xor stages are wiring plus 19 + 15 + 27 XOR gates, combinational in one
+    cycle, so the cost is the 32 flip-flops and those gates (what `fp8sim rtl stats` counts).
+    """
+
+    def __init__(self, r: int = 32, seed: int = 2463534242) -> None:
+        if not 1 <= r <= 32:
+            raise ValueError(f"r={r} must be in 1..32")
+        if not 1 <= seed < (1 << 32):
+            raise ValueError(f"seed {seed} must be a nonzero 32-bit state")
+        self.r, self.seed = r, seed
+        super().__init__({"en": In(1), "word": Out(r)})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        state = Signal(32, init=self.seed)
+        a = Signal(32)
+        b = Signal(32)
+        c = Signal(32)
+        m.d.comb += [
+            a.eq(state ^ (state << 13)[:32]),
+            b.eq(a ^ (a >> 17)),
+            c.eq(b ^ (b << 5)[:32]),
+            self.word.eq(state[32 - self.r :]),
+        ]
+        with m.If(self.en):
+            m.d.sync += state.eq(c)
         return m
 
 

@@ -7,16 +7,19 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.prng import Lfsr, StreamBits
+from rtl.prng import Lfsr, StreamBits, Xorshift32
 from rtl.sru import StochasticRoundingUnit
+
+SOURCES = ("lfsr", "xorshift", "stream")
 
 
 class SruWithSource(wiring.Component):
     """SRU(in_fmt -> out_fmt, rounding, r) whose r random bits come from `source`.
 
     source "lfsr": an LFSR of `width` bits (form / combine as `Lfsr`), stepping when `en` is
-    high, its word tiled to r bits. source "stream": bits [low_bit, low_bit + r) of `data`.
-    Ports: `x`, `en` (lfsr) or `data` (stream), `y`.
+    high, its word tiled to r bits. source "xorshift": a xorshift32 register (the top r bits of
+    its state; `seed` must then be a nonzero 32-bit state). source "stream": bits
+    [low_bit, low_bit + r) of `data`. Ports: `x`, `en` (lfsr, xorshift) or `data` (stream), `y`.
     """
 
     def __init__(
@@ -32,12 +35,15 @@ class SruWithSource(wiring.Component):
         seed: int = 1,
         low_bit: int = 0,
     ) -> None:
-        if source not in ("lfsr", "stream"):
-            raise ValueError(f"source must be 'lfsr' or 'stream', not {source!r}")
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
         self.sru = StochasticRoundingUnit(in_fmt, out_fmt, rounding, r)
         self.source = source
         if source == "lfsr":
             self.prng = Lfsr(width, form, combine, r=r, seed=seed)
+            extra = {"en": In(1)}
+        elif source == "xorshift":
+            self.prng = Xorshift32(r=r, seed=seed)
             extra = {"en": In(1)}
         else:
             self.prng = StreamBits(32, r, low_bit)
@@ -48,7 +54,7 @@ class SruWithSource(wiring.Component):
         m = Module()
         m.submodules.sru = self.sru
         m.submodules.prng = self.prng
-        if self.source == "lfsr":
+        if self.source in ("lfsr", "xorshift"):
             m.d.comb += self.prng.en.eq(self.en)
         else:
             m.d.comb += self.prng.data.eq(self.data)

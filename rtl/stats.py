@@ -52,17 +52,20 @@ class CellStats:
 
 def design_points() -> list[tuple[str, dict[str, Any]]]:
     """What `fp8sim rtl stats` synthesises: every block, and the SRU design-space sweep
-    (SRU + LFSR pairs for r = 1..24, LFSR widths 3..24, and the low-bit pair)."""
+    (SRU + LFSR pairs for r = 1..24, LFSR widths 3..24, xorshift32, the low-bit pair and an SRU
+    fed by xorshift32)."""
     pts: list[tuple[str, dict[str, Any]]] = []
     pts += [("fp8_mul", {"fmt": f}) for f in ("e5m2", "e4m3", "e5m2_chip")]
     pts += [("dot_product", {"fmt": f}) for f in ("e5m2", "e4m3", "e5m2_chip")]
     pts += [("channel_gate", {}), ("group_norm", {})]
     pts += [("lfsr", {"width": w}) for w in range(3, 25)]
+    pts += [("xorshift32", {"r": r}) for r in (8, 24)]
     pts += [("sru", {**SRU_STATS_FORMATS, "r": r}) for r in range(1, 25)]
     pts += [("sru_lfsr", {**SRU_STATS_FORMATS, "r": r, "width": max(r, 3)}) for r in range(1, 25)]
     # The low-bit design: a 3-bit LFSR combined with its inverse (alternate) and tiled.
     pts += [("sru_lfsr", {**SRU_STATS_FORMATS, "r": 3, "width": 3, "combine": "alternate"})]
     pts += [("sru_lfsr", {**SRU_STATS_FORMATS, "r": 8, "width": 3, "combine": "alternate"})]
+    pts += [("sru_lfsr", {**SRU_STATS_FORMATS, "r": 8, "source": "xorshift", "seed": 2463534242})]
     return pts
 
 

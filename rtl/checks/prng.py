@@ -10,16 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 from rtl.checks.bench import Bench, Variant, Vectors
-from rtl.prng import LFSR_COMBINES, LFSR_FORMS, Lfsr, StreamBits
+from rtl.prng import LFSR_COMBINES, LFSR_FORMS, Lfsr, StreamBits, Xorshift32
 from rtl.sru_pair import SruWithSource
 from simulator.numerics import decode, encode, quantize
-from simulator.numerics.random_sources import LFSRSource, TensorBitsSource
+from simulator.numerics.random_sources import LFSRSource, TensorBitsSource, Xorshift32Source
 
 U64 = np.uint64
 FULL_PERIOD_ROWS = 1 << 16
 LFSR_WIDTHS = tuple(range(2, 25))
 TILED = ((3, 8), (5, 24), (7, 13), (24, 32))  # (width, r > width): the word tiled
 SEED = 1
+XORSHIFT_SEED = 2463534242  # Marsaglia's example seed
 
 
 def _draw_index(en: np.ndarray) -> np.ndarray:
@@ -39,6 +40,15 @@ def _lfsr_variant(width: int, form: str, combine: str, r: int) -> Variant:
     return Variant("lfsr", params, lambda: Lfsr(width, form, combine, r, SEED), check)
 
 
+def _xorshift_variant(r: int, seed: int) -> Variant:
+    def check(vec: Vectors, out: Vectors) -> np.ndarray:
+        idx = _draw_index(vec["en"])
+        words = Xorshift32Source(seed).draw(int(idx[-1]) + 1, r).astype(U64)
+        return out["word"] != words[idx]
+
+    return Variant("xorshift32", {"r": r, "seed": seed}, lambda: Xorshift32(r, seed), check)
+
+
 def _stream_variant(r: int, low_bit: int) -> Variant:
     def check(vec: Vectors, out: Vectors) -> np.ndarray:
         src = TensorBitsSource(vec["data"].astype(np.uint32), low_bit)
@@ -49,19 +59,26 @@ def _stream_variant(r: int, low_bit: int) -> Variant:
     )
 
 
-def _pair_variant(width: int, r: int, combine: str) -> Variant:
+def _pair_variant(width: int, r: int, combine: str, source: str = "lfsr") -> Variant:
+    seed = XORSHIFT_SEED if source == "xorshift" else SEED
+
     def check(vec: Vectors, out: Vectors) -> np.ndarray:
         idx = _draw_index(vec["en"])
-        src = LFSRSource(width, "fibonacci", seed=SEED, combine=combine)
+        if source == "xorshift":
+            src = Xorshift32Source(seed)
+        else:
+            src = LFSRSource(width, "fibonacci", seed=seed, combine=combine)
         s = src.draw(int(idx[-1]) + 1, r).astype(np.int64)[idx]
         v = decode(vec["x16"].astype(np.uint16), "fp16")
         return out["y"] != encode(quantize(v, "e5m2", "sr", r=r, random_bits=s), "e5m2")
 
     params = {"width": width, "r": r, "combine": combine, "in_fmt": "fp16", "out_fmt": "e5m2"}
+    if source != "lfsr":
+        params["source"] = source
     return Variant(
         "sru_lfsr",
         params,
-        lambda: SruWithSource(width, r, "sr", combine=combine, seed=SEED),
+        lambda: SruWithSource(width, r, "sr", combine=combine, seed=seed, source=source),
         check,
         port_map={"x": "x16"},
     )
@@ -70,8 +87,10 @@ def _pair_variant(width: int, r: int, combine: str) -> Variant:
 def prng_variants(widths: tuple[int, ...] = LFSR_WIDTHS) -> list[Variant]:
     out = [_lfsr_variant(w, f, c, w) for w in widths for f in LFSR_FORMS for c in LFSR_COMBINES]
     out += [_lfsr_variant(w, "galois", "alternate", r) for w, r in TILED]
+    out += [_xorshift_variant(r, XORSHIFT_SEED) for r in (1, 8, 32)] + [_xorshift_variant(8, 1)]
     out += [_stream_variant(8, 0), _stream_variant(13, 19)]
     out += [_pair_variant(3, 8, "alternate"), _pair_variant(24, 24, "none")]
+    out += [_pair_variant(32, 8, "none", source="xorshift")]
     return out
 
 

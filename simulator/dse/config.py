@@ -23,6 +23,8 @@ from simulator.numerics.quantize import MAX_RANDOM_BITS, ROUNDING_MODES
 from simulator.numerics.random_sources import LFSR_TAPS
 
 Target = Literal["weights", "momentum", "activations", "errors"]
+#: where the SRU rounds unless a sweep says otherwise (labels name other placements)
+DEFAULT_TARGETS = frozenset({"weights", "momentum"})
 
 
 class SweepConfigError(ValueError):
@@ -81,6 +83,9 @@ class GridBlock(BaseModel):
     rounding: list[str] = Field(default_factory=lambda: ["sr"])
     r: list[int] = Field(default_factory=lambda: [8])
     source: list[SourceChoice] = Field(default_factory=lambda: [SourceChoice(kind="uniform")])
+    apply_to: list[Target] | None = Field(
+        None, min_length=1, description="where this block's SRUs round (default: the sweep's)"
+    )
 
     @field_validator("format")
     @classmethod
@@ -158,7 +163,7 @@ class SweepConfig(BaseModel):
                     rounding=rnd,
                     r=r if stochastic else None,
                     source=src if stochastic else None,
-                    apply_to=tuple(self.apply_to),
+                    apply_to=tuple(block.apply_to or self.apply_to),
                 )
                 seen.setdefault(point.key(self), point)
         points = list(seen.values())
@@ -180,10 +185,11 @@ class SruPoint(BaseModel):
 
     @property
     def label(self) -> str:
+        where = "" if set(self.apply_to) == DEFAULT_TARGETS else f" on {'+'.join(self.apply_to)}"
         if self.r is None:
-            return f"{self.rounding}->{self.format}"
+            return f"{self.rounding}->{self.format}{where}"
         assert self.source is not None
-        return f"{self.rounding} r={self.r} {self.source.label}->{self.format}"
+        return f"{self.rounding} r={self.r} {self.source.label}->{self.format}{where}"
 
     def key(self, cfg: SweepConfig) -> str:
         """Hash of everything that determines this point's results (16 hex digits)."""

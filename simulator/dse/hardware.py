@@ -16,8 +16,10 @@ SRU_INPUT_FORMAT = "fp32"
 
 def _source_block(point: SruPoint) -> tuple[str, dict[str, Any]] | None:
     src = point.source
-    if src is None or src.kind in ("uniform", "xorshift32"):
-        return None  # ideal source: no hardware; xorshift32: no RTL in rtl/ yet
+    if src is None or src.kind == "uniform":
+        return None  # an ideal source has no hardware
+    if src.kind == "xorshift32":
+        return "xorshift32", {"r": point.r or 1}
     if src.kind == "lfsr":
         return "lfsr", {"width": src.width, "form": src.form, "combine": src.combine, "r": point.r}
     return "stream_bits", {"r": point.r, "low_bit": 0}

@@ -77,3 +77,30 @@ def test_bad_sweep_files_name_file_and_field(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(SweepConfigError, match="cannot read"):
         load_sweep_config(tmp_path / "nope.yaml")
+
+
+def test_a_block_can_place_its_srus_elsewhere(tmp_path):
+    """Per-block apply_to: same design on other tensors is a distinct point with its own label;
+    blocks without it keep the sweep's placement (and their keys)."""
+    text = """
+name: t
+training: {enabled: false}
+grid:
+  - rounding: [sr]
+    r: [8]
+    source: [{kind: lfsr, width: 8}]
+  - rounding: [sr]
+    r: [8]
+    source: [{kind: lfsr, width: 8}]
+    apply_to: [activations, errors]
+"""
+    cfg = load_sweep_config(_write(tmp_path, text))
+    default, moved = cfg.points()
+    assert default.apply_to == ("weights", "momentum")
+    assert moved.apply_to == ("activations", "errors")
+    assert default.key(cfg) != moved.key(cfg)
+    assert default.label == "sr r=8 lfsr8->e5m2_chip"
+    assert moved.label == "sr r=8 lfsr8->e5m2_chip on activations+errors"
+    first_block_only = text.split("  - rounding: [sr]")
+    alone = load_sweep_config(_write(tmp_path, "  - rounding: [sr]".join(first_block_only[:2])))
+    assert alone.points()[0].key(alone) == default.key(cfg)

@@ -26,7 +26,16 @@ def test_shared_lfsr_is_divided_among_its_lanes():
 
 
 def test_sources_without_rtl_say_so():
-    res = evaluate_hardware(_point(8, SourceChoice(kind="xorshift32")))
+    res = evaluate_hardware(_point(8, SourceChoice(kind="uniform")))
     assert res["cells_total"] is None and "no RTL" in res["note"]
     net = evaluate_hardware(_point(8, SourceChoice(kind="network", tensor="self")))
     assert net["cells_total"] >= net["cells_sru"]
+
+
+def test_xorshift_costs_its_32_bit_register():
+    """xorshift32 keeps 32 flip-flops and 61 XORs whatever r is: dearer than an 8-bit LFSR."""
+    xs = evaluate_hardware(_point(8, SourceChoice(kind="xorshift32")))
+    lfsr8 = evaluate_hardware(_point(8, SourceChoice(kind="lfsr", width=8)))
+    lfsr32 = evaluate_hardware(_point(8, SourceChoice(kind="lfsr", width=32)))
+    assert xs["cells_source"] > lfsr32["cells_source"] > lfsr8["cells_source"]
+    assert xs["gate_equivalents"] > lfsr8["gate_equivalents"]
