@@ -294,6 +294,14 @@ DMA_FIELDS: Final = (
     u("row_bytes", 16, "Bytes per row.", min_value=1),
     u("dstride", 24, "Bytes between row starts in DRAM (transposes and windows use it)."),
     u("bstride", 16, "Bytes between row starts in the buffer."),
+    u(
+        "gsk",
+        1,
+        "1: the transfer belongs to the BP/WU work of image `rimg`: with gradient skipping on "
+        "and that image's skip flag set (mask-buffer byte rimg, where `gs.decide` with rm = r0 "
+        "writes it), no data moves (the op still waits and signals its tokens).",
+    ),
+    r("rimg", "Image index whose skip flag `gsk` consults (r0 when gsk = 0)."),
 )
 
 
@@ -441,7 +449,7 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "ld",
         DMA_FIELDS,
         "DRAM to buffer, 2-D strided: for i < rows: buf[rbuf + boff + i bstride, +row_bytes) = "
-        "dram[rdram + i dstride, +row_bytes).",
+        "dram[rdram + i dstride, +row_bytes). Not performed for a skipped image when gsk = 1.",
     ),
     OpSpec(
         0x21,
@@ -449,7 +457,8 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "st",
         DMA_FIELDS,
         "Buffer to DRAM, 2-D strided: for i < rows: dram[rdram + i dstride, +row_bytes) = "
-        "buf[rbuf + boff + i bstride, +row_bytes).",
+        "buf[rbuf + boff + i bstride, +row_bytes). Not performed for a skipped image when "
+        "gsk = 1.",
     ),
     # -- tensor cores
     OpSpec(
@@ -462,7 +471,12 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "weights of output k (wgt), [k][tap][c] with all input channels of the group; ro = FP16 "
         "accumulators (act), [row][col][k]; with fin the FP8 results replace them, packed "
         "[row][col][k] from ro. Lanes skip zero Lasso groups when wsparse is on, and in pass "
-        "`cond` the gated (pixel, group) outputs.",
+        "`cond` the gated (pixel, group) outputs, which keep their accumulators. Numerics "
+        "(all tc ops): each accumulator takes its products in dp_width-wide steps of the "
+        "dot-product tree (docs/dot-product.md), rounded into the FP16 accumulator with RNE "
+        "after every step; here kernel taps in row-major order, and within a tap the channels "
+        "[rc, rc + cn) in chunks of dp_width (zero-padded); an op with acc = 1 appends its "
+        "steps. fin rounds through the `act` SRU stream.",
     ),
     OpSpec(
         0x31,
@@ -474,8 +488,10 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "padding are computed and dropped). ra = errors dY (err), [row][col][k] of the kn "
         "channels; rb = weights of output k (wgt), [k][tap][c] with cn channels; ro = FP16 dX "
         "accumulators of the whole input image (err), [row][col][c]; fin packs FP8 results "
-        "from ro. Skipped if image `rimg` is skipped; gated outputs have zero error and their "
-        "work is skipped.",
+        "from ro. Skipped if image `rimg` is skipped (its skip flag: mask-buffer byte rimg); "
+        "gated outputs have zero error and their work is skipped. Step order per dX pixel: "
+        "kernel taps in row-major order (taps without a dY pixel contribute nothing), within "
+        "a tap the kn channels in chunks of dp_width. fin rounds through the `err` stream.",
     ),
     OpSpec(
         0x32,
@@ -486,7 +502,8 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "ra = errors dY (err), [row][col][k] of the tile's rows and kn channels; rb = input "
         "rows X (act), [row][col][c] of cn channels, from input row max(0, p stride - pad); "
         "ro = FP16 gradient accumulators (err), [k][tap][c]. Skipped if image `rimg` is "
-        "skipped; gated outputs and zero groups are skipped.",
+        "skipped; gated outputs (zero error) and zero groups are skipped. Step order: the "
+        "tile's output pixels in row-major order in chunks of dp_width (not compacted).",
     ),
     # -- sparsity units
     OpSpec(
@@ -504,7 +521,9 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
             r("rm", "Gate mask (msk), one byte per (pixel, channel group), [pixel][group]."),
         ),
         "Compare the normalized base partial sums with the threshold and write the gate mask "
-        "the `cond` pass, BP and WU read.",
+        "the `cond` pass, BP and WU read: bit (pixel, group) = 1 (compute) iff the mean of the "
+        "group's FP16 base sums ([pixel][k] at ra) exceeds the FP16 threshold at rt. Written "
+        "in every mode.",
     ),
     OpSpec(
         0x41,
@@ -520,7 +539,8 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
             r("rn", "Group norms out (err)."),
         ),
         "FP32 L2 norms of the Lasso groups of the weight tile (outputs [k, k+kn) x inputs "
-        "[c, c+cn), layout [k][tap][c]) at rw, one per group, [k][c group] order.",
+        "[c, c+cn), layout [k][tap][c]) at rw, one per group, [k][c group] order (sum of "
+        "squares exact, square root rounded to FP32).",
     ),
     OpSpec(
         0x42,
@@ -537,7 +557,8 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
             r("rm", "Group mask out (msk), one byte per group."),
         ),
         "Zero the groups of the weight tile whose norm is below the threshold and write the "
-        "group mask (one byte per group, 1 = kept) at rm.",
+        "group mask (one byte per group, 1 = kept) at rm. With weight sparsity off nothing is "
+        "zeroed and the mask is all ones (the dense baseline prunes nothing).",
     ),
     OpSpec(
         0x43,
@@ -550,7 +571,9 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
             u("classes", 16, "Output classes.", min_value=1),
             r("rm", "Skip flags (msk), one byte per image; byte rm + rimg is written."),
         ),
-        "Gradient-skip decision for one image after its forward pass.",
+        "Gradient-skip decision for one image after its forward pass: skip iff the largest "
+        "output exceeds the threshold and (correct_and_confident) its index, the first "
+        "largest, is the target's class.",
     ),
     # -- special functions and update
     OpSpec(
@@ -566,11 +589,19 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
             r("rb", "Address of b (r0 when unused)."),
             e("bufo", BUFFER, "Buffer of the result."),
             r("ro", "Address of the result."),
-            r("rimg", "Image index (BP ops of a skipped image are not issued)."),
+            r(
+                "rimg",
+                "Image index (BP ops of a skipped image are not issued: the *_bwd ops and an "
+                "add into err).",
+            ),
             u("n", 24, "Elements of a.", min_value=1),
         ),
         "Element-wise special function of `sfu_op` on n elements; results rounded to FP8 by "
-        "the SRUs of the phase.",
+        "the SRU stream of the result's buffer (act: `act`, err: `err`), one random word per "
+        "result in output order. Pooling ops take the window from the descriptor and n / "
+        "(h w) (forward) or n / (oh ow) (backward) channels, [pixel][channel]; the argmax is "
+        "the tap index (row-major) of the first maximum. `zero` clears n FP16 accumulators "
+        "(2n bytes) under a conv/fc descriptor, else n bytes.",
     ),
     OpSpec(
         0x51,
@@ -584,7 +615,8 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         ),
         "SGD with momentum on n parameters: v = momentum v + g + wd w; w = w - lr v; v and w "
         "rounded to FP8 by the `mom` and `wgt` SRU streams. g is FP16 (the tc.wgr accumulators "
-        "or the norm_bwd_stat sums).",
+        "or the norm_bwd_stat sums). Arithmetic in FP32, one rounding per operation in the "
+        "order ((momentum v) + g) + (wd w), then w - (lr v) with the rounded v.",
     ),
 )
 

@@ -155,7 +155,11 @@ def run_workload(
     modes: tuple[str, ...] = MODES,
     progress: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Compile the workload's step for `cfg`, simulate every mode, and summarise."""
+    """Compile the workload's step for `cfg`, simulate every mode, and summarise.
+
+    Mode `dense` runs the dense program (`compile_graph(..., sparse=False)`: what the chip runs
+    without sparsity, no gating passes); the other modes run the sparse program with the
+    mechanisms of the mode switched on."""
     from isa.compiler import compile_graph
 
     wall: dict[str, float] = {}
@@ -163,36 +167,49 @@ def run_workload(
     if progress:
         progress("compile")
     program = compile_graph(w.trace.graph, cfg, w.trace.batch)
+    dense_program = None
+    if "dense" in modes:
+        dense_program = compile_graph(w.trace.graph, cfg, w.trace.batch, sparse=False)
     wall["compile"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if progress:
         progress("prepare")
     prep = prepare(program, cfg)
+    preps = {m: prep for m in modes}
+    if dense_program is not None:
+        preps["dense"] = prepare(dense_program, cfg)
     wall["prepare"] = time.perf_counter() - t0
     timings = {}
     for m in modes:
         if progress:
             progress(m)
         t0 = time.perf_counter()
-        timings[m] = simulate(prep, w.masks, m)
+        timings[m] = simulate(preps[m], w.masks, m)
         wall[m] = time.perf_counter() - t0
-    summary = summarise(w, cfg, prep, timings, program.summary())
+    summary = summarise(w, cfg, preps, timings, program.summary())
     res = RunResult(w, cfg, timings, summary, wall)
-    res.instructions = instruction_rows(prep, timings)
+    res.instructions = instruction_rows(preps, timings)
     return res
 
 
-def instruction_rows(prep, timings: dict[str, TimingResult]) -> list[dict]:
-    """Per static instruction: mnemonic, layer, phase, executions, occupancy cycles per mode."""
-    execs = np.bincount(prep.stream.index, minlength=len(prep.compiled.instructions))
+def instruction_rows(preps: dict, timings: dict[str, TimingResult]) -> list[dict]:
+    """Per static instruction of each program (`program`: sparse, or dense for the dense
+    baseline): mnemonic, layer, phase, executions, occupancy cycles per mode run on it."""
     rows = []
-    for i, ins in enumerate(prep.compiled.instructions):
-        ann = prep.compiled.annotations[i]
-        row = {"index": i, "op": ins.op, "layer": ann["layer"], "phase": ann["phase"]}
-        row["executions"] = int(execs[i])
-        for m, t in timings.items():
-            row[f"cycles_{m}"] = int(t.static_cycles[i])
-        rows.append(row)
+    programs: dict[int, tuple[Any, list[str]]] = {}
+    for m, p in sorted(preps.items(), key=lambda mp: mp[0] == "dense"):  # sparse first
+        programs.setdefault(id(p), (p, []))[1].append(m)
+    for p, ms in programs.values():
+        execs = np.bincount(p.stream.index, minlength=len(p.compiled.instructions))
+        name = "dense" if ms == ["dense"] else "sparse"
+        for i, ins in enumerate(p.compiled.instructions):
+            ann = p.compiled.annotations[i]
+            row = {"program": name, "index": i, "op": ins.op, "layer": ann["layer"]}
+            row["phase"] = ann["phase"]
+            row["executions"] = int(execs[i])
+            for m in timings:
+                row[f"cycles_{m}"] = int(timings[m].static_cycles[i]) if m in ms else ""
+            rows.append(row)
     return rows
 
 
@@ -200,7 +217,9 @@ def _energies(cfg, prep, timing, point=None):
     return energy(cfg, timing, prep.layers, prep.phases, prep.layer_names, prep.phase_names, point)
 
 
-def summarise(w: Workload, cfg, prep, timings: dict[str, TimingResult], prog_summary) -> dict:
+def summarise(
+    w: Workload, cfg, preps: dict, timings: dict[str, TimingResult], prog_summary
+) -> dict:
     dense = timings.get("dense")
     base = dense.cycles if dense else None
     peak = cfg.tensor_core.macs_per_cycle
@@ -217,7 +236,7 @@ def summarise(w: Workload, cfg, prep, timings: dict[str, TimingResult], prog_sum
     out["flops_reduction_executed"] = {
         m: t.dense_macs / t.useful_macs if t.useful_macs else None for m, t in timings.items()
     }
-    en = {m: _energies(cfg, prep, t) for m, t in timings.items()}
+    en = {m: _energies(cfg, preps[m], t) for m, t in timings.items()}
     out["operating_point"] = cfg.operating_point().name
     out["energy_pj"] = {m: e.total_pj for m, e in en.items()}
     out["energy_on_chip_pj"] = {m: e.on_chip_pj for m, e in en.items()}
@@ -232,7 +251,7 @@ def summarise(w: Workload, cfg, prep, timings: dict[str, TimingResult], prog_sum
     t = timings[key]
     points = []
     for p in cfg.operating_points:
-        e = _energies(cfg, prep, t, p)
+        e = _energies(cfg, preps[key], t, p)
         points.append(
             {
                 "name": p.name,
@@ -267,7 +286,11 @@ def summarise(w: Workload, cfg, prep, timings: dict[str, TimingResult], prog_sum
     out["densities"] = w.masks.densities()
     out["program"] = {k: prog_summary[k] for k in ("instructions", "executed_instructions")}
     out["timeline"] = {m: t.timeline for m, t in timings.items() if m in ("dense", key)}
-    out["notes"] = sorted({n for t in timings.values() for n in t.notes})
+    # the dense program uses no masks: its notes would only list them all as unused
+    sparse_notes = [t.notes for m, t in timings.items() if m != "dense"] or [
+        t.notes for t in timings.values()
+    ]
+    out["notes"] = sorted({n for notes in sparse_notes for n in notes})
     out["manifest"] = {
         "version": __version__,
         "config": cfg.name,

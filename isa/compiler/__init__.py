@@ -7,8 +7,8 @@ program of one training step, its DRAM memory map and per-instruction annotation
 What the program looks like (what a simulator of it can rely on):
 - Order: setup (`mode`, `sru` x4, `gscfg`, `wscfg`, `sgdcfg`); FP layer by layer; loss and the
   gradient-skip decision per image; then, in reverse layer order, error merging (tensors read by
-  several layers), WU (weight gradient, SGD, group pruning) and BP (data gradient) per layer;
-  `halt`.
+  several layers), BP (data gradient, with the weights the forward pass used) and WU (weight
+  gradient, SGD, group pruning) per layer; `halt`.
 - Blocks: each layer/phase/pass writes its `layer` descriptor, loads persistent data (weights,
   statistics) and signals the consumer unit through `sync`, pre-signals token 1 once per buffer
   slot, runs a hardware loop over the images, drains token 1 and ends with `barrier`. For
@@ -21,7 +21,9 @@ What the program looks like (what a simulator of it can rely on):
   the last compute signals 3 (or 1 without stores); stores wait 3 and the last signals 1. Slot
   registers r6-r9 (act, wgt, err, msk) toggle between the two halves with `xorr` after each step.
   Token 5 orders persistent loads and accumulator clears before their consumers; token 6
-  guards a persistent accumulator (BP's dX) until its store has completed.
+  guards a persistent accumulator (BP's dX) until its store has completed. Token 12 (with a
+  `sync tc` per image) lets a forward conv's statistics pass run one image behind its
+  tensor-core work.
 - Registers: r1 image index, r2-r4 per-image DRAM bases, r5 DMA address temporary, r6-r9
   slot bases, r10-r12 temporaries (in tile loops: the tile's weight, group-mask and gate-map
   offsets; FP also uses r7/r8, whose slots it does not use), r13-r15 tile indices k, c, p.
@@ -30,11 +32,21 @@ What the program looks like (what a simulator of it can rely on):
   inputs share its error; a tensor read by several layers gets one error part per reader and a
   merged sum. `target` (one-hot) and `act:x` (the images) are inputs of the step.
 - Sparsity stays data-dependent: every op is issued dense; the units skip what the gate masks,
-  group masks and skip flags say at run time.
+  group masks and skip flags say at run time. Transfers inside the image loop of a BP/WU block
+  carry `gsk = 1, rimg = r1`: a skipped image moves no data. `sparse=False` compiles the dense
+  program (no gating passes, no group masks), the baseline without sparsity.
+- On chip, not in DRAM (`MemoryMap.on_chip`): a batch norm's forward pass also applies the
+  residual add and ReLU that follow it (the intermediate activations stay in the buffer); a
+  conv feeding only a batch norm accumulates the norm's statistics on its output tiles; a
+  norm's backward applies the mask of the ReLU after it (the error between them stays in the
+  buffer); where that chain's output is first read by a conv taking whole images, the conv
+  normalises its input as it loads it (the norm has no forward block; the normalised tensor
+  is stored once, for BP; r7, r8, r10 serve as extra DRAM bases / the statistics address).
+  Two operands read in the same cycles are placed one word apart (bank skew).
 
 Not expressed (listed in `CompiledProgram.notes` when they apply): the gradient of the learned
-gate thresholds; channel gating for convs whose base pass would not cover whole dot-product
-steps or whose gate group of weights does not fit the weight buffer.
+gate thresholds; channel gating for convs whose input channels do not split into G equal parts
+or whose gate group of weights does not fit the weight buffer.
 """
 
 from isa.compiler.driver import CompiledProgram, compile_graph

@@ -22,8 +22,6 @@ from isa.compiler.emitter import (
     TMP_O,
     W_OFF,
     ZERO,
-    buf_code,
-    sfu_code,
 )
 from isa.compiler.plan import (
     ALIAS_KINDS,
@@ -55,12 +53,14 @@ class BackwardLowering(BlockBuilder):
             self.merge_errors(layer, cons)
         if layer.kind == "input":
             return
+        if any(r is layer for r in self.bp_relu.values()):
+            return  # its mask is applied in its batch norm's backward block (bp_norm)
         if layer.kind in MAC_KINDS:
+            # BP first: the data gradient uses the forward pass's weights, not the updated ones
+            if self.g.needs_data_gradient(layer.name):
+                self.bp_mac(layer)
             self.block(layer.name, "wu")
             self.wu_mac(layer)
-            if self.g.needs_data_gradient(layer.name):
-                self.block(layer.name, "bp")
-                self.bp_mac(layer)
         elif layer.kind in ("relu", "maxpool", "avgpool"):
             self.bp_sfu(layer)
         elif layer.kind == "batchnorm":
@@ -75,7 +75,9 @@ class BackwardLowering(BlockBuilder):
         pix = h * w
         parts = [mm[f"err:{layer.name}@{x}"] for x in cons]
         total = mm[f"err:{layer.name}"]
-        t = channel_tile(layer.name, c, {"err": 3 * align(pix)}, self.cfg, self.skip_bytes)
+        # one word of skew puts the two summands (read in the same cycles) in different banks
+        skew = self.cfg.buffers.error.word_bytes
+        t = channel_tile(layer.name, c, {"err": 3 * align(pix) + skew}, self.cfg, self.skip_bytes)
         cn = t.cn
         for j in range(1, len(parts)):
             first = parts[0] if j == 1 else total
@@ -83,8 +85,8 @@ class BackwardLowering(BlockBuilder):
 
             def tile(c0: int = 0) -> None:
                 # one channel tile at the base registers (stepped by channel_loop)
-                a, b = 0, align(pix * cn)
-                o = 2 * b
+                a, b = 0, align(pix * cn) + skew
+                o = 2 * align(pix * cn) + skew
                 loads = self.channels("dma.ld", "err", SLOT["err"], a, BASE_A, c, pix, c0, cn)
                 loads += self.channels("dma.ld", "err", SLOT["err"], b, BASE_B, c, pix, c0, cn)
                 comp = [
@@ -164,7 +166,9 @@ class BackwardLowering(BlockBuilder):
         desc = self.descriptor(layer, "norm")
         c, h, w = chw(layer.in_shape)
         pix = h * w
-        x, dy = mm[f"act:{layer.inputs[0]}"], mm[f"err:{layer.name}"]
+        relu = self.bp_relu.get(layer.name)  # a ReLU whose backward runs here, fused
+        x = mm[f"act:{layer.inputs[0]}"]
+        dy = mm[f"err:{(relu or layer).name}"]
         dx = mm[self.err_name(layer.inputs[0], layer.name)]
         params, mom, stats = (
             mm[f"bn:{layer.name}"],
@@ -175,12 +179,13 @@ class BackwardLowering(BlockBuilder):
         t = channel_tile(
             layer.name,
             c,
-            {"err": 2 * align(pix), "act": align(pix)},
+            {"err": 2 * align(pix), "act": (2 if relu else 1) * align(pix)},
             cfg,
             self.skip_bytes,
             persistent_per_channel=pers,
         )
         cn = t.cn
+        relu_desc = self.descriptor(relu, "relu") if relu is not None else 0
         for c0 in range(0, c, cn):
             sums = cn * BN_STAT_BYTES
             vaddr = align(cn * (BN_STAT_BYTES + BN_SUM_BYTES))
@@ -219,20 +224,7 @@ class BackwardLowering(BlockBuilder):
             )
             e.persistent_load(loads, ("sfu",))
             e.setr(TMP_O, sums)
-            e.emit(
-                "sfu",
-                op=sfu_code("zero"),
-                desc=desc,
-                bufa=buf_code("err"),
-                ra=ZERO,
-                bufb=buf_code("err"),
-                rb=ZERO,
-                bufo=buf_code("err"),
-                ro=TMP_O,
-                rimg=IMG,
-                n=2 * cn,
-                note="clear gradient sums",
-            )
+            self.sfu_zero(desc, TMP_O, 2 * cn, "clear gradient sums")
             for pass_ in ("norm_bwd_stat", "norm_bwd"):
                 nslots = e.begin_slots(t.slot_bases(cfg, ("err", "act")))
 
@@ -240,6 +232,23 @@ class BackwardLowering(BlockBuilder):
                     loads = self.channels("dma.ld", "err", SLOT["err"], 0, BASE_A, c, pix, c0, cn)
                     loads += self.channels("dma.ld", "act", SLOT["act"], 0, BASE_B, c, pix, c0, cn)
                     comp = [self.addr_op(TMP_A, SLOT["err"], 0)]
+                    if relu is not None:  # the ReLU's output after x; its mask, in place
+                        r = align(pix * cn)
+                        loads += self.channels(
+                            "dma.ld", "act", SLOT["act"], r, P_IDX, c, pix, c0, cn
+                        )
+                        comp += [
+                            self.addr_op(TMP_B, SLOT["act"], r),
+                            self.sfu(
+                                "relu_bwd",
+                                relu_desc,
+                                ("err", TMP_A),
+                                ("act", TMP_B),
+                                ("err", TMP_A),
+                                cn * pix,
+                                note=f"fused {relu.name}",
+                            ),
+                        ]
                     if pass_ == "norm_bwd_stat":
                         comp += [
                             self.setr_op(TMP_O, sums),
@@ -269,7 +278,10 @@ class BackwardLowering(BlockBuilder):
                     stores = self.channels("dma.st", "err", SLOT["err"], o, BASE_C, c, pix, c0, cn)
                     e.step(loads, comp, stores)
 
-                self.batch_loop([(BASE_A, dy), (BASE_B, x), (BASE_C, dx)], body)
+                bases = [(BASE_A, dy), (BASE_B, x), (BASE_C, dx)]
+                if relu is not None:  # P_IDX (no tensor-core op here) is a fourth DRAM base
+                    bases.append((P_IDX, mm[f"act:{relu.name}"]))
+                self.batch_loop(bases, body)
                 e.end_block(nslots)
             self.block(layer.name, "wu")
             e.setr(TMP_O, sums)
@@ -495,21 +507,7 @@ class BackwardLowering(BlockBuilder):
             )
             e.persistent_load(gmask, ("tc",))
         nslots = e.begin_slots(t.slot_bases(cfg, ("act", "err", "wgt", "msk")))
-        e.emit(
-            "sfu",
-            op=sfu_code("zero"),
-            desc=desc,
-            bufa=buf_code("err"),
-            ra=ZERO,
-            bufb=buf_code("err"),
-            rb=ZERO,
-            bufo=buf_code("err"),
-            ro=ZERO,
-            rimg=IMG,
-            n=tile_w,
-            sg=PERS,
-            note="clear gradient accumulators",
-        )
+        self.sfu_zero(desc, ZERO, tile_w, "clear gradient accumulators", sg=PERS)
         e.emit("sync", wt=PERS, unit=UNIT.values.index("tc"))
 
         def body() -> None:

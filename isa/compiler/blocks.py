@@ -95,7 +95,11 @@ class BlockBuilder(GraphPlan):
                 self.e.addr(reg, off, region.addr)
         self.e.setr(IMG, 0)
         with self.e.loop(self.batch):
-            body()
+            self.e.per_image_backward = self.e.phase in ("bp", "wu")
+            try:
+                body()
+            finally:
+                self.e.per_image_backward = False
             for base in bases:
                 self.e.addr(base[0], base[0], base[1].bytes_per_image)
             self.e.addr(IMG, IMG, 1)
@@ -173,6 +177,24 @@ class BlockBuilder(GraphPlan):
             ro=o[1],
             rimg=IMG,
             n=n,
+        )
+
+    def sfu_zero(self, desc: int, ro: int, n: int, note: str, sg: int = 0) -> None:
+        """Clear n elements of the error buffer at register ro (accumulators, statistics)."""
+        self.e.emit(
+            "sfu",
+            sg=sg,
+            op=sfu_code("zero"),
+            desc=desc,
+            bufa=buf_code("err"),
+            ra=0,
+            bufb=buf_code("err"),
+            rb=0,
+            bufo=buf_code("err"),
+            ro=ro,
+            rimg=IMG,
+            n=n,
+            note=note,
         )
 
     def addr_op(self, rd: int, rs: int, imm: int) -> Op:

@@ -88,15 +88,24 @@ class CompiledProgram:
 
 
 def compile_graph(
-    graph: LayerGraph, cfg: HardwareConfig, batch: int, train: TrainParams | None = None
+    graph: LayerGraph,
+    cfg: HardwareConfig,
+    batch: int,
+    train: TrainParams | None = None,
+    *,
+    sparse: bool = True,
 ) -> CompiledProgram:
-    """One training step (FP, loss and skip decision, BP, WU) of `graph` over `batch` images."""
+    """One training step (FP, loss and skip decision, BP, WU) of `graph` over `batch` images.
+
+    `sparse=False` compiles the dense program of the same step, the baseline the chip runs
+    without sparsity: no channel-gating passes (base + conditional), no group masks, every
+    mechanism off in its `mode` instruction."""
     if cfg.controller.instruction_width_bits != INSTRUCTION_BITS:
         raise CompileError(
             f"config {cfg.name}: controller.instruction_width_bits is "
             f"{cfg.controller.instruction_width_bits}, the ISA's is {INSTRUCTION_BITS}"
         )
-    lowering = Lowering(graph, cfg, batch, train or TrainParams())
+    lowering = Lowering(graph, cfg, batch, train or TrainParams(), sparse)
     emitter, memmap = lowering.run()
     program = emitter.instructions()
     depth = max_loop_depth(program)

@@ -29,6 +29,7 @@ FW_OFF, FG_OFF, FGT_OFF = SLOT["wgt"], SLOT["err"], TMP_A
 # Tokens. Each cross-unit edge inside a step has its own token, so two waiters never race for
 # one signal.
 FREE, LOADED, DONE, PERS, ACC = 1, 2, 3, 5, 6
+STAT = 12  # a forward conv's output tile is ready for the statistics pass one image later
 CHAIN = (4, 7, 8, 9, 10, 11)
 
 MAX_ROWS = (1 << 12) - 1  # dma `rows` field
@@ -64,6 +65,8 @@ class Emitter:
     layer: str = ""
     phase: str = "setup"
     slot_toggle: dict[str, int] = field(default_factory=dict)  # buffer -> xor mask
+    # inside a batch loop of a BP/WU block: a step's transfers are the image's (dma `gsk`)
+    per_image_backward: bool = False
 
     # -- basics
     def emit(self, mnemonic: str, wt: int = 0, sg: int = 0, note: str = "", **args: int) -> Op:
@@ -135,6 +138,8 @@ class Emitter:
                     row_bytes=row_bytes,
                     dstride=dstride,
                     bstride=bstride,
+                    gsk=0,
+                    rimg=ZERO,
                 )
             )
             done += n
@@ -161,6 +166,9 @@ class Emitter:
         if sts:
             sts[0].wt = DONE if chain else (LOADED if lds else FREE)
             sts[-1].sg = FREE
+        if self.per_image_backward:  # a skipped image moves no data (tokens still flow)
+            for o in (*lds, *sts):
+                o.args["gsk"], o.args["rimg"] = 1, IMG
         for o in (*loads, *computes, *stores):
             self.place(o)
         for buf, mask in self.slot_toggle.items():

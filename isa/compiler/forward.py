@@ -16,12 +16,12 @@ from isa.compiler.emitter import (
     K_IDX,
     P_IDX,
     SLOT,
+    STAT,
     TMP_A,
     TMP_B,
+    TMP_D,
     TMP_O,
     ZERO,
-    buf_code,
-    sfu_code,
     tc_pass,
 )
 from isa.compiler.memmap import CompileError
@@ -34,11 +34,13 @@ from isa.compiler.plan import (
     conv_shape,
 )
 from isa.compiler.tiling import (
+    ACC_BYTES,
     Tiling,
     align,
     channel_tile,
     fp_tiling,
 )
+from isa.spec import UNIT
 from workloads.graph import MAC_KINDS, Layer
 
 
@@ -47,8 +49,10 @@ class ForwardLowering(BlockBuilder):
 
     # ------------------------------------------------------------ forward
     def forward(self, layer: Layer) -> None:
-        if layer.kind in ALIAS_KINDS or layer.kind == "input":
-            return
+        if layer.kind in ALIAS_KINDS or layer.kind == "input" or layer.name in self.fused_into:
+            return  # nothing to run, or run inside its chain's batch-norm block
+        if any(h is layer for h in self.norm_of.values()):
+            return  # normalised by the conv that reads it (fp_tile), statistics by its producer
         self.block(layer.name, "fp")
         if layer.kind in MAC_KINDS:
             self.fp_mac(layer)
@@ -101,7 +105,8 @@ class ForwardLowering(BlockBuilder):
         grouped conv's tile (None: all input channels, an ordinary conv)."""
         e, mm, cfg = self.e, self.mm, self.cfg
         gated, ws = self.gated(layer), self.wsparse(layer)
-        x = mm[f"act:{layer.inputs[0]}"]
+        norm = self.norm_of.get(layer.name)  # batch norm (+ chain) applied to the input here
+        x = mm[f"act:{(norm.inputs[0] if norm is not None else layer.inputs[0])}"]
         y, w = mm[f"act:{layer.name}"], mm[f"w:{layer.name}"]
         group = cfg.cgu.group_size_channels
         ngc = -(-sh.cg // cfg.wsu.group_in_channels)
@@ -151,8 +156,50 @@ class ForwardLowering(BlockBuilder):
                 note="group mask of the k-tile",
             )
         e.persistent_load(loads, ("tc",) + (("cgu",) if gated else ()))
-        nslots = e.begin_slots(t.slot_bases(cfg, ("act", "msk") if gated else ("act",)))
+        bn = self.stat_of.get(layer.name)  # batch norm whose statistics this conv takes
+        chain, res, pre = [], None, None
+        if norm is not None:
+            # the input's batch norm: gamma, beta after the weights (and threshold), its
+            # statistics after this conv's own (FG_OFF holds their address in the loop)
+            chain = self.chain.get(norm.name, [])
+            pre = mm[f"act:{(chain[-1] if chain else norm).name}"]  # stored once, here
+            add = next((f for f in chain if f.kind == "add"), None)
+            if add is not None:
+                res = mm[f"act:{next(i for i in add.inputs if self.real(i) != norm.name)}"]
+            stats_at = BN_STAT_BYTES * sh.k if bn is not None else 0
+            e.setr(BASE_A, mm[f"bn:{norm.name}"].addr)
+            e.setr(BASE_B, mm[f"bnstat:{norm.name}"].addr)
+            loads = self.e.dma(
+                "dma.ld", "wgt", ZERO, align(t.persistent["wgt"]), BASE_A, 0, 2, sh.c, sh.c,
+                sh.c, note=f"gamma, beta of {norm.name}",
+            )  # fmt: skip
+            loads += self.e.dma(
+                "dma.ld", "err", ZERO, stats_at, BASE_B, 0, 1, sh.c * BN_STAT_BYTES, 0, 0,
+                note=f"statistics of {norm.name}",
+            )  # fmt: skip
+            e.persistent_load(loads, ("sfu",))
+            e.setr(FG_OFF, stats_at)
+            norm_desc = self.descriptor(norm, "norm")
+            fused = [(f, self.descriptor(f, f.kind)) for f in chain]
+        if bn is not None:
+            bn_desc = self.descriptor(bn, "norm")
+            self.sfu_zero(bn_desc, ZERO, 2 * sh.k, "clear statistics of " + bn.name)
+        slot_bases = t.slot_bases(cfg, ("act", "msk") if gated else ("act",))
+        nslots = e.begin_slots(slot_bases)
         cload = sh.c if c_off is None else t.kn // sh.kg * sh.cg
+        skew = cfg.buffers.activation.word_bytes
+        # Software pipelining: with the input normalised here, the SFU takes the statistics of
+        # image i-1's output after normalising image i, so the tensor cores never wait for
+        # the statistics (the in-order SFU would otherwise hold image i+1's normalisation
+        # behind image i's statistics). Image 0 reads a zeroed tile; the last image's
+        # statistics follow the loop.
+        lagged = norm is not None and bn is not None and nslots == 2
+        outs = t.pn * sh.ow * sh.k
+        if lagged:
+            xb = align(sh.rows_in(t.pn) * sh.w * cload)
+            e.setr(TMP_D, slot_bases["act"][1] + xb)
+            e.place(self.sfu("zero", bn_desc, ("act", TMP_D), ("act", ZERO), ("act", TMP_D), outs))
+            e.emit("nop", sg=STAT)
 
         def body() -> None:
             for p0 in range(0, sh.oh, t.pn):
@@ -172,7 +219,40 @@ class ForwardLowering(BlockBuilder):
                     pix0=r0 * sh.w,
                     note="input rows",
                 )
-                comp = [
+                comp = []
+                stores = []
+                if norm is not None:  # normalise (+ add, ReLU) the whole image in place
+                    n = sh.h * sh.w * sh.c
+                    slot = ("act", SLOT["act"])
+                    comp.append(self.sfu("norm_fwd", norm_desc, slot, ("err", FG_OFF), slot, n))
+                    for f, fdesc in fused:
+                        b = ("act", ZERO)
+                        if f.kind == "add":  # the residual operand, after the accumulators
+                            roff = xbytes + t.kn * t.pn * sh.ow * ACC_BYTES + skew
+                            loads += self.channels(
+                                "dma.ld", "act", SLOT["act"], roff, FW_OFF, sh.c, sh.h * sh.w,
+                                0, sh.c, note="residual operand",
+                            )  # fmt: skip
+                            comp.append(self.addr_op(TMP_B, SLOT["act"], roff))
+                            b = ("act", TMP_B)
+                        op = "add" if f.kind == "add" else "relu_fwd"
+                        comp.append(self.sfu(op, fdesc, slot, b, slot, n, note=f"fused {f.name}"))
+                    stores += self.channels(
+                        "dma.st", "act", SLOT["act"], 0, TMP_A, sh.c, sh.h * sh.w, 0, sh.c,
+                        note="normalised input (read by BP)",
+                    )  # fmt: skip
+                stat_prev = None
+                if lagged:  # statistics of the previous image's output (other slot)
+                    stat_prev = self.sfu(
+                        "norm_stat", bn_desc, ("act", TMP_D), ("err", ZERO), ("err", ZERO),
+                        outs, note=f"statistics of {bn.name} (previous image)",
+                    )  # fmt: skip
+                    comp += [
+                        e.make("xorr", rd=TMP_D, rs=SLOT["act"], imm=e.slot_toggle["act"]),
+                        self.addr_op(TMP_D, TMP_D, xbytes),
+                        stat_prev,
+                    ]
+                comp += [
                     self.addr_op(TMP_O, SLOT["act"], xbytes),
                     self.setr_op(P_IDX, p0),
                     self.setr_op(C_IDX, 0),
@@ -229,8 +309,20 @@ class ForwardLowering(BlockBuilder):
                     comp.append(
                         e.make("tc.fwd", cn=sh.cg, acc=0, fin=1, **{"pass": tc_pass("full")}, **tc)
                     )
+                if bn is not None and not lagged:  # statistics of the output tile (all k)
+                    comp.append(
+                        self.sfu(
+                            "norm_stat",
+                            bn_desc,
+                            ("act", TMP_O),
+                            ("err", ZERO),
+                            ("err", ZERO),
+                            t.pn * sh.ow * sh.k,
+                            note=f"statistics of {bn.name}",
+                        )
+                    )
                 # BASE_B points at output channel k0, BASE_C at the tile's first gate group
-                stores = self.channels(
+                stores += self.channels(
                     "dma.st",
                     "act",
                     SLOT["act"],
@@ -258,12 +350,56 @@ class ForwardLowering(BlockBuilder):
                         note="gate map",
                     )
                 e.step(loads, comp, stores)
+                if stat_prev is not None:
+                    # the tensor cores wait for the normalisation only: the op before the
+                    # statistics hands over to them; the statistics wait for the previous
+                    # image's tensor-core work (signalled by the sync below)
+                    sfu_ops = [o for o in comp if o.op == "sfu"]
+                    before = sfu_ops[sfu_ops.index(stat_prev) - 1]
+                    before.sg, stat_prev.sg, stat_prev.wt = stat_prev.sg, 0, STAT
+                    e.emit("sync", sg=STAT, unit=UNIT.values.index("tc"))
 
         bases = [(BASE_A, x), (BASE_B, y, K_IDX)]
         if gated:
             bases.append((BASE_C, mm[f"gate:{layer.name}"], FGT_OFF))
+        if res is not None:
+            bases.append((FW_OFF, res))
+        if pre is not None:  # last: FGT_OFF (= TMP_A) is read above first
+            bases.append((TMP_A, pre))
         self.batch_loop(bases, body)
+        if lagged:  # the last image's statistics
+            e.emit("xorr", rd=TMP_D, rs=SLOT["act"], imm=e.slot_toggle["act"])
+            e.addr(TMP_D, TMP_D, xb)
+            last = self.sfu(
+                "norm_stat", bn_desc, ("act", TMP_D), ("err", ZERO), ("err", ZERO), outs,
+                note=f"statistics of {bn.name} (last image)",
+            )  # fmt: skip
+            last.wt = STAT
+            e.place(last)
         e.end_block(nslots)
+        if bn is not None:
+            self.store_stats(bn, 0, sh.k)
+
+    def store_stats(self, bn: Layer, c0: int, cn: int) -> None:
+        """Store the statistics of channels [c0, c0 + cn) of batch norm `bn` (FP32 sum and
+        sum of squares, at address 0 of the error buffer) for its later passes."""
+        e = self.e
+        e.setr(BASE_C, self.mm[f"bnstat:{bn.name}"].addr)
+        for o in e.dma(
+            "dma.st",
+            "err",
+            ZERO,
+            0,
+            BASE_C,
+            c0 * BN_STAT_BYTES,
+            1,
+            cn * BN_STAT_BYTES,
+            0,
+            0,
+            note="statistics",
+        ):
+            e.place(o)
+        e.emit("barrier")
 
     def fp_sfu(self, layer: Layer) -> None:
         """ReLU, pooling and residual add: channel tiles over whole images."""
@@ -275,7 +411,9 @@ class ForwardLowering(BlockBuilder):
         ins = [mm[f"act:{i}"] for i in layer.inputs]
         y = mm[f"act:{layer.name}"]
         pin, pout = h * w, oh * ow
-        per_c = {"act": align(pin) * len(ins) + align(pout)}
+        # a second input sits one word further (`skew`): the two are read in the same cycles
+        skew = self.cfg.buffers.activation.word_bytes if len(ins) > 1 else 0
+        per_c = {"act": align(pin) * len(ins) + align(pout) + skew}
         if layer.kind == "maxpool":
             per_c["msk"] = pout
         t = channel_tile(layer.name, c, per_c, self.cfg, self.skip_bytes)
@@ -287,9 +425,9 @@ class ForwardLowering(BlockBuilder):
             # one channel tile at the base registers (stepped by channel_loop)
             loads, off = [], []
             for j, reg in enumerate((BASE_A, BASE_B)[: len(ins)]):
-                off.append(j * align(pin * cn))
+                off.append(j * (align(pin * cn) + skew))
                 loads += self.channels("dma.ld", "act", SLOT["act"], off[-1], reg, c, pin, c0, cn)
-            o = len(ins) * align(pin * cn)
+            o = len(ins) * align(pin * cn) + skew
             comp = [self.addr_op(TMP_A, SLOT["act"], 0), self.addr_op(TMP_O, SLOT["act"], o)]
             b = ("act", ZERO)
             if layer.kind == "add":
@@ -325,43 +463,62 @@ class ForwardLowering(BlockBuilder):
         e.end_block(nslots)
 
     def fp_norm(self, layer: Layer) -> None:
-        """Batch norm: a statistics pass over the batch, then the normalization pass."""
+        """Batch norm: a statistics pass over the batch, then the normalization pass, which
+        also applies the fused residual add and ReLU of the layer's chain (`GraphPlan.chain`)
+        in the buffer and stores only the chain's last output."""
         e, mm, cfg = self.e, self.mm, self.cfg
         desc = self.descriptor(layer, "norm")
+        chain = self.chain.get(layer.name, [])
+        fused = [(f, self.descriptor(f, f.kind)) for f in chain]
+        last = chain[-1].name if chain else layer.name
+        add = next((f for f in chain if f.kind == "add"), None)
+        res = None  # the residual add's other operand (in DRAM)
+        if add is not None:
+            cur = layer.name
+            res = mm[f"act:{next(i for i in add.inputs if self.real(i) != cur)}"]
         c, h, w = chw(layer.in_shape)
         pix = h * w
-        x, y = mm[f"act:{layer.inputs[0]}"], mm[f"act:{layer.name}"]
+        # The add reads its two operands in the same cycles: one word of skew puts them in
+        # different banks (the tiles are multiples of a bank row, see simulator.timing.banks).
+        skew = cfg.buffers.activation.word_bytes
+        x, y = mm[f"act:{layer.inputs[0]}"], mm[f"act:{last}"]
         params, stats = mm[f"bn:{layer.name}"], mm[f"bnstat:{layer.name}"]
         t = channel_tile(
             layer.name,
             c,
-            {"act": 2 * align(pix)},
+            # the residual operand sits one word past a bank row boundary (`skew`)
+            {"act": 3 * align(pix) + skew if res is not None else 2 * align(pix)},
             cfg,
             self.skip_bytes,
             persistent_per_channel={"err": BN_STAT_BYTES + BN_SUM_BYTES, "wgt": 2},
         )
         cn = t.cn
+        # statistics already taken by the conv that produced x (GraphPlan.stat_of)
+        stats_done = any(bn is layer for bn in self.stat_of.values())
         for c0 in range(0, c, cn):
             e.setr(BASE_C, params.addr)
             loads = self.e.dma(
                 "dma.ld", "wgt", ZERO, 0, BASE_C, c0, 2, cn, c, cn, note="gamma, beta"
             )
+            if stats_done:
+                e.setr(TMP_A, stats.addr)
+                loads += self.e.dma(
+                    "dma.ld",
+                    "err",
+                    ZERO,
+                    0,
+                    TMP_A,
+                    c0 * BN_STAT_BYTES,
+                    1,
+                    cn * BN_STAT_BYTES,
+                    0,
+                    0,
+                    note="statistics",
+                )
             e.persistent_load(loads, ("sfu",))
-            e.emit(
-                "sfu",
-                op=sfu_code("zero"),
-                desc=desc,
-                bufa=buf_code("err"),
-                ra=ZERO,
-                bufb=buf_code("err"),
-                rb=ZERO,
-                bufo=buf_code("err"),
-                ro=ZERO,
-                rimg=IMG,
-                n=2 * cn,
-                note="clear statistics",
-            )
-            for pass_ in ("norm_stat", "norm_fwd"):
+            if not stats_done:
+                self.sfu_zero(desc, ZERO, 2 * cn, "clear statistics")
+            for pass_ in ("norm_fwd",) if stats_done else ("norm_stat", "norm_fwd"):
                 nslots = e.begin_slots(t.slot_bases(cfg, ("act",)))
 
                 def body(c0: int = c0, pass_: str = pass_) -> None:
@@ -380,7 +537,12 @@ class ForwardLowering(BlockBuilder):
                         )
                         e.step(loads, comp, [])
                         return
-                    comp.append(self.addr_op(TMP_O, SLOT["act"], align(pix * cn)))
+                    o = align(pix * cn)
+                    if res is not None:  # the add's other operand, after the output
+                        loads += self.channels(
+                            "dma.ld", "act", SLOT["act"], 2 * o + skew, BASE_C, c, pix, c0, cn
+                        )
+                    comp.append(self.addr_op(TMP_O, SLOT["act"], o))
                     comp.append(
                         self.sfu(
                             "norm_fwd",
@@ -391,30 +553,34 @@ class ForwardLowering(BlockBuilder):
                             cn * pix,
                         )
                     )
-                    stores = self.channels(
-                        "dma.st", "act", SLOT["act"], align(pix * cn), BASE_B, c, pix, c0, cn
-                    )
+                    for f, fdesc in fused:  # in place on the output tile
+                        if f.kind == "add":
+                            comp.append(self.addr_op(TMP_B, SLOT["act"], 2 * o + skew))
+                            b = ("act", TMP_B)
+                        else:
+                            b = ("act", ZERO)
+                        op = "add" if f.kind == "add" else "relu_fwd"
+                        comp.append(
+                            self.sfu(
+                                op,
+                                fdesc,
+                                ("act", TMP_O),
+                                b,
+                                ("act", TMP_O),
+                                cn * pix,
+                                note=f"fused {f.name}",
+                            )
+                        )
+                    stores = self.channels("dma.st", "act", SLOT["act"], o, BASE_B, c, pix, c0, cn)
                     e.step(loads, comp, stores)
 
-                self.batch_loop([(BASE_A, x), (BASE_B, y)], body)
+                bases = [(BASE_A, x), (BASE_B, y)]
+                if res is not None and pass_ == "norm_fwd":
+                    bases.append((BASE_C, res))
+                self.batch_loop(bases, body)
                 e.end_block(nslots)
-            # keep the statistics for the backward pass
-            e.setr(BASE_C, stats.addr)
-            for o in self.e.dma(
-                "dma.st",
-                "err",
-                ZERO,
-                0,
-                BASE_C,
-                c0 * BN_STAT_BYTES,
-                1,
-                cn * BN_STAT_BYTES,
-                0,
-                0,
-                note="statistics",
-            ):
-                e.place(o)
-            e.emit("barrier")
+            if not stats_done:  # keep the statistics for the backward pass
+                self.store_stats(layer, c0, cn)
 
     # ------------------------------------------------------------ loss and skip decision
     def loss(self) -> None:

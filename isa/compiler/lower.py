@@ -46,7 +46,9 @@ class Lowering(ForwardLowering, BackwardLowering):
     def preamble(self) -> None:
         cfg, e = self.cfg, self.e
         self.block("", "setup")
-        e.emit("mode", gating=1, wsparse=1, gskip=1, note="all sparsity mechanisms enabled")
+        on = int(self.sparse)
+        note = "all sparsity mechanisms enabled" if on else "dense program: no sparsity"
+        e.emit("mode", gating=on, wsparse=on, gskip=on, note=note)
         sru = cfg.sru
         variant = ROUNDING.values.index(sru.variant)
         source = RSRC.values.index(

@@ -50,6 +50,8 @@ class MemoryMap:
     capacity: int
     regions: dict[str, Region] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
+    # tensors that never reach DRAM: name -> where they live (e.g. fused into a block)
+    on_chip: dict[str, str] = field(default_factory=dict)
     top: int = 0
 
     def add(
@@ -81,6 +83,12 @@ class MemoryMap:
         self.regions[name] = reg
         return reg
 
+    def keep_on_chip(self, name: str, where: str) -> None:
+        """Record a tensor that stays in an on-chip buffer and has no DRAM region."""
+        if name in self.regions or name in self.aliases:
+            raise CompileError(f"memory map: {name!r} is already in DRAM")
+        self.on_chip[name] = where
+
     def alias(self, name: str, target: str) -> None:
         self.aliases[name] = self.resolve_name(target)
 
@@ -90,7 +98,10 @@ class MemoryMap:
         return name
 
     def __getitem__(self, name: str) -> Region:
-        return self.regions[self.resolve_name(name)]
+        name = self.resolve_name(name)
+        if name in self.on_chip:
+            raise CompileError(f"memory map: {name!r} has no DRAM region ({self.on_chip[name]})")
+        return self.regions[name]
 
     def __contains__(self, name: str) -> bool:
         return self.resolve_name(name) in self.regions
@@ -105,4 +116,5 @@ class MemoryMap:
                 for r in sorted(self.regions.values(), key=lambda r: r.addr)
             ],
             "aliases": dict(sorted(self.aliases.items())),
+            "on_chip": dict(sorted(self.on_chip.items())),
         }

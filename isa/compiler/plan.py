@@ -12,6 +12,7 @@ from isa.compiler.emitter import (
 )
 from isa.compiler.memmap import CompileError, MemoryMap
 from isa.compiler.tiling import (
+    ACC_BYTES,
     ConvShape,
     align,
     bp_tiling,
@@ -78,9 +79,15 @@ class GraphPlan:
     """Graph facts and the memory map; the lowering classes build on it."""
 
     def __init__(
-        self, graph: LayerGraph, cfg: HardwareConfig, batch: int, train: TrainParams
+        self,
+        graph: LayerGraph,
+        cfg: HardwareConfig,
+        batch: int,
+        train: TrainParams,
+        sparse: bool = True,
     ) -> None:
         self.g, self.cfg, self.batch, self.train = graph, cfg, batch, train
+        self.sparse = sparse  # False: the dense program (no gating passes, no group masks)
         self.e = Emitter()
         self.mm = MemoryMap(min(cfg.dma.dram_bytes, 1 << 32))  # 32-bit address registers
         self.layers = {layer.name: layer for layer in graph.layers}
@@ -88,6 +95,12 @@ class GraphPlan:
         self._gated: dict[str, bool] = {}
         self._wsparse: dict[str, bool] = {}
         self.notes: list[str] = []  # what the program leaves out, and why
+        # forward fusion: batch norm -> [add] -> [relu] chains run as one block (see chains)
+        self.chain: dict[str, list[Layer]] = {}  # head batch norm -> the layers fused into it
+        self.fused_into: dict[str, str] = {}  # fused layer -> its chain's head
+        self.stat_of: dict[str, Layer] = {}  # conv -> the batch norm whose statistics it takes
+        self.bp_relu: dict[str, Layer] = {}  # batch norm -> the ReLU its backward applies
+        self.norm_of: dict[str, Layer] = {}  # conv -> batch norm it normalises its input with
         if batch < 1:
             raise CompileError(f"batch must be at least 1, got {batch}")
         msk_word = cfg.buffers.mask.word_bytes
@@ -130,15 +143,17 @@ class GraphPlan:
         return self._upstream_mac(self.real(name), self._memo)
 
     def gated(self, layer: Layer) -> bool:
-        """Channel gating applies to convs whose base pass covers whole dot-product steps and
-        whose weights for one gate group of outputs fit the weight buffer."""
+        """Channel gating applies to convs whose input channels split into G equal parts (the
+        base pass takes the first C/G; a part narrower than a dot-product step fills only part
+        of the tree, e.g. 4 of 8 inputs for C = 16, G = 4) and whose weights for one gate group
+        of outputs fit the weight buffer."""
         if layer.name in self._gated:
             return self._gated[layer.name]
         ok = False
-        if layer.kind == "conv" and layer.groups == 1:
+        if self.sparse and layer.kind == "conv" and layer.groups == 1:
             g, group = self.cfg.cgu.base_fraction_denominator, self.cfg.cgu.group_size_channels
             c, k = layer.in_shape[0], layer.out_shape[0]
-            ok = c % (g * self.cfg.tensor_core.dp_width) == 0 and k % group == 0
+            ok = c % g == 0 and k % group == 0
             if ok:
                 sh, ws = conv_shape(layer), self.wsparse(layer)
                 try:  # every phase must find a tiling with whole gate groups
@@ -161,7 +176,12 @@ class GraphPlan:
             return self._wsparse[layer.name]
         sh = conv_shape(layer)
         gk = self.cfg.wsu.group_out_channels
-        ok = sh.groups == 1 and sh.cg % self.cfg.wsu.group_in_channels == 0 and sh.k % gk == 0
+        ok = (
+            self.sparse
+            and sh.groups == 1
+            and sh.cg % self.cfg.wsu.group_in_channels == 0
+            and sh.k % gk == 0
+        )
         if ok:
             try:
                 fp_tiling(sh, self.cfg, False, self.skip_bytes, True)
@@ -183,10 +203,108 @@ class GraphPlan:
             return f"err:{tensor}"
         return f"err:{tensor}@{consumer}"
 
+    def _chains(self) -> None:
+        """Forward element-wise fusion. A batch norm's normalization pass applies, in the same
+        buffer tile, the residual add that consumes it (when the add's other input is already
+        in DRAM, i.e. produced earlier) and the ReLU after it. The intermediate tensors (the
+        normalized and the summed activations) stay in the activation buffer: the backward
+        pass never reads them (ReLU's backward reads its output, the add's none, the batch
+        norm's its input)."""
+        order = {layer.name: i for i, layer in enumerate(self.g.layers)}
+        for layer in self.g.layers:
+            if layer.kind != "batchnorm":
+                continue
+            chain, cur = [], layer.name
+            while True:
+                cons = self.consumers(cur)
+                if len(cons) != 1 or cons[0] == "loss" or cons[0] in self.fused_into:
+                    break
+                nxt = self.layers[cons[0]]
+                if nxt.kind == "add" and not chain and len(nxt.inputs) == 2:
+                    others = [self.real(i) for i in nxt.inputs if self.real(i) != cur]
+                    if len(others) != 1 or order[others[0]] > order[cur]:
+                        break  # the other operand is produced later: fuse there instead
+                elif nxt.kind != "relu":
+                    break
+                chain.append(nxt)
+                cur = nxt.name
+                if nxt.kind == "relu":
+                    break
+            if chain:
+                self.chain[layer.name] = chain
+                for c in chain:
+                    self.fused_into[c.name] = layer.name
+            if [c.kind for c in chain] == ["relu"]:
+                # Backward: the norm's two passes read the ReLU's error and output and apply
+                # its mask in the buffer, so the ReLU's own pass (and the error between the
+                # two layers) disappears.
+                self.bp_relu[layer.name] = chain[0]
+        # A conv whose only reader is a batch norm accumulates that norm's statistics on its
+        # output tiles before storing them, when one tile holds every output channel (the
+        # statistics of all channels then stay in the error buffer, which FP does not use):
+        # the norm's separate statistics pass over the batch disappears.
+        for layer in self.g.layers:
+            if layer.kind != "batchnorm":
+                continue
+            src = self.layers[self.real(layer.inputs[0])]
+            if src.kind != "conv" or src.groups != 1 or self.consumers(src.name) != [layer.name]:
+                continue
+            sh = conv_shape(src)
+            t = fp_tiling(sh, self.cfg, self.gated(src), self.skip_bytes, self.wsparse(src))
+            stat_bytes = (BN_STAT_BYTES + BN_SUM_BYTES) * sh.k
+            if t.kn == sh.k and stat_bytes <= self.cfg.buffers.error.size_bytes:
+                self.stat_of[src.name] = layer
+        self._norm_into_conv()
+
+    def _norm_into_conv(self) -> None:
+        """A batch norm whose statistics a conv took, and whose chain's output is first read
+        by a conv that takes whole images in one k-tile, is normalised (with its fused add and
+        ReLU) by that conv as it loads its input: the chain runs on the SFU while the tensor
+        cores work on the previous image, its output is stored once (BP reads it) and not read
+        back. The consumer conv's buffers must hold the extra operands."""
+        order = {layer.name: i for i, layer in enumerate(self.g.layers)}
+        cfg = self.cfg
+        for head in self.stat_of.values():
+            chain = self.chain.get(head.name, [])
+            last = chain[-1].name if chain else head.name
+            cons = sorted(self.consumers(last), key=lambda n: order.get(n, len(order)))
+            if not cons or cons[0] == "loss":
+                continue
+            conv = self.layers[cons[0]]
+            if conv.kind != "conv" or conv.groups != 1 or conv.name in self.norm_of:
+                continue
+            sh = conv_shape(conv)
+            gated = self.gated(conv)
+            t = fp_tiling(sh, cfg, gated, self.skip_bytes, self.wsparse(conv))
+            if t.kn != sh.k or t.pn != sh.oh or sh.rows_in(t.pn) != sh.h:
+                continue
+            xbytes = align(sh.h * sh.w * sh.c)
+            acc = sh.k * sh.oh * sh.ow * ACC_BYTES
+            b0, b1 = t.slot_bases(cfg, ("act",))["act"]
+            slot = b1 - b0 if t.double else cfg.buffers.activation.size_bytes - b0
+            res = any(c.kind == "add" for c in chain)
+            need = xbytes + acc + (cfg.buffers.activation.word_bytes + xbytes if res else 0)
+            wgt = align(t.persistent["wgt"]) + 2 * sh.c
+            err = (BN_STAT_BYTES * sh.k if conv.name in self.stat_of else 0) + (
+                BN_STAT_BYTES * sh.c
+            )
+            if (
+                need <= slot
+                and wgt <= cfg.buffers.weight.size_bytes
+                and err <= cfg.buffers.error.size_bytes
+            ):
+                self.norm_of[conv.name] = head
+
     # ------------------------------------------------------------ memory map
     def _plan(self) -> None:
         self._memo: dict[str, bool] = {}
         mm, b = self.mm, self.batch
+        self._chains()
+        on_chip = {
+            x.name: f"fused into the forward block of {head}"
+            for head, chain in self.chain.items()
+            for x in [self.layers[head], *chain[:-1]]
+        }
         gate_group = self.cfg.cgu.group_size_channels
         gc = self.cfg.wsu.group_in_channels
         for layer in self.g.layers:
@@ -195,7 +313,10 @@ class GraphPlan:
                 mm.alias(f"act:{n}", f"act:{layer.inputs[0]}")
                 continue
             layout = "[row][col][channel]" if len(layer.out_shape) == 3 else "[feature]"
-            mm.add(f"act:{n}", "activation", layer.out_shape, batch=b, layer=n, layout=layout)
+            if n in on_chip:
+                mm.keep_on_chip(f"act:{n}", on_chip[n])
+            else:
+                mm.add(f"act:{n}", "activation", layer.out_shape, batch=b, layer=n, layout=layout)
             if layer.kind in MAC_KINDS:
                 sh = conv_shape(layer)
                 wl = "[k][kh][kw][c]" + (" (c in input activation order)" if sh.r == 1 else "")
@@ -282,6 +403,9 @@ class GraphPlan:
             if layer.kind in ALIAS_KINDS or layer.kind == "input" or not self.needs_err(n):
                 continue
             cons = self.consumers(n)
+            if n in self.bp_relu:
+                mm.keep_on_chip(f"err:{n}", f"fused into the backward block of {n}")
+                continue
             if len(cons) == 1 and cons[0] != "loss" and self.layers[cons[0]].kind == "add":
                 # an add passes its error to its inputs unchanged: share its storage
                 mm.alias(f"err:{n}", f"err:{cons[0]}")

@@ -9,6 +9,7 @@ from simulator.cli.rtl_cmd import rtl
 from simulator.cli.run_cmd import report_cmd, run_cmd
 from simulator.cli.sweep_cmd import sweep
 from simulator.cli.trace_cmd import trace
+from simulator.cli.verify_cmd import verify_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,3 +27,4 @@ main.add_command(trace)
 main.add_command(run_cmd)
 main.add_command(report_cmd)
 main.add_command(rtl)
+main.add_command(verify_cmd)

@@ -377,8 +377,9 @@ class EnergyConfig(StrictModel):
         unit="pJ/cycle",
         provenance=A,
         doc="Whole-chip leakage per cycle at the reference voltage and frequency.",
-        source="ours: 10 mW leakage for a few-mm^2 28 nm die at 0.9 V, / 400 MHz; "
-        "a calibration candidate",
+        source="ours: 10 mW leakage for a few-mm^2 28 nm die at 0.9 V, / 400 MHz; of the "
+        "order of published CNN processors' total power (Envision, Moons and Verhelst, JSSC "
+        "52(4) 2017: 25-287 mW in 40 nm), see docs/simulator.md; a calibration candidate",
         ge=0,
     )
 

@@ -1,5 +1,6 @@
-"""Accuracy of one SRU point: train the sweep's model with the point's SRU on the weight and
-momentum updates (workloads.recipe), over several seeds."""
+"""Accuracy of one SRU point: train the sweep's model with the point's SRU where the sweep
+applies it (weight and momentum updates, activations, errors; workloads.recipe), over several
+seeds."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ from typing import Any
 
 from simulator.dse.config import SruPoint, TrainingBudget
 
-# What the recipe can place an SRU on today: its update step. SR inside the forward/backward
-# quantisers is not in the recipe yet; network bits come from the rounded tensor itself.
-TRAINABLE_TARGETS = frozenset({"weights", "momentum"})
+# Where the recipe can place an SRU: its update step (weights, momentum) and its forward /
+# backward quantisers (activations into the tensor cores, errors on their way back). Network
+# bits come from the rounded tensor itself (a neighbouring lane).
+TRAINABLE_TARGETS = frozenset({"weights", "momentum", "activations", "errors"})
 DEFAULT_UPDATE_FORMAT = "fp16_chip"
+# apply_to target -> the recipe's QuantConfig fields it sets (format, rounding)
+QUANT_PATHS = {
+    "activations": ("activation_format", "activation_rounding"),
+    "errors": ("error_format", "error_rounding"),
+}
 
 
 def unsupported_reason(point: SruPoint) -> str | None:
@@ -30,31 +37,48 @@ def unsupported_reason(point: SruPoint) -> str | None:
     return None
 
 
+def _source(point: SruPoint) -> dict[str, Any]:
+    src = point.source
+    assert src is not None
+    if src.kind == "network":
+        return {"kind": "network", "offset": src.offset}
+    source: dict[str, Any] = {"kind": src.kind, "lanes": src.lanes}
+    if src.kind == "lfsr":
+        source |= {"width": src.width, "form": src.form, "combine": src.combine}
+    return source
+
+
 def recipe_overrides(point: SruPoint, budget: TrainingBudget, seed: int) -> dict[str, Any]:
-    """Recipe settings for one training run of this point."""
-    update: dict[str, Any] = {
-        "weight_format": point.format if "weights" in point.apply_to else DEFAULT_UPDATE_FORMAT,
-        "momentum_format": (
-            point.format if "momentum" in point.apply_to else DEFAULT_UPDATE_FORMAT
-        ),
-        "rounding": point.rounding,
-        "lr": budget.lr,
-    }
-    if point.r is not None and point.source is not None:
-        src = point.source
-        update["random_bits"] = point.r
-        source: dict[str, Any] = {"kind": src.kind, "lanes": src.lanes}
-        if src.kind == "lfsr":
-            source |= {"width": src.width, "form": src.form, "combine": src.combine}
-        if src.kind == "network":
-            source = {"kind": "network", "offset": src.offset}
-        update["source"] = source
+    """Recipe settings for one training run of this point: the point's SRU on the paths it is
+    applied to; every other path keeps the recipe's defaults."""
+    stochastic = point.r is not None and point.source is not None
+    update: dict[str, Any] = {"lr": budget.lr}
+    if {"weights", "momentum"} & set(point.apply_to):
+        update |= {
+            "weight_format": (
+                point.format if "weights" in point.apply_to else DEFAULT_UPDATE_FORMAT
+            ),
+            "momentum_format": (
+                point.format if "momentum" in point.apply_to else DEFAULT_UPDATE_FORMAT
+            ),
+            "rounding": point.rounding,
+        }
+        if stochastic:
+            update |= {"random_bits": point.r, "source": _source(point)}
+    quant: dict[str, Any] = {}
+    for target, (fmt_field, rounding_field) in QUANT_PATHS.items():
+        if target in point.apply_to:
+            quant |= {fmt_field: point.format, rounding_field: point.rounding}
+    if quant and stochastic:
+        quant |= {"random_bits": point.r, "source": _source(point)}
     overrides: dict[str, Any] = {
         "seed": seed,
         "epochs": budget.epochs,
         "batch_size": budget.batch,
         "update": update,
     }
+    if quant:
+        overrides["quant"] = quant
     if not budget.sparsity:  # isolate the SRU's effect: dense FP8 training
         overrides |= {
             "gating": {"enabled": False},

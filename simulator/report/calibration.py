@@ -5,7 +5,9 @@ traces; ref28 itself is never changed). `python -m simulator.report.calibration 
 Rows: the calibration workload on ref28; the same with a faster DRAM channel (how memory-bound
 the program is); with uniform instead of realistic mask skew (how much lane imbalance costs);
 and the chip's own test-vector network (VGG-7). Every row prints cycles dense/all, speedup,
-the executed-MAC reduction and the efficiency at its best operating point.
+the executed-MAC reduction, tensor-core busy cycles against the balanced ideal (lane steps /
+lanes: what the busiest lane costs), DMA and SFU busy cycles, and the efficiency at its best
+operating point. docs/simulator.md ("Calibration") reads the gap from these numbers.
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ def study() -> list[dict]:
     ]
     rows = []
     for label, cfg, w in cases:
-        s = run_workload(w, cfg).summary
+        res = run_workload(w, cfg)
+        s = res.summary
         busy = s["units_report"]
+        lanes = cfg.tensor_core.n_tc * cfg.tensor_core.lanes
         rows.append(
             {
                 "case": label,
@@ -61,6 +65,10 @@ def study() -> list[dict]:
                 "speedup_all": round(s["speedup"]["all"], 2),
                 "tc_busy_dense": busy["dense"]["busy"]["tc"],
                 "tc_busy_all": busy["all"]["busy"]["tc"],
+                "tc_balanced_all": round(res.timings["all"].events["tc_lane_steps"] / lanes),
+                "tc_ideal_all": round(
+                    res.timings["all"].useful_macs / cfg.tensor_core.macs_per_cycle
+                ),
                 "dma_busy": busy["all"]["busy"]["ld"] + busy["all"]["busy"]["st"],
                 "sfu_busy_all": busy["all"]["busy"]["sfu"],
                 "tflops_per_w_dense_eq": round(s["tflops_per_w"]["dense_equivalent"], 2),

@@ -102,7 +102,9 @@ def gap_analysis(summary: dict) -> list[dict[str, Any]]:
     if not {"dense", "all"} <= set(summary["cycles"]):
         return []
     busy = {m: summary["units_report"][m]["busy"] for m in ("dense", "all")}
-    dma = busy["all"]["ld"] + busy["all"]["st"]
+    dma = {m: busy[m]["ld"] + busy[m]["st"] for m in ("dense", "all")}
+    dram = {m: sum(r["dram_bytes"].get(m, 0) for r in summary["layers"]) for m in dma}
+    bank = sum(s.get("bank", 0) for s in summary["units_report"]["all"]["stall"].values())
     eff = summary["tflops_per_w"]
     best = next(p for p in summary["operating_points"] if p["name"] == eff["operating_point"])
     dyn = best["energy_on_chip_pj"] - best["leakage_pj"]
@@ -115,8 +117,11 @@ def gap_analysis(summary: dict) -> list[dict[str, Any]]:
         ("MAC reduction the program executes (mode all)", executed),
         ("tensor-core busy cycles, dense / all", busy["dense"]["tc"] / max(1, busy["all"]["tc"])),
         ("SFU busy cycles, dense / all", busy["dense"]["sfu"] / max(1, busy["all"]["sfu"])),
-        ("bound from DMA alone: cycles dense / DMA busy (same in every mode)",
-         summary["cycles"]["dense"] / max(1, dma)),
+        ("DRAM MB per step, dense", dram["dense"] / 1e6),
+        ("DRAM MB per step, all (skipped images move no BP/WU data)", dram["all"] / 1e6),
+        ("bound from DMA alone: cycles dense / DMA busy cycles in mode all",
+         summary["cycles"]["dense"] / max(1, dma["all"])),
+        ("buffer bank-conflict stall cycles, all units, mode all", bank),
         ("simulated speedup, all over dense", summary["speedup"]["all"]),
         ("chip's published speedup", CHIP_SPEEDUP),
         (f"TFLOPS/W dense-equivalent at {point} (on chip)", eff["dense_equivalent"]),

@@ -27,7 +27,7 @@ EVENTS = (
 EVENT_ID = {e: i for i, e in enumerate(EVENTS)}
 
 # SFU ops that read a second operand b, and ops whose result is not an FP8 rounding.
-_SFU_B = {"relu_bwd", "maxpool_bwd", "add", "loss_mse", "norm_fwd", "norm_bwd", "norm_bwd_stat"}
+SFU_B = {"relu_bwd", "maxpool_bwd", "add", "loss_mse", "norm_fwd", "norm_bwd", "norm_bwd_stat"}
 _SFU_NO_ROUND = {"zero", "norm_stat", "norm_bwd_stat", "copy"}
 SFU_NAMES = tuple(SFU_OP.values)
 
@@ -47,7 +47,7 @@ def sfu_cost(args, thr: int) -> tuple[int, dict[str, int]]:
         f"sram_rd_{BUFS[args['bufa']]}": n,
         f"sram_wr_{BUFS[args['bufo']]}": n,
     }
-    if op in _SFU_B:
+    if op in SFU_B:
         key = f"sram_rd_{BUFS[args['bufb']]}"
         ev[key] = ev.get(key, 0) + n
     if op == "maxpool_fwd":  # argmax written to the mask buffer

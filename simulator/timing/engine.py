@@ -13,6 +13,10 @@ Rules (docs/isa.md execution model; timing choices in docs/simulator.md):
 - DMA (`ld`, `st`): a transfer occupies the shared DRAM channel for its bus cycles (each row
   at least one bus beat), then completes `latency` cycles later; the unit may start its next
   transfer as soon as the channel has accepted the previous one, completions stay in order.
+  The channel serves requests in time order (first come, first served): instructions are
+  scheduled in program order, so a transfer that is ready earlier than one of a later-ready
+  but earlier-scheduled transfer takes the idle gap before it (the channel keeps its busy
+  intervals, not just its last end).
 - `sync` is a zero-length marker in a unit's queue: it starts once every earlier instruction
   of that unit has completed (and its token is positive).
 """
@@ -25,6 +29,7 @@ import numpy as np
 from simulator.timing.stream import K_BARRIER, K_HALT, K_SYNC, K_UNIT, N_UNITS
 
 HEAP_CAP = 4096
+CH_CAP = 4096  # busy intervals of the DRAM channel kept for gap filling
 N_TOKENS = 16
 # Columns of the per-unit stall matrix: waiting for a token signalled by unit u (0..N_UNITS-1),
 # for the DRAM channel, for a free queue entry (controller only), for a barrier (controller).
@@ -69,6 +74,40 @@ def _pop(heap, size, t):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True)
+def _reserve(ch_s, ch_e, state, b, length):  # pragma: no cover - numba
+    """Earliest start >= b of a `length`-cycle gap in the channel's busy intervals (sorted,
+    disjoint, from index state[0] to state[1]); reserve it and return the start."""
+    h, n = state[0], state[1]
+    cand = b
+    j = h
+    while j < n:
+        if ch_e[j] <= cand:
+            j += 1
+            continue
+        if ch_s[j] >= cand + length:
+            break
+        cand = ch_e[j]
+        j += 1
+    if n == ch_s.shape[0]:  # full: compact, and forget the oldest interval if still full
+        m = n - h
+        ch_s[:m] = ch_s[h:n].copy()
+        ch_e[:m] = ch_e[h:n].copy()
+        j -= h
+        h, n = 0, m
+        if n == ch_s.shape[0]:
+            ch_s[: n - 1] = ch_s[1:n].copy()
+            ch_e[: n - 1] = ch_e[1:n].copy()
+            n -= 1
+            j = max(j - 1, 0)
+    ch_s[j + 1 : n + 1] = ch_s[j:n].copy()
+    ch_e[j + 1 : n + 1] = ch_e[j:n].copy()
+    ch_s[j] = cand
+    ch_e[j] = cand + length
+    state[0], state[1] = h, n + 1
+    return cand
+
+
+@numba.njit(cache=True)
 def schedule(kind, unit, wt, sg, dur, bus, latency, queue_depth):  # pragma: no cover - numba
     """Times of every executed instruction. Inputs are per executed instruction: control
     kind, unit id, tokens, occupancy of the unit in cycles (`dur`) and of the DRAM channel
@@ -86,7 +125,9 @@ def schedule(kind, unit, wt, sg, dur, bus, latency, queue_depth):  # pragma: no 
     unit_done = np.zeros(N_UNITS, np.int64)  # completion of the unit's last instruction
     ring = np.zeros((N_UNITS, queue_depth), np.int64)  # start times of the last ops per unit
     ring_n = np.zeros(N_UNITS, np.int64)
-    dram_free = 0
+    ch_s = np.zeros(CH_CAP, np.int64)  # DRAM channel busy intervals (sorted, disjoint)
+    ch_e = np.zeros(CH_CAP, np.int64)
+    ch = np.zeros(2, np.int64)  # first live interval, number of intervals
     t_ctrl = 0
     for i in range(n):
         k = kind[i]
@@ -134,11 +175,12 @@ def schedule(kind, unit, wt, sg, dur, bus, latency, queue_depth):  # pragma: no 
             if k == K_SYNC:
                 e = s
             elif bus[i] > 0:
-                b = s
-                if dram_free > b:
-                    stall[u, ST_DRAM] += dram_free - b
-                    b = dram_free
-                dram_free = b + bus[i]
+                # intervals that end before dispatch can no longer matter
+                while ch[0] < ch[1] and ch_e[ch[0]] <= d:
+                    ch[0] += 1
+                b = _reserve(ch_s, ch_e, ch, s, bus[i])
+                if b > s:
+                    stall[u, ST_DRAM] += b - s
                 unit_free[u] = b + bus[i]
                 busy[u] += bus[i]
                 s = b

@@ -18,7 +18,7 @@ import numpy as np
 from isa.compiler import CompiledProgram
 from isa.spec import BUFFER, SFU_OP, TC_PASS
 from simulator.config import HardwareConfig
-from simulator.timing import costs
+from simulator.timing import banks, costs
 from simulator.timing.costs import EVENT_ID, EVENTS
 from simulator.timing.engine import N_STALL, ST_BARRIER, ST_DRAM, ST_QUEUE, schedule
 from simulator.timing.masks import SparsityMasks
@@ -26,6 +26,7 @@ from simulator.timing.stream import (
     K_CTRL,
     K_LOOP,
     K_SYNC,
+    K_UNIT,
     UNITS,
     StaticProgram,
     Stream,
@@ -35,6 +36,8 @@ from simulator.timing.stream import (
 from simulator.timing.tensor_core import (
     GateCounts,
     LayerDesc,
+    OpTiles,
+    SparsityView,
     TcGeometry,
     TcWork,
     bwd_work,
@@ -88,19 +91,20 @@ class PreparedProgram:
     bus: np.ndarray
     static_events: np.ndarray  # (n_static, len(EVENTS)): mode-independent events x executions
     unit_events: np.ndarray  # (n_static, len(EVENTS)): events of one execution
-    skippable: np.ndarray  # bool per executed: a BP-phase SFU op of an image (grad skip)
+    skippable: np.ndarray  # bool per executed: an image's BP-phase SFU op or BP/WU transfer
     tc_ops: list[TcOp]
     layers: np.ndarray  # layer name index per static instruction
     phases: np.ndarray  # phase index per static instruction
     layer_names: tuple[str, ...]
     phase_names: tuple[str, ...]
     dense_macs: np.ndarray  # per executed (tensor-core ops; 0 otherwise)
+    bank: np.ndarray  # per executed: conflict degree of its buffer accesses (1 = none)
 
 
 def _descriptor(a) -> LayerDesc:
     return LayerDesc(
         a["c"], a["k"], a["h"], a["w"], a["kh"], a["kw"], a["stride"], a["pad"],
-        bool(a["gate"]), bool(a["wsparse"]),
+        bool(a["gate"]), bool(a["wsparse"]), a["groups"],
     )  # fmt: skip
 
 
@@ -122,6 +126,7 @@ def prepare(compiled: CompiledProgram, cfg: HardwareConfig) -> PreparedProgram:
     s_skippable = np.zeros(len(prog), bool)
     descs: dict[int, LayerDesc] = {}
     tc_ops: list[TcOp] = []
+    sfu_ops: list[int] = []
     bw = cfg.dma.dram_bytes_per_cycle
     thr = cfg.sfu.throughput_elements_per_cycle
     lanes = cfg.tensor_core.lanes
@@ -137,10 +142,12 @@ def prepare(compiled: CompiledProgram, cfg: HardwareConfig) -> PreparedProgram:
             s_dur[i] = 0
         elif ins.op in ("dma.ld", "dma.st"):
             s_dur[i], s_bus[i], ev = costs.dma_cost(a, bw)
+            s_skippable[i] = bool(a["gsk"])  # an image's BP/WU transfer
             side = "wr" if ins.op == "dma.ld" else "rd"
             ev[f"sram_{side}_{BUFS[a['buf']]}"] = a["rows"] * a["row_bytes"]
         elif ins.op == "sfu":
             s_dur[i], ev = costs.sfu_cost(a, thr)
+            sfu_ops.append(i)
             s_skippable[i] = ann["phase"] == "bp" and SFU_OP.values[a["op"]] != "zero"
         elif ins.op == "sgd":
             s_dur[i], ev = costs.sgd_cost(a, thr)
@@ -183,12 +190,57 @@ def prepare(compiled: CompiledProgram, cfg: HardwareConfig) -> PreparedProgram:
         a = op.args
         dense_macs[op.execs] = a["kn"] * a["cn"] * a["pn"] * op.desc.ow * op.desc.taps
     kind = sp.kind[idx]
+    bank = _bank_degrees(prog, cfg, stream, order, starts, sfu_ops, tc_ops)
     return PreparedProgram(
         compiled, cfg, sp, stream, kind, sp.unit[idx], sp.wt[idx], sp.sg[idx],
         s_dur[idx], s_bus[idx], s_ev * counts[:, None], s_ev, s_skippable[idx], tc_ops,
         layers, phases,
-        layer_names, phase_names, dense_macs,
+        layer_names, phase_names, dense_macs, bank,
     )  # fmt: skip
+
+
+def _bank_degrees(prog, cfg, stream, order, starts, sfu_ops, tc_ops) -> np.ndarray:
+    """Per executed instruction, the bank-conflict degree of its buffer accesses
+    (`simulator.timing.banks`): SFU operands in one buffer, and the tensor cores' reads of the
+    streamed operand when cores split one lane group's pixels or outputs."""
+    geom = {
+        j: (getattr(cfg.buffers, _BUF_CFG[b]).word_bytes, getattr(cfg.buffers, _BUF_CFG[b]).banks)
+        for j, b in enumerate(BUFS)
+    }
+    deg = np.ones(len(stream.index), np.int64)
+    ra, rb, ro = (stream.regs[:, j] for j in (4, 5, 6))
+    for i in sfu_ops:
+        a = prog[i].args
+        pos = order[starts[i] : starts[i + 1]]
+        reads = [(a["bufa"], ra[pos])]
+        if SFU_OP.values[a["op"]] in costs.SFU_B:
+            reads.append((a["bufb"], rb[pos]))
+        deg[pos] = banks.sfu_degree(reads, [(a["bufo"], ro[pos])], geom)
+    tcc = cfg.tensor_core
+    for op in tc_ops:
+        d, a = op.desc, op.args
+        pixels = a["pn"] * d.ow  # only as many cores as pixels read at once
+        if op.op == "tc.bwd":  # lanes own input channels; cores split dY pixels [pixel][kn]
+            share = min(_share(a["cn"], tcc), pixels)
+            addrs = [j * a["kn"] for j in range(share)]
+            word, nb = geom[BUFS.index("err")]
+        else:  # lanes own output channels
+            share = _share(a["kn"], tcc)
+            cload = d.c if d.groups == 1 else a["kn"] // (d.k // d.groups) * (d.c // d.groups)
+            if op.op == "tc.fwd":  # cores split the pixels of the input rows [pixel][cload]
+                addrs = [j * cload for j in range(min(share, pixels))]
+            else:  # WU: cores split (c, tap) outputs channel fastest (tensor_core.wgr_work)
+                cn = a["cn"] if d.groups == 1 else cload  # and read x at the tap's pixel, c
+                items = [(j % cn, j // cn) for j in range(min(share, cn * d.taps))]
+                addrs = [((t // d.kw) * d.w + t % d.kw) * cn + c for c, t in items]
+            word, nb = geom[BUFS.index("act")]
+        deg[op.execs] = banks.conflict_degree(addrs, word, nb)
+    return deg
+
+
+def _share(n_items: int, tcc) -> int:
+    groups = -(-n_items // tcc.lanes)
+    return 1 if groups >= tcc.n_tc else tcc.n_tc // groups
 
 
 @dataclass
@@ -254,20 +306,21 @@ def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWo
         gc = None
         if gate is not None and op.op != "tc.bwd":
             gc = gate_counts.setdefault(op.layer, GateCounts(gate))
-        common = (d, a["kn"], a["cn"], a["pn"], op.k0, op.c0, op.p0, op.img, geo, wg)
+        tiles = OpTiles(d, a["kn"], a["cn"], a["pn"], op.k0, op.c0, op.p0, op.img)
+        view = SparsityView(geo, wg, masks.group_in, masks.channel_group)
         if op.op == "tc.fwd":
-            w = fwd_work(*common, masks.group_in, gc, masks.channel_group)
+            w = fwd_work(tiles, view, gc)
         elif op.op == "tc.bwd":
-            w = bwd_work(*common, masks.group_in, gate, masks.channel_group)
+            w = bwd_work(tiles, view, gate)
         else:
-            w = wgr_work(*common, masks.group_in, gc, masks.channel_group)
+            w = wgr_work(tiles, view, gc)
         out.append(w)
     return out
 
 
-def _tc_costs(prep, masks, mode, dur, sev) -> None:
-    """Fill tensor-core occupancy (per execution, into dur) and events (summed per static
-    instruction, into sev) for `mode`."""
+def _tc_costs(prep, masks, mode, dur, sev, bank_extra) -> None:
+    """Fill tensor-core occupancy (per execution, into dur), its bank-conflict cycles (into
+    bank_extra) and events (summed per static instruction, into sev) for `mode`."""
     gating, wsparse, gskip = _FLAGS[mode]
     cfg = prep.cfg
     tcc = cfg.tensor_core
@@ -287,11 +340,14 @@ def _tc_costs(prep, masks, mode, dur, sev) -> None:
         else:
             outs, stream_bufs, acc_buf = kn * cn * d.taps, ("act", "err"), "err"
         fin = -(-outs // cfg.sru.units) if a["fin"] else 0
-        t = w.max_steps + tcc.pipeline_depth_cycles + -(-meta // word) + fin
         e = op.execs
+        deg = prep.bank[e]
+        bank_extra[e] = w.max_steps * (deg - 1)
+        t = w.max_steps * deg + tcc.pipeline_depth_cycles + -(-meta // word) + fin
         if gskip and op.op != "tc.fwd":
             skipped = masks.skip[op.img]
             t = np.where(skipped, 1, t)
+            bank_extra[e] = np.where(skipped, 0, bank_extra[e])
             keep = ~skipped
         else:
             keep = np.ones(len(e), bool)
@@ -346,15 +402,20 @@ def simulate(
     if mode not in _FLAGS:
         raise SimulationError(f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
     notes = _check_masks(prep, masks)
-    dur = prep.dur.copy()
+    # SFU ops: conflict-free cycles x degree
+    bank_extra = np.where(prep.kind == K_UNIT, prep.dur * (prep.bank - 1), 0)
+    dur = prep.dur + bank_extra
+    bus = prep.bus
     sev = prep.static_events.copy()
-    _tc_costs(prep, masks, mode, dur, sev)
+    _tc_costs(prep, masks, mode, dur, sev, bank_extra)
     idx = prep.stream.index
     n_static = len(prep.compiled.instructions)
     if _FLAGS[mode][2]:
         img = prep.stream.regs[:, 3]
         skip = prep.skippable & masks.skip[np.clip(img, 0, masks.batch - 1)]
         dur[skip] = 1
+        bank_extra[skip] = 0
+        bus = np.where(skip, 0, bus)  # a skipped image's transfers move nothing
         n_skipped = np.bincount(idx[skip], minlength=n_static).astype(float)
         sev -= n_skipped[:, None] * prep.unit_events
         sev[:, EVENT_ID["instructions"]] += n_skipped  # the skipped op is still issued
@@ -362,7 +423,7 @@ def simulate(
     dur[prep.kind == K_SYNC] = 0
     cfg = prep.cfg
     dispatch, start, end, busy, stall, status = schedule(
-        prep.kind, prep.unit, prep.wt, prep.sg, dur, prep.bus,
+        prep.kind, prep.unit, prep.wt, prep.sg, dur, bus,
         cfg.dma.dram_latency_cycles, cfg.controller.queue_depth_instructions,
     )  # fmt: skip
     if status == 1:
@@ -370,7 +431,7 @@ def simulate(
     if status == 2:
         raise SimulationError("a dependency token's outstanding signals overflowed")
     total = int(end.max()) if len(end) else 0
-    occ = np.where(prep.bus > 0, prep.bus, dur)
+    occ = np.where(bus > 0, bus, dur)
     static_cycles = np.bincount(idx, weights=occ, minlength=n_static)
     stall_names = [f"wait_{u}" for u in UNITS] + ["dram", "queue_full", "barrier"]
     assert len(stall_names) == N_STALL and stall_names[ST_DRAM] == "dram"
@@ -379,7 +440,14 @@ def simulate(
         u: {stall_names[c]: int(stall[i, c]) for c in range(N_STALL) if stall[i, c]}
         for i, u in enumerate(UNITS)
     }
-    unit_busy = {u: int(busy[i]) for i, u in enumerate(UNITS)}
+    # conflict cycles occupy the unit but are stalls on the banks, not work
+    bank_cyc = np.bincount(
+        prep.unit[: len(end)], weights=bank_extra[: len(end)], minlength=len(UNITS)
+    )
+    for i, u in enumerate(UNITS):
+        if bank_cyc[i]:
+            unit_stall[u]["bank"] = int(bank_cyc[i])
+    unit_busy = {u: int(busy[i] - bank_cyc[i]) for i, u in enumerate(UNITS)}
     unit_idle = {u: max(0, total - unit_busy[u] - sum(unit_stall[u].values())) for u in UNITS}
     layer_phase = _layer_phase(prep, masks, dispatch, end, static_cycles, sev)
     return TimingResult(

@@ -3,7 +3,7 @@ captured at dispatch, so later stages can cost every executed op with vectorised
 
 The program is flattened to integer arrays once (`StaticProgram`); a numba kernel then runs the
 controller's control flow (loops, `setr`/`addr`/`xorr`) and records, per executed instruction,
-its static index and the values of the (up to four) registers that size its work.
+its static index and the values of the registers that size its work and address its operands.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ _KIND = {
     "halt": K_HALT,
     "sync": K_SYNC,
 }
-# Register operands captured per executed op (column order of `Stream.regs`).
-CAPTURE = ("rk", "rc", "rp", "rimg")
+# Register operands captured per executed op (column order of `Stream.regs`): tile indices,
+# the image, and the buffer addresses of the operands (bank conflicts).
+CAPTURE = ("rk", "rc", "rp", "rimg", "ra", "rb", "ro")
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class StaticProgram:
     a0: np.ndarray  # loop: count; setr/addr/xorr: rd
     a1: np.ndarray  # loop: end distance; addr/xorr: rs
     a2: np.ndarray  # setr/addr/xorr: immediate
-    capture: np.ndarray  # (n, 4) register numbers of CAPTURE fields, -1 when absent
+    capture: np.ndarray  # (n, len(CAPTURE)) register numbers of CAPTURE fields, -1 when absent
 
 
 def static_program(program: Sequence[Instruction]) -> StaticProgram:
@@ -88,7 +89,9 @@ class Stream:
     """Executed instructions in program (dispatch) order."""
 
     index: np.ndarray  # static instruction index per executed instruction
-    regs: np.ndarray  # (n_exec, 4) values of the CAPTURE registers at dispatch (0 if absent)
+    regs: (
+        np.ndarray
+    )  # (n_exec, len(CAPTURE)) values of the CAPTURE registers at dispatch (0 if absent)
 
 
 @numba.njit(cache=True)

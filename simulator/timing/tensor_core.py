@@ -14,7 +14,8 @@ Lane mapping (an assumption of this model, documented in docs/simulator.md):
 - Lanes come in groups of `lanes` consecutive channels. With at least `n_tc` lane groups in
   the tile, core t takes groups t, t + n_tc, ...; with fewer, every group is replicated on
   n_tc // groups cores, which split the pixels (FP, BP: flat pixel index modulo the split) or
-  the (input channel, tap) outputs (WU) between them; left-over cores idle.
+  the (input channel, tap) outputs (WU: item tap x cn + c modulo the split, channel fastest)
+  between them; left-over cores idle.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class LayerDesc:
     pad: int
     gate: bool
     wsparse: bool
+    groups: int = 1
 
     @property
     def oh(self) -> int:
@@ -57,6 +59,32 @@ class TcGeometry:
     n_tc: int
     lanes: int
     dp: int
+
+
+@dataclass(frozen=True)
+class OpTiles:
+    """The executed instances of one tensor-core op: its layer, tile sizes, and per instance
+    the tile's first output channel, input channel, output row and its image."""
+
+    d: LayerDesc
+    kn: int
+    cn: int
+    pn: int
+    k0: np.ndarray
+    c0: np.ndarray
+    p0: np.ndarray
+    img: np.ndarray
+
+
+@dataclass(frozen=True)
+class SparsityView:
+    """What the lanes see of the weight sparsity: the array geometry, the group mask (None =
+    weight sparsity off) and the group shapes."""
+
+    geo: TcGeometry
+    wg: np.ndarray | None
+    group_in: int
+    channel_group: int
 
 
 @dataclass
@@ -146,22 +174,10 @@ def _empty_work(k0: np.ndarray, c0: np.ndarray) -> tuple[TcWork, np.ndarray]:
     return out, np.unique(np.stack([k0, c0], 1), axis=0)
 
 
-def fwd_work(
-    d: LayerDesc,
-    kn: int,
-    cn: int,
-    pn: int,
-    k0: np.ndarray,
-    c0: np.ndarray,
-    p0: np.ndarray,
-    img: np.ndarray,
-    geo: TcGeometry,
-    wg: np.ndarray | None,
-    group_in: int,
-    gates: GateCounts | None,
-    channel_group: int,
-) -> TcWork:
+def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
     """FP op work; `wg` None = weight sparsity off; `gates` None = no gating in this op."""
+    d, kn, cn, pn, k0, c0, p0, img = t.d, t.kn, t.cn, t.pn, t.k0, t.c0, t.p0, t.img
+    geo, wg, group_in, channel_group = s.geo, s.wg, s.group_in, s.channel_group
     _, share = _split(kn, geo)
     out, combos = _empty_work(k0, c0)
     for kk, cc in combos:
@@ -184,22 +200,10 @@ def fwd_work(
     return out
 
 
-def bwd_work(
-    d: LayerDesc,
-    kn: int,
-    cn: int,
-    pn: int,
-    k0: np.ndarray,
-    c0: np.ndarray,
-    p0: np.ndarray,
-    img: np.ndarray,
-    geo: TcGeometry,
-    wg: np.ndarray | None,
-    group_in: int,
-    gate: np.ndarray | None,
-    channel_group: int,
-) -> TcWork:
+def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
     """BP op work (lanes own input channels; per dY pixel the nonzero k are compacted)."""
+    d, kn, cn, pn, k0, c0, p0, img = t.d, t.kn, t.cn, t.pn, t.k0, t.c0, t.p0, t.img
+    geo, wg, group_in, channel_group = s.geo, s.wg, s.group_in, s.channel_group
     _, share = _split(cn, geo)
     out, combos = _empty_work(k0, c0)
     for kk, cc in combos:
@@ -236,25 +240,15 @@ def bwd_work(
     return out
 
 
-def wgr_work(
-    d: LayerDesc,
-    kn: int,
-    cn: int,
-    pn: int,
-    k0: np.ndarray,
-    c0: np.ndarray,
-    p0: np.ndarray,
-    img: np.ndarray,
-    geo: TcGeometry,
-    wg: np.ndarray | None,
-    group_in: int,
-    gates: GateCounts | None,
-    channel_group: int,
-) -> TcWork:
+def wgr_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
     """WU op work (lanes own output channels; reduce over the tile's ungated pixels)."""
+    d, kn, cn, pn, k0, c0, p0, img = t.d, t.kn, t.cn, t.pn, t.k0, t.c0, t.p0, t.img
+    geo, wg, group_in, channel_group = s.geo, s.wg, s.group_in, s.channel_group
     _, share = _split(kn, geo)
     out, combos = _empty_work(k0, c0)
-    item_part = (np.arange(cn)[:, None] * d.taps + np.arange(d.taps)[None, :]) % share
+    # outputs (c, tap) are dealt to the cores channel-fastest (item = tap * cn + c), so the
+    # cores read neighbouring channels of one pixel at a time (one buffer word, see banks)
+    item_part = (np.arange(d.taps)[None, :] * cn + np.arange(cn)[:, None]) % share
     for kk, cc in combos:
         sel = np.nonzero((k0 == kk) & (c0 == cc))[0]
         nzw = nonzero_channels(wg, int(kk), kn, int(cc), cn, group_in)  # (kn, cn)

@@ -45,10 +45,10 @@ def test_tokens():
 
 def test_transfers_out_of_buffer_and_region():
     cfg = load_config("ref28")
-    inside = assemble_program("setr r1, 100\ndma.ld wgt, r0, 0, r1, 2, 16, 32, 16\n")
+    inside = assemble_program("setr r1, 100\ndma.ld wgt, r0, 0, r1, 2, 16, 32, 16, 0, r0\n")
     assert check_transfers(inside, cfg, [(100, 200)]) == []
     assert "not inside one region" in check_transfers(inside, cfg, [(100, 140)])[0]
     over = assemble_program(
-        "setr r6, 131040\nloop 2, e\ndma.st wgt, r6, 0, r0, 1, 64, 0, 0\ne: halt\n"
+        "setr r6, 131040\nloop 2, e\ndma.st wgt, r6, 0, r0, 1, 64, 0, 0, 0, r0\ne: halt\n"
     )
     assert "exceeds 131072 bytes" in check_transfers(over, cfg)[0]

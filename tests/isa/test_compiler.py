@@ -115,7 +115,7 @@ def test_weight_update_tiles_are_hardware_loops():
 def test_gating_and_group_lasso_are_expressed():
     prog = compile_graph(graph("vgg7"), ref28(), BATCH)
     ops = executed_counts(prog.instructions)
-    # vgg7: conv2..conv5 have C divisible by G x dp_width = 32: base + conditional passes
+    # vgg7: conv2..conv5 have C divisible by G = 4: base + conditional passes
     assert ops["cg.gate"] > 0 and ops["cgcfg"] == 4
     passes = {i["pass"] for i in prog.instructions if i.op == "tc.fwd"}
     assert passes == {0, 1, 2}  # full (conv1, fc), base, cond
@@ -173,3 +173,92 @@ def test_dram_capacity_is_checked(tmp_path: Path):
     f.write_text("extends: ref28\ndma: {dram_bytes: 65536}\n")
     with pytest.raises(CompileError, match=r"does not fit in the configured DRAM \(65536 bytes\)"):
         compile_graph(graph("vgg7"), load_config(f), BATCH)
+
+
+def test_elementwise_chains_stay_on_chip():
+    """ResNet-20: batch norm -> [residual add] -> ReLU run as one forward block; the normalised
+    and summed activations and the error between a norm and its ReLU never reach DRAM, and the
+    norms' statistics are taken by the convs that produce their inputs."""
+    prog = compile_graph(graph("resnet20"), ref28(), BATCH)
+    mm = prog.memmap
+    assert {"act:bn1", "act:layer1.0.bn1", "act:layer1.0.bn2", "act:add"} <= set(mm.on_chip)
+    assert "err:layer1.0.bn1" in mm.on_chip  # fused ReLU backward
+    assert "act:relu" in mm and "act:layer1.0.relu2" in mm  # BP reads ReLU outputs
+    with pytest.raises(CompileError, match="no DRAM region"):
+        mm["act:bn1"]
+    blocks = {(a["layer"], a["phase"]) for a in prog.annotations}
+    assert ("relu", "fp") not in blocks and ("add", "fp") not in blocks
+    sfu = [
+        (prog.annotations[i]["layer"], ins["op"])
+        for i, ins in enumerate(prog.instructions)
+        if ins.op == "sfu"
+    ]
+    from isa.spec import SFU_OP
+
+    stat_layers = {layer for layer, op in sfu if SFU_OP.values[op] == "norm_stat"}
+    assert stat_layers and all(layer.endswith(("conv1", "conv2", ".0")) for layer in stat_layers)
+    g = graph("resnet20")
+    assert sum(1 for ly in g.layers if ly.kind == "batchnorm") == len(stat_layers)
+
+
+def test_dense_program_has_no_sparsity_machinery():
+    g = graph("resnet20")
+    sparse = compile_graph(g, ref28(), BATCH)
+    dense = compile_graph(g, ref28(), BATCH, sparse=False)
+    ops = executed_counts(dense.instructions)
+    assert "cg.gate" not in ops and "ws.norm" not in ops and "ws.prune" not in ops
+    assert {i["pass"] for i in dense.instructions if i.op == "tc.fwd"} == {0}
+    mode = next(i for i in dense.instructions if i.op == "mode")
+    assert (mode["gating"], mode["wsparse"], mode["gskip"]) == (0, 0, 0)
+    assert tc_work_by_phase(dense.instructions) == tc_work_by_phase(sparse.instructions)
+    assert check_tokens(dense.instructions) == {}
+
+
+def test_backward_transfers_carry_the_image_skip_flag():
+    """Every DMA transfer inside a BP/WU image loop names its image (gsk = 1, rimg = r1), so a
+    skipped image moves no data; forward and persistent transfers never do."""
+    prog = compile_graph(graph("vgg7"), ref28(), BATCH)
+    flagged = {"fp": 0, "bp": 0, "wu": 0, "loss": 0}
+    for ins, a in zip(prog.instructions, prog.annotations, strict=True):
+        if ins.op in ("dma.ld", "dma.st") and ins["gsk"]:
+            assert ins["rimg"] == 1
+            flagged[a["phase"]] = flagged.get(a["phase"], 0) + 1
+    assert flagged["fp"] == flagged["loss"] == 0
+    assert flagged["bp"] > 0 and flagged["wu"] > 0
+    # persistent weight loads of the weight-update blocks stay unflagged
+    wu_weights = [
+        ins
+        for ins, a in zip(prog.instructions, prog.annotations, strict=True)
+        if a["phase"] in ("bp", "wu") and ins.op == "dma.ld" and ins["buf"] == 1
+    ]
+    assert any(not ins["gsk"] for ins in wu_weights)
+
+
+def test_convs_normalise_their_input_and_pipeline_the_statistics():
+    """ResNet-20: a conv whose input is a batch norm's (+ add, ReLU) output applies that norm
+    as it loads its input (the norm has no forward block left), stores the normalised input
+    once, and takes its own output's statistics one image late (a zeroed tile for image 0,
+    the last image after the loop): B + 1 executions per image loop."""
+    from isa.spec import SFU_OP
+
+    prog = compile_graph(graph("resnet20"), ref28(), BATCH)
+    blocks = {(a["layer"], a["phase"]) for a in prog.annotations}
+    assert ("layer1.0.bn1", "fp") not in blocks and ("layer2.0.shortcut.1", "fp") not in blocks
+    assert ("layer3.2.bn2", "fp") in blocks  # read by the average pool: a block of its own
+    ops = [
+        (a["layer"], SFU_OP.values[ins["op"]])
+        for ins, a in zip(prog.instructions, prog.annotations, strict=True)
+        if ins.op == "sfu"
+    ]
+    assert ("layer1.0.conv2", "norm_fwd") in ops and ("layer2.1.conv1", "add") in ops
+    from isa.analysis import _multiplicities
+
+    mult = _multiplicities(prog.instructions)
+    stats = sum(
+        mult[i]
+        for i, ins in enumerate(prog.instructions)
+        if ins.op == "sfu"
+        and SFU_OP.values[ins["op"]] == "norm_stat"
+        and prog.annotations[i]["layer"] == "layer1.0.conv2"
+    )
+    assert stats == BATCH + 1

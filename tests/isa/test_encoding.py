@@ -123,7 +123,7 @@ SAMPLE = """\
 .equ W2, WEIGHTS
 start:  setr r1, WEIGHTS        ; DRAM address of the weights
         loop 3, done
-        dma.ld wgt, r0, 0, r1, 2, 32, 64, 32 sg=1
+        dma.ld wgt, r0, 0, r1, 2, 32, 64, 32, 0, r0 sg=1
         addr r1, r1, -32
 done:   sgdcfg 0.05, 0.9, 0
         sfu relu_fwd, 2, act, r1, act, r0, act, r2, r3, n=64 wt=1
@@ -151,7 +151,11 @@ def test_sample_program_assembles_with_symbols_and_labels():
         ("nop\n  jump r1\n", "2:3", "unknown mnemonic 'jump'"),
         ("setr r1,  r2\n", "1:11", "expected an integer or .equ constant"),
         ("setr r17, 1\n", "1:6", "expected a register r0..r15"),
-        ("dma.ld buff, r0, 0, r1, 1, 1, 0, 0\n", "1:8", "expected one of act, wgt, err, msk"),
+        (
+            "dma.ld buff, r0, 0, r1, 1, 1, 0, 0, 0, r0\n",
+            "1:8",
+            "expected one of act, wgt, err, msk",
+        ),
         ("loop 2, nowhere\n", "1:9", "undefined label 'nowhere'"),
         ("a: nop\na: nop\n", "2:1", "'a' is defined twice"),
         ("halt 1\n", "1:6", "too many operands"),

@@ -6,11 +6,13 @@ For a dense conv layer with gating and group-Lasso, output channel c, image n, p
   ones; only nonzero weight groups count: nb[c] and nc[c] are the nonzero-group MACs per output
   pixel on each path;
 - FP MACs(n) = sum_p sum_c nb[c] + gate[n, c // 16, p] * nc[c].
-BP (data gradient) and WU (weight gradient) of image n each do the same MACs as its FP: a gated
-output has no conditional-path error, a zero weight group is skipped in all three phases. A
-grad-skipped image does FP only. The first MAC layer has no BP (the input needs no gradient,
-`LayerGraph.needs_data_gradient`). Layers without gating count gate = 1, layers without Lasso
-count every group nonzero; depthwise convs and fc layers are dense.
+BP (data gradient) and WU (weight gradient) of image n reuse the gate bitmap: a gated output
+has zero error (reference-chip.md, section 3), so both paths of its weights are skipped:
+- BP MACs(n) = WU MACs(n) = sum_p sum_c gate[n, c // 16, p] * (nb[c] + nc[c]);
+a zero weight group is skipped in all three phases. A grad-skipped image does FP only. The
+first MAC layer has no BP (the input needs no gradient, `LayerGraph.needs_data_gradient`).
+Layers without gating count gate = 1, layers without Lasso count every group nonzero;
+depthwise convs and fc layers are dense.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def step_macs(
     for layer in graph.mac_layers:
         has_bp = graph.needs_data_gradient(layer.name)
         per_image: np.ndarray
+        per_image_bwd: np.ndarray | None = None  # BP = WU MACs per image, when not as FP
         if layer.kind == "conv" and layer.groups == 1:
             c_out, h, w = layer.out_shape
             k = layer.kernel[0] * layer.kernel[1]
@@ -93,10 +96,13 @@ def step_macs(
                 nc_group = np.add.reduceat(nc, np.arange(0, c_out, g))[:n_groups]
                 on = np.asarray(gates[layer.name]).reshape(batch, n_groups, -1).sum(2)
                 per_image += on @ nc_group
+                nb_group = np.add.reduceat(nb, np.arange(0, c_out, g))[:n_groups]
+                per_image_bwd = on @ (nb_group + nc_group)
         else:
             per_image = np.full(batch, layer.macs_fwd, np.int64)
         fp += int(per_image.sum())
-        kept = int(per_image[keep].sum())
+        bwd = per_image if per_image_bwd is None else per_image_bwd
+        kept = int(bwd[keep].sum())
         wu += kept
         bp += kept if has_bp else 0
     return StepMacs(batch * graph.macs_train_per_image_dense, fp, bp, wu)

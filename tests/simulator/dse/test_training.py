@@ -33,8 +33,24 @@ def test_point_maps_onto_a_valid_recipe():
     assert only_w.update.momentum_format == "fp16_chip"
 
 
+def test_activation_and_error_srus_map_onto_the_quantisers():
+    point = _point(apply_to=("activations", "errors"), r=5, rounding="sr_half")
+    assert unsupported_reason(point) is None
+    cfg = load_config(recipe_overrides(point, TrainingBudget(), 0))
+    q = cfg.quant
+    assert (q.activation_rounding, q.error_rounding, q.random_bits) == ("sr_half", "sr_half", 5)
+    assert (q.activation_format, q.error_format) == ("e5m2_chip", "e5m2_chip")
+    assert (q.source.kind, q.source.width, q.source.combine) == ("lfsr", 3, "alternate")
+    assert q.weight_rounding is None  # the weight path keeps the recipe's default
+    default = load_config({})
+    assert cfg.update.rounding == default.update.rounding  # the update step is untouched
+    assert cfg.update.weight_format == default.update.weight_format
+    only_errors = load_config(recipe_overrides(_point(apply_to=("errors",)), TrainingBudget(), 0))
+    assert only_errors.quant.activation_rounding is None
+    assert only_errors.quant.error_rounding == "sr"
+
+
 def test_what_the_recipe_cannot_train_is_said_not_guessed():
-    assert "activations" in unsupported_reason(_point(apply_to=("weights", "activations")))
     acts = _point(source=SourceChoice(kind="network", tensor="activations"))
     assert "activations" in unsupported_reason(acts)
     assert evaluate_training(acts, TrainingBudget())["accuracy_mean"] is None

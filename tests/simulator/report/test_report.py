@@ -26,7 +26,11 @@ def test_report_writes_everything_and_refuses_to_overwrite(tmp_path):
     rows = list(csv.DictReader((out / "headline.csv").open()))
     assert [r["mode"] for r in rows] == ["dense", "gating", "weight_sparsity", "grad_skip", "all"]
     ins = list(csv.DictReader((out / "instructions.csv").open()))
-    assert sum(int(r["cycles_all"]) for r in ins if r["op"].startswith("tc.")) > 0
+    sparse = [r for r in ins if r["program"] == "sparse"]
+    dense = [r for r in ins if r["program"] == "dense"]  # the dense baseline's own program
+    assert sum(int(r["cycles_all"]) for r in sparse if r["op"].startswith("tc.")) > 0
+    assert sum(int(r["cycles_dense"]) for r in dense if r["op"].startswith("tc.")) > 0
+    assert not any(r["op"] == "cg.gate" for r in dense)
     md = (out / "report.md").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["manifest"]["config_hash"][:16] in md
@@ -52,5 +56,9 @@ def test_gap_analysis_is_the_runs_own_numbers():
     )
     busy = s["units_report"]["all"]["busy"]
     bound = s["cycles"]["dense"] / (busy["ld"] + busy["st"])
-    assert rows["bound from DMA alone: cycles dense / DMA busy (same in every mode)"] == bound
+    assert rows["bound from DMA alone: cycles dense / DMA busy cycles in mode all"] == bound
+    mb = {m: sum(r["dram_bytes"][m] for r in s["layers"]) / 1e6 for m in ("dense", "all")}
+    assert rows["DRAM MB per step, dense"] == mb["dense"]
+    # skipped images move no BP/WU data: mode all moves less than dense
+    assert rows["DRAM MB per step, all (skipped images move no BP/WU data)"] < mb["dense"]
     assert 0 < rows["leakage share of on-chip energy at that point"] < 1

@@ -54,3 +54,23 @@ def test_full_queue_blocks_dispatch():
 def test_unsignalled_token_is_reported():
     *_, status = run([(K_UNIT, TC, 3, 0, 10, 0), (K_HALT, 0, 0, 0, 1, 0)])
     assert status == 1
+
+
+def test_dram_channel_serves_requests_in_time_order():
+    """A load scheduled after a store in program order but ready long before it takes the
+    channel's idle gap (double buffering: the next image loads while this one computes)."""
+    _d, s, _e, _busy, stall, status = run(
+        [
+            (K_UNIT, LD, 0, 2, 100, 100),
+            (K_UNIT, TC, 2, 3, 1000, 0),
+            (K_UNIT, ST, 3, 0, 100, 100),
+            (K_UNIT, LD, 0, 0, 100, 100),
+            (K_UNIT, LD, 0, 0, 2000, 2000),  # does not fit before the store: goes after it
+            (K_HALT, 0, 0, 0, 1, 0),
+        ]
+    )
+    assert status == 0
+    assert s[3] == s[0] + 100  # right after the first load, not after the store
+    assert s[2] == s[1] + 1000
+    assert s[4] == s[2] + 100  # the long transfer waits for the store's interval to pass
+    assert stall[LD, ST_DRAM] == s[4] - (s[3] + 100)

@@ -31,11 +31,13 @@ def _masks(g, gate=0.4, wg=0.5, skip=0.5, seed=3, skew="uniform"):
     return t, masks_from_trace(t)
 
 
-def test_executed_work_matches_trace_accounting_when_gates_are_on(setup):
-    """With every gate set, the MACs the lanes execute in mode `all` are exactly the trace
-    accounting's sparse MACs (weight groups and skipped images): two independent counts."""
+@pytest.mark.parametrize("gate", [1.0, 0.4])
+def test_executed_work_matches_trace_accounting(setup, gate):
+    """The MACs the lanes execute in mode `all` are exactly the trace accounting's sparse MACs
+    (gates, weight groups and skipped images; gated outputs have no BP/WU work): two
+    independent counts."""
     _cfg, g, prep = setup
-    t, m = _masks(g, gate=1.0, wg=0.45, skip=0.5)
+    t, m = _masks(g, gate=gate, wg=0.45, skip=0.5)
     it = t.iterations[0]
     # The compiler does not mark the first conv (3 input channels) weight-sparse: the
     # accounting must see it dense too.

@@ -9,6 +9,8 @@ import pytest
 from simulator.timing.tensor_core import (
     GateCounts,
     LayerDesc,
+    OpTiles,
+    SparsityView,
     TcGeometry,
     bwd_work,
     fwd_work,
@@ -82,7 +84,7 @@ def ref_wgr(d, kn, cn, pn, k0, c0, p0, img, wg, gate):
                 continue
             for tap in range(d.taps):
                 gi, lane = divmod(i, GEO.lanes)
-                item = ci * d.taps + tap
+                item = tap * cn + ci
                 core = (gi % GEO.n_tc, 0) if share == 1 else (gi, item % share)
                 key = (core, lane)
                 lane_time[key] = lane_time.get(key, 0) + -(-npix // GEO.dp)
@@ -114,9 +116,15 @@ def test_work_matches_reference(case, use_w, use_g):
     k0s, c0s, p0s = (np.full(4, v) for v in (k0, c0, p0))
     gc = GateCounts(gate) if gate is not None else None
     got = {
-        "fwd": fwd_work(d, kn, cn, pn, k0s, c0s, p0s, img, GEO, wg, GI, gc, CG),
-        "bwd": bwd_work(d, kn, cn, pn, k0s, c0s, p0s, img, GEO, wg, GI, gate, CG),
-        "wgr": wgr_work(d, kn, cn, pn, k0s, c0s, p0s, img, GEO, wg, GI, gc, CG),
+        "fwd": fwd_work(
+            OpTiles(d, kn, cn, pn, k0s, c0s, p0s, img), SparsityView(GEO, wg, GI, CG), gc
+        ),
+        "bwd": bwd_work(
+            OpTiles(d, kn, cn, pn, k0s, c0s, p0s, img), SparsityView(GEO, wg, GI, CG), gate
+        ),
+        "wgr": wgr_work(
+            OpTiles(d, kn, cn, pn, k0s, c0s, p0s, img), SparsityView(GEO, wg, GI, CG), gc
+        ),
     }
     refs = {"fwd": ref_fwd, "bwd": ref_bwd, "wgr": ref_wgr}
     for name, ref in refs.items():
@@ -129,7 +137,7 @@ def test_work_matches_reference(case, use_w, use_g):
 def test_dense_fwd_is_macs_over_peak():
     d = LayerDesc(64, 64, 8, 8, 3, 3, 1, 1, False, False)
     z = np.zeros(1, np.int64)
-    w = fwd_work(d, 64, 64, 8, z, z, z, z, GEO, None, GI, None, CG)
+    w = fwd_work(OpTiles(d, 64, 64, 8, z, z, z, z), SparsityView(GEO, None, GI, CG), None)
     macs = 64 * 64 * 64 * 9
     assert w.useful_macs[0] == macs
     assert w.max_steps[0] == macs // (GEO.n_tc * GEO.lanes * GEO.dp)
@@ -141,7 +149,7 @@ def test_busiest_lane_sets_the_time_not_the_average():
     wg = np.zeros((16, 8), bool)
     wg[5] = True
     z = np.zeros(1, np.int64)
-    dense = fwd_work(d, 16, 64, 8, z, z, z, z, GEO, None, GI, None, CG)
-    sparse = fwd_work(d, 16, 64, 8, z, z, z, z, GEO, wg, GI, None, CG)
+    dense = fwd_work(OpTiles(d, 16, 64, 8, z, z, z, z), SparsityView(GEO, None, GI, CG), None)
+    sparse = fwd_work(OpTiles(d, 16, 64, 8, z, z, z, z), SparsityView(GEO, wg, GI, CG), None)
     assert sparse.lane_steps[0] * 16 == dense.lane_steps[0]  # 1/16 of the work ...
     assert sparse.max_steps[0] == dense.max_steps[0]  # ... and no time saved

@@ -1,0 +1,187 @@
+"""Instruction executor: runs a program's control flow (hardware loops, registers) and applies
+every instruction's effect on the machine state, in program order.
+
+Units complete in order and the program's tokens order every cross-unit dependency, so executing
+in program (dispatch) order gives the data any correct schedule gives; tokens, `sync`, `nop`,
+`barrier` therefore change no data here (the timing model accounts for them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numba
+
+from isa.encoding import Instruction
+from isa.spec import (
+    GSKIP_CRITERION,
+    LAYER_KIND,
+    RANDOM_SOURCE,
+    ROUNDING,
+    SFU_OP,
+    SHARING,
+    SRU_TARGET,
+    TC_PASS,
+)
+from simulator.functional.sfu import SFU
+from simulator.functional.sru import SRUs
+from simulator.functional.state import Descriptor, FunctionalError, Machine, Modes, f32
+from simulator.functional.tensor_core import TensorCore
+from simulator.functional.units import SparsityUnits
+
+MASK32 = (1 << 32) - 1
+_NO_DATA = frozenset({"nop", "barrier", "sync"})
+
+
+class Executor:
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.srus = SRUs(m.cfg.tensor_core.operand_format, m.cfg.sru.units, machine=m)
+        self.tc = TensorCore(m, self.srus)
+        self.sfu = SFU(m, self.srus)
+        self.units = SparsityUnits(m)
+        self.executed = 0
+
+    def _desc(self, slot: int) -> Descriptor:
+        try:
+            return self.m.desc[slot]
+        except KeyError:
+            raise FunctionalError(
+                f"layer descriptor {slot} used before a `layer` wrote it"
+            ) from None
+
+    def run(self, program: Sequence[Instruction], max_instructions: int = 1 << 32) -> int:
+        """Execute until `halt` or the end; returns the number of executed instructions."""
+        # Small numba kernels (rounding, encoding) run single-threaded: a parallel launch
+        # costs milliseconds on a busy machine. Large tensor-core tiles go parallel again.
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return self._run(program, max_instructions)
+        finally:
+            numba.set_num_threads(threads)
+
+    def _run(self, program: Sequence[Instruction], max_instructions: int) -> int:
+        n = len(program)
+        loops: list[list[int]] = []  # [start, end, iterations left]
+        pc = 0
+        while pc < n:
+            ins = program[pc]
+            self.executed += 1
+            if self.executed > max_instructions:
+                raise FunctionalError(f"more than {max_instructions} instructions executed")
+            if ins.op == "halt":
+                break
+            if ins.op == "loop":
+                loops.append([pc + 1, pc + ins["end"], ins["count"]])
+            else:
+                try:
+                    self.step(ins)
+                except FunctionalError as exc:
+                    raise FunctionalError(f"instruction {pc} ({ins.op}): {exc}") from None
+            pc += 1
+            while loops and pc == loops[-1][1]:
+                loops[-1][2] -= 1
+                if loops[-1][2] > 0:
+                    pc = loops[-1][0]
+                    break
+                loops.pop()
+        return self.executed
+
+    def step(self, ins: Instruction) -> None:
+        op, a, m = ins.op, ins.args, self.m
+        if op in _NO_DATA:
+            return
+        if op == "setr":
+            if a["rd"]:
+                m.regs[a["rd"]] = a["imm"] & MASK32
+        elif op == "addr":
+            if a["rd"]:
+                m.regs[a["rd"]] = (m.reg(a["rs"]) + a["imm"]) & MASK32
+        elif op == "xorr":
+            if a["rd"]:
+                m.regs[a["rd"]] = (m.reg(a["rs"]) ^ a["imm"]) & MASK32
+        elif op == "dma.ld" or op == "dma.st":
+            self._dma(op, a)
+        elif op == "tc.fwd":
+            self.tc.fwd(a, self._desc(a["desc"]), TC_PASS.values[a["pass"]])
+        elif op == "tc.bwd":
+            self.tc.bwd(a, self._desc(a["desc"]))
+        elif op == "tc.wgr":
+            self.tc.wgr(a, self._desc(a["desc"]))
+        elif op == "sfu":
+            self.sfu.op(a, SFU_OP.values[a["op"]], m.desc.get(a["desc"]))
+        elif op == "sgd":
+            self.sfu.sgd(a)
+        elif op == "cg.gate":
+            self.units.gate(a, self._desc(a["desc"]))
+        elif op == "ws.norm":
+            self.units.norm(a, self._desc(a["desc"]))
+        elif op == "ws.prune":
+            self.units.prune(a, self._desc(a["desc"]))
+        elif op == "gs.decide":
+            self.units.decide(a)
+        elif op == "layer":
+            m.desc[a["desc"]] = Descriptor(
+                LAYER_KIND.values[a["kind"]], a["c"], a["k"], a["h"], a["w"], a["kh"], a["kw"],
+                a["stride"], a["pad"], a["groups"], bool(a["gate"]), bool(a["wsparse"]),
+            )  # fmt: skip
+        elif op == "cgcfg":
+            d = self._desc(a["desc"])
+            d.cg_g, d.cg_group = a["g"], a["group"]
+        elif op == "mode":
+            m.modes = Modes(bool(a["gating"]), bool(a["wsparse"]), bool(a["gskip"]))
+        elif op == "sru":
+            self.srus.configure(
+                SRU_TARGET.values[a["target"]], a["r"], ROUNDING.values[a["variant"]],
+                RANDOM_SOURCE.values[a["source"]], a["width"], SHARING.values[a["sharing"]],
+                a["seed"],
+            )  # fmt: skip
+        elif op == "wscfg":
+            m.ws_threshold, m.ws_gc, m.ws_gk = f32(a["threshold"]), a["gc"], a["gk"]
+        elif op == "gscfg":
+            m.gs_criterion = GSKIP_CRITERION.values[a["criterion"]]
+            m.gs_threshold = f32(a["threshold"])
+        elif op == "sgdcfg":
+            m.sgd_lr, m.sgd_momentum, m.sgd_wd = f32(a["lr"]), f32(a["momentum"]), f32(a["wd"])
+        else:
+            raise FunctionalError(f"opcode {op!r} has no functional semantics")
+
+    def _dma(self, op: str, a) -> None:
+        m = self.m
+        if a.get("gsk", 0) and m.skipped(m.reg(a["rimg"])):
+            return  # BP/WU transfer of a skipped image: no data moves
+        buf = ("act", "wgt", "err", "msk")[a["buf"]]
+        base, dram0 = m.reg(a["rbuf"]) + a["boff"], m.reg(a["rdram"])
+        rows, rb, ds, bs = a["rows"], a["row_bytes"], a["dstride"], a["bstride"]
+        fast = rows >= 4 and ds >= rb and bs >= rb  # rows do not overlap
+        for i in () if fast else range(rows):  # in order: a later row overwrites
+            src, dst = ("dram", dram0 + i * ds), (buf, base + i * bs)
+            if op == "dma.st":
+                src, dst = dst, src
+            m.view(*dst, rb)[:] = m.view(*src, rb)
+            if m.bits is not None:
+                m.bits[dst[0]][dst[1] : dst[1] + rb] = m.bits[src[0]][src[1] : src[1] + rb]
+        if fast:  # strided copy as one numpy operation
+            d_idx = dram0 + ds * (rows - 1) + rb
+            b_idx = base + bs * (rows - 1) + rb
+            m.view("dram", dram0, d_idx - dram0)  # bounds checks
+            m.view(buf, base, b_idx - base)
+            pairs = [(m.dram, m.buffers[buf])]
+            if m.bits is not None:
+                pairs.append((m.bits["dram"], m.bits[buf]))
+            for dmem, bmem in pairs:
+                dv = _strided(dmem, dram0, rows, rb, ds)
+                bv = _strided(bmem, base, rows, rb, bs)
+                if op == "dma.ld":
+                    bv[:] = dv
+                else:
+                    dv[:] = bv
+
+
+def _strided(mem, start: int, rows: int, row_bytes: int, stride: int):
+    from numpy.lib.stride_tricks import as_strided
+
+    return as_strided(
+        mem[start:], shape=(rows, row_bytes), strides=(stride * mem.itemsize, mem.itemsize)
+    )

@@ -1,0 +1,127 @@
+"""Data semantics of the special-function unit: `sfu` ops and `sgd` (docs/isa.md).
+
+Element tensors are FP8 codes laid out [pixel][channel] (channels innermost); for the pooling
+ops the descriptor gives the geometry and `n` / (h w) the channel count of the tile. Results
+are rounded to FP8 by the SRU stream of the result's buffer (act: `act`, err: `err`); exact
+results (ReLU, max-pool, copy) are unchanged by any rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.functional.sru import SRUs
+from simulator.functional.state import Descriptor, FunctionalError, Machine
+from simulator.numerics import decode
+
+BUFS = ("act", "wgt", "err", "msk")
+BWD_OPS = frozenset({"relu_bwd", "maxpool_bwd", "avgpool_bwd", "norm_bwd", "norm_bwd_stat"})
+
+
+class SFU:
+    def __init__(self, m: Machine, srus: SRUs) -> None:
+        self.m, self.srus = m, srus
+        self.fmt = m.cfg.tensor_core.operand_format
+        self.accf = m.cfg.tensor_core.accumulator_format
+
+    def _vals(self, buf: str, addr: int, n: int) -> np.ndarray:
+        return decode(self.m.view(buf, addr, n).copy(), self.fmt).astype(np.float64)
+
+    def _write(self, buf: str, addr: int, vals: np.ndarray) -> None:
+        stream = "err" if buf == "err" else "act"
+        codes = self.srus.round(stream, vals.astype(np.float64), (buf, addr))
+        self.m.view(buf, addr, codes.size)[:] = codes.reshape(-1)
+
+    def op(self, a: dict[str, int], name: str, d: Descriptor | None) -> None:
+        m = self.m
+        bufa, bufb, bufo = BUFS[a["bufa"]], BUFS[a["bufb"]], BUFS[a["bufo"]]
+        ra, rb, ro, n = m.reg(a["ra"]), m.reg(a["rb"]), m.reg(a["ro"]), a["n"]
+        img = m.reg(a["rimg"])
+        if (name in BWD_OPS or (name == "add" and bufo == "err")) and m.skipped(img):
+            return  # BP work of a skipped image is not issued
+        if name == "zero":
+            # the accumulators of a conv/fc descriptor are FP16 (2 bytes each)
+            width = 2 if d is not None and d.kind in ("conv", "fc") else 1
+            m.view(bufo, ro, width * n)[:] = 0
+            return
+        if name == "copy":
+            m.view(bufo, ro, n)[:] = m.view(bufa, ra, n)
+            return
+        if name == "relu_fwd":
+            x = m.view(bufa, ra, n)
+            m.view(bufo, ro, n)[:] = np.where(x & 0x80, 0, x)  # negative (and -0) -> +0
+            return
+        if name == "relu_bwd":
+            e, y = m.view(bufa, ra, n).copy(), self._vals(bufb, rb, n)
+            m.view(bufo, ro, n)[:] = np.where(y > 0, e, 0)
+            return
+        if name == "add":
+            self._write(bufo, ro, self._vals(bufa, ra, n) + self._vals(bufb, rb, n))
+            return
+        if name == "loss_mse":
+            self._write(bufo, ro, self._vals(bufa, ra, n) - self._vals(bufb, rb, n))
+            return
+        if name in ("maxpool_fwd", "maxpool_bwd", "avgpool_fwd", "avgpool_bwd"):
+            if d is None:
+                raise FunctionalError(f"sfu {name}: no layer descriptor")
+            self._pool(name, d, bufa, ra, bufb, rb, bufo, ro, n)
+            return
+        raise FunctionalError(f"sfu {name}: not modelled by the functional simulator")
+
+    def _pool(self, name, d, bufa, ra, bufb, rb, bufo, ro, n) -> None:
+        m = self.m
+        oh, ow, pin, pout = d.oh, d.ow, d.h * d.w, d.oh * d.ow
+        fwd = name.endswith("fwd")
+        cn = n // (pin if fwd else pout)
+        if cn * (pin if fwd else pout) != n:
+            raise FunctionalError(f"sfu {name}: n={n} is not whole channels of the window grid")
+        win = []  # per tap: (valid (oh, ow), input row, input col)
+        for ty in range(d.kh):
+            for tx in range(d.kw):
+                iy = np.arange(oh) * d.stride - d.pad + ty
+                ix = np.arange(ow) * d.stride - d.pad + tx
+                ok = ((iy >= 0) & (iy < d.h))[:, None] & ((ix >= 0) & (ix < d.w))[None, :]
+                win.append((ok, np.clip(iy, 0, d.h - 1), np.clip(ix, 0, d.w - 1)))
+        if name == "maxpool_fwd":
+            x = self._vals(bufa, ra, n).reshape(d.h, d.w, cn)
+            stack = np.stack([np.where(ok[..., None], x[iy][:, ix], -np.inf) for ok, iy, ix in win])
+            arg = np.argmax(stack, axis=0)  # first maximum in tap order
+            self._write(bufo, ro, np.max(stack, axis=0))
+            m.view(bufb, rb, arg.size)[:] = arg.reshape(-1).astype(np.uint8)
+        elif name == "maxpool_bwd":
+            e = self._vals(bufa, ra, n).reshape(oh, ow, cn)
+            arg = m.view(bufb, rb, n).reshape(oh, ow, cn)
+            out = np.zeros((d.h, d.w, cn))
+            for t, (ok, iy, ix) in enumerate(win):
+                sel = (arg == t) & ok[..., None]
+                yy, xx, cc = np.nonzero(sel)
+                np.add.at(out, (iy[yy], ix[xx], cc), e[yy, xx, cc])
+            self._write(bufo, ro, out)
+        elif name == "avgpool_fwd":
+            x = self._vals(bufa, ra, n).reshape(d.h, d.w, cn)
+            tot = sum(np.where(ok[..., None], x[iy][:, ix], 0.0) for ok, iy, ix in win)
+            self._write(bufo, ro, tot / d.taps)
+        else:  # avgpool_bwd
+            e = self._vals(bufa, ra, n).reshape(oh, ow, cn) / d.taps
+            out = np.zeros((d.h, d.w, cn))
+            for ok, iy, ix in win:
+                yy, xx = np.nonzero(ok)
+                np.add.at(out, (iy[yy], ix[xx]), e[yy, xx])
+            self._write(bufo, ro, out)
+
+    def sgd(self, a: dict[str, int]) -> None:
+        """v = momentum v + g + wd w; w = w - lr v, in float32 arithmetic (one rounding per
+        operation, in this order), v and w then rounded by the `mom` and `wgt` streams."""
+        m = self.m
+        n = a["n"]
+        rw, rg, rv = m.reg(a["rw"]), m.reg(a["rg"]), m.reg(a["rv"])
+        w = decode(m.view("wgt", rw, n).copy(), self.fmt)
+        g = decode(m.u16("err", rg, n).copy(), self.accf)
+        v = decode(m.view("err", rv, n).copy(), self.fmt)
+        mom, wd, lr = np.float32(m.sgd_momentum), np.float32(m.sgd_wd), np.float32(m.sgd_lr)
+        t = (mom * v + g) + wd * w
+        vq = self.srus.round("mom", t.astype(np.float32), ("err", rv))
+        vv = decode(vq, self.fmt)
+        wq = self.srus.round("wgt", (w - lr * vv).astype(np.float32), ("wgt", rw))
+        m.view("err", rv, n)[:] = vq
+        m.view("wgt", rw, n)[:] = wq

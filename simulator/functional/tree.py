@@ -1,0 +1,297 @@
+"""The tensor core's dot-product-accumulate rule over whole tiles, in numba.
+
+`tree_accumulate(A, B, acc, ...)` runs, for every output (p, k), the sequence of steps
+s = 0..S-1 of `simulator.numerics.dot_product.dot_product_step` (mode `tree`): the dp_width
+exact products A[p, s, :] x B[k, s, :] and the accumulator are truncated onto one grid
+2**(E_max - align_bits), summed exactly, and rounded once into the accumulator format. It is
+the same rule, written as one compiled loop nest instead of one numpy call per step, so a tile
+costs no Python per MAC. `tests/simulator/functional/test_tree.py` checks it against
+`dot_product_step` bit for bit.
+
+A step whose products are all zero leaves the accumulator unchanged (rounding a value already
+in the format is the identity in every mode), so zero padding and skipped zero operands cost
+nothing here and change nothing; the kernel compacts A's nonzero operands per step. A step
+whose operands cannot reach below the grid (bounded from the largest slots and smallest LSBs
+of A's and B's operands) is summed exactly in one pass, which is what the tree computes there.
+The accumulator lives as an integer significand and exponent between steps.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from simulator.numerics import decode, get_format
+from simulator.numerics._kernels import decide
+
+# Tiles with at least this many products use every numba thread (smaller ones stay on one).
+PARALLEL_MACS = 1 << 21
+ROUNDING_CODE = {"rne": 0, "rna": 1, "rtz": 2, "sr": 3, "sr_half": 4, "sr_corrected": 5}
+
+
+@lru_cache(maxsize=8)
+def operand_tables(fmt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per 8-bit code: integer significand, exponent of its LSB, slot exponent, sign (0/1)."""
+    f = get_format(fmt)
+    vals = decode(np.arange(256, dtype=np.uint8), f).astype(np.float64)
+    if not np.all(np.isfinite(vals)):
+        raise ValueError(f"operand format {fmt}: the functional tensor core takes finite formats")
+    _, exp = np.frexp(np.abs(vals))  # |v| = mant * 2**exp, mant in [0.5, 1)
+    top = exp.astype(np.int64) - 1
+    lsb = np.where(top >= f.emin, top - f.man_bits, f.emin - f.man_bits)
+    sig = np.where(vals != 0, np.ldexp(np.abs(vals), -lsb), 0).astype(np.int64)
+    slot = np.maximum(top, f.emin) + 1
+    sign = (np.signbit(vals)).astype(np.int64)
+    return sig, lsb.astype(np.int64), slot.astype(np.int64), sign
+
+
+def acc_params(fmt: str) -> tuple[int, int, int, float, int]:
+    """(man_bits, emin, exponent of the grid below emin, largest value, saturate) of `fmt`."""
+    f = get_format(fmt)
+    if f.inf_nan.name != "NONE" or not f.saturate:
+        raise ValueError(f"accumulator format {fmt}: the functional model takes saturating formats")
+    low = f.emin - f.man_bits if f.subnormals else f.emin
+    return f.man_bits, f.emin, low, float(f.max_value), 1
+
+
+@njit(cache=True, inline="always")
+def _shift(sig, lsb, g):
+    d = lsb - g
+    if d >= 0:
+        return sig << d
+    if d <= -63:
+        return np.int64(0)
+    return sig >> (-d)  # truncation of the magnitude toward zero
+
+
+@njit(cache=True, inline="always")
+def _bitlen(m):
+    """Bits of a positive integer below 2**62 (no float round trip)."""
+    n = np.int64(0)
+    if m >= np.int64(1) << 32:
+        m >>= 32
+        n += 32
+    if m >= 1 << 16:
+        m >>= 16
+        n += 16
+    if m >= 1 << 8:
+        m >>= 8
+        n += 8
+    if m >= 1 << 4:
+        m >>= 4
+        n += 4
+    if m >= 1 << 2:
+        m >>= 2
+        n += 2
+    if m >= 1 << 1:
+        m >>= 1
+        n += 1
+    return n + m
+
+
+@njit(cache=True, inline="always")
+def _canon(k, e, man, emin, emax):
+    """(significand, LSB exponent) of the nonnegative value k * 2**e on the accumulator grid,
+    significand of man + 1 bits (fewer only below emin), saturated at the largest value."""
+    if k == 0:
+        return np.int64(0), np.int64(0)
+    top = e + _bitlen(k) - 1
+    if top > emax:
+        return (np.int64(1) << (man + 1)) - 1, emax - man
+    lc = top - man if top >= emin else emin - man
+    if e >= lc:
+        return k << (e - lc), lc
+    return k >> (lc - e), lc  # only exact here: the caller rounded onto the grid
+
+
+@njit(cache=True, inline="always")
+def _round_int(s, g, mode, man, emin, low, emax):
+    """s * 2**g (exact) rounded into the accumulator format: (signed significand, LSB)."""
+    if s == 0:
+        return np.int64(0), np.int64(0)
+    neg = s < 0
+    m = -s if neg else s
+    top = g + _bitlen(m) - 1
+    lsb = top - man if top >= emin else low
+    sh = lsb - g
+    if sh <= 0:
+        k, e = m, g
+    else:
+        D = m & ((np.int64(1) << sh) - 1)
+        k = (m >> sh) + decide(mode, D, np.int64(sh), m >> sh, np.int64(0), np.int64(0))
+        e = lsb
+    k, e = _canon(k, e, man, emin, emax)
+    return (-k if neg else k), e
+
+
+@njit(parallel=True, cache=True)
+def _tree(A, Bsig, Blsb, Bslot, Bsgn, Bmax, Bmin, acc, active, sig, lsb, slot, sgn, align, mode,
+          man, emin, low, emax_f):  # fmt: skip
+    P, S, D = A.shape
+    K = Bsig.shape[0]
+    big = np.int64(-(1 << 40))
+    for p in prange(P):
+        # A's nonzero operands of each step, compacted: zero products are skipped (they change
+        # no step: zero addends neither set the grid nor add bits)
+        cnt = np.zeros(S, np.int64)
+        idx = np.empty((S, D), np.int64)
+        asig = np.empty((S, D), np.int64)
+        alsb = np.empty((S, D), np.int64)
+        aslot = np.empty((S, D), np.int64)
+        asgn = np.empty((S, D), np.int64)
+        amax = np.empty(S, np.int64)  # largest slot and smallest LSB of the step's operands
+        amin = np.empty(S, np.int64)
+        for s in range(S):
+            n = 0
+            amax[s] = big
+            amin[s] = -big
+            for d in range(D):
+                ca = A[p, s, d]
+                if sig[ca] != 0:
+                    idx[s, n] = d
+                    asig[s, n] = sig[ca]
+                    alsb[s, n] = lsb[ca]
+                    aslot[s, n] = slot[ca]
+                    asgn[s, n] = sgn[ca]
+                    amax[s] = max(amax[s], slot[ca])
+                    amin[s] = min(amin[s], lsb[ca])
+                    n += 1
+            cnt[s] = n
+        for k in range(K):
+            if not active[p, k]:
+                continue
+            v = acc[p, k]
+            # the accumulator as (signed significand, LSB exponent): no float work per step
+            vs, ve = np.int64(0), np.int64(0)
+            if v != 0.0:
+                _, ev = math.frexp(abs(v))
+                vs, ve = _canon(np.int64(math.ldexp(abs(v), man + 1 - ev)), ev - man - 1,
+                                man, emin, emax_f)  # fmt: skip
+                if v < 0:
+                    vs = -vs
+            for s in range(S):
+                n = cnt[s]
+                if n == 0:
+                    continue
+                # Fast path: when even the smallest possible product LSB and the accumulator's
+                # LSB lie on the grid of the largest possible slot, the tree truncates nothing
+                # and its sum is the exact sum (one pass, no slot search).
+                ub = amax[s] + np.int64(Bmax[k, s])
+                if vs != 0 and ve + man + 1 > ub:
+                    ub = ve + man + 1
+                base = amin[s] + np.int64(Bmin[k, s])
+                if base >= ub - align and (vs == 0 or ve >= ub - align):
+                    if vs != 0 and ve < base:
+                        base = ve
+                    tot = np.int64(0)
+                    for j in range(n):
+                        d = idx[s, j]
+                        bs = np.int64(Bsig[k, s, d])
+                        if bs != 0:
+                            t = (asig[s, j] * bs) << (alsb[s, j] + np.int64(Blsb[k, s, d]) - base)
+                            tot += -t if asgn[s, j] != Bsgn[k, s, d] else t
+                    if vs != 0:
+                        tot += vs << (ve - base)
+                    vs, ve = _round_int(tot, base, mode, man, emin, low, emax_f)
+                    continue
+                emax = big
+                for j in range(n):
+                    d = idx[s, j]
+                    if Bsig[k, s, d] != 0:
+                        e = aslot[s, j] + np.int64(Bslot[k, s, d])
+                        if e > emax:
+                            emax = e
+                if emax == big:
+                    continue  # no nonzero product: the accumulator is unchanged
+                if vs != 0:
+                    vslot = ve + man + 1
+                    if vslot > emax:
+                        emax = vslot
+                g = emax - align
+                tot = np.int64(0)
+                for j in range(n):
+                    d = idx[s, j]
+                    bs = np.int64(Bsig[k, s, d])
+                    if bs != 0:
+                        t = _shift(asig[s, j] * bs, alsb[s, j] + np.int64(Blsb[k, s, d]), g)
+                        tot += -t if asgn[s, j] != Bsgn[k, s, d] else t
+                if vs != 0:
+                    t = _shift(-vs if vs < 0 else vs, ve, g)
+                    tot += -t if vs < 0 else t
+                vs, ve = _round_int(tot, g, mode, man, emin, low, emax_f)
+            acc[p, k] = math.ldexp(float(vs), ve) if vs != 0 else 0.0
+
+
+def tree_accumulate(
+    A: np.ndarray,
+    B: np.ndarray,
+    acc: np.ndarray,
+    *,
+    operand_format: str,
+    accumulator_format: str,
+    align_bits: int,
+    rounding: str = "rne",
+    active: np.ndarray | None = None,
+) -> np.ndarray:
+    """acc[p, k] after the steps s of A[p, s, :] . B[k, s, :] (codes); acc holds values.
+
+    A: (P, S, D) uint8 codes; B: (K, S, D) uint8 codes; acc: (P, K) float64 values of the
+    accumulator format, updated in place and returned. `active` (P, K) bool: outputs not
+    active are left untouched (gated outputs). `rounding` is the per-step accumulator rounding
+    (deterministic: the SRUs' stochastic rounding happens only when results leave as FP8).
+    """
+    if rounding not in ("rne", "rna", "rtz"):
+        raise ValueError(f"per-step accumulator rounding must be deterministic, not {rounding!r}")
+    if align_bits < 1:
+        raise ValueError("the functional tensor core models the tree (alignment_width_bits >= 1)")
+    sig, lsb, slot, sgn = operand_tables(operand_format)
+    # narrow copies for the streamed operand: B is read once per output row, so its size in
+    # cache matters more than the widening (the kernel computes in int64)
+    sig8, sgn8 = sig.astype(np.int8), sgn.astype(np.int8)
+    lsb16, slot16 = lsb.astype(np.int16), slot.astype(np.int16)
+    man, emin, low, maxv, _ = acc_params(accumulator_format)
+    A = np.ascontiguousarray(A, dtype=np.uint8)
+    B = np.ascontiguousarray(B, dtype=np.uint8)
+    if A.ndim != 3 or B.ndim != 3 or A.shape[1:] != B.shape[1:]:
+        raise ValueError(f"A {A.shape} and B {B.shape} must be (P, S, D) and (K, S, D)")
+    if acc.shape != (A.shape[0], B.shape[0]) or acc.dtype != np.float64:
+        raise ValueError(f"acc must be float64 of shape {(A.shape[0], B.shape[0])}")
+    if active is None:
+        active = np.ones(acc.shape, dtype=np.bool_)
+    # per (k, step): largest slot and smallest LSB among B's nonzero operands (fast path)
+    nz = sig[B] != 0
+    bmax = np.where(nz, slot16[B], -(1 << 14)).max(axis=2).astype(np.int64)
+    bmin = np.where(nz, lsb16[B], 1 << 14).min(axis=2).astype(np.int64)
+    work = A.size * B.shape[0]
+    threads = numba.get_num_threads()
+    if work >= PARALLEL_MACS:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    try:
+        _tree(
+            A,
+            sig8[B],
+            lsb16[B],
+            slot16[B],
+            sgn8[B],
+            bmax,
+            bmin,
+            acc,
+            np.ascontiguousarray(active, dtype=np.bool_),
+            sig,
+            lsb,
+            slot,
+            sgn,
+            np.int64(align_bits),
+            np.int64(ROUNDING_CODE[rounding]),
+            np.int64(man),
+            np.int64(emin),
+            np.int64(low),
+            np.int64(math.frexp(maxv)[1] - 1),
+        )
+    finally:
+        numba.set_num_threads(threads)
+    return acc

@@ -1,0 +1,70 @@
+"""Data semantics of the sparsity units: channel gating (`cg.gate`), group Lasso (`ws.norm`,
+`ws.prune`) and gradient skipping (`gs.decide`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.functional.state import Descriptor, FunctionalError, Machine
+from simulator.numerics import decode
+
+
+class SparsityUnits:
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.fmt = m.cfg.tensor_core.operand_format
+        self.accf = m.cfg.tensor_core.accumulator_format
+        self.thrf = m.cfg.cgu.threshold_format
+
+    def gate(self, a: dict[str, int], d: Descriptor) -> None:
+        """Gate bit of (pixel, group) = 1 (compute the conditional pass) iff the mean of the
+        group's base partial sums exceeds the layer's threshold. Written in every mode."""
+        m = self.m
+        kn, pn, g = a["kn"], a["pn"], d.cg_group
+        if kn % g:
+            raise FunctionalError(f"cg.gate: {kn} channels are not whole groups of {g}")
+        npix = pn * d.ow
+        acc = decode(m.u16("act", m.reg(a["ra"]), npix * kn).copy(), self.accf)
+        thr = decode(m.u16("wgt", m.reg(a["rt"]), 1).copy(), self.thrf)[0]
+        mean = acc.reshape(npix, kn // g, g).astype(np.float64).mean(axis=2)
+        m.view("msk", m.reg(a["rm"]), npix * (kn // g))[:] = (mean > thr).reshape(-1)
+
+    def _tile(self, a: dict[str, int], d: Descriptor) -> tuple[int, int, int]:
+        kn, cn, gc = a["kn"], a["cn"], self.m.ws_gc
+        if cn % gc:
+            raise FunctionalError(f"ws: {cn} input channels are not whole groups of {gc}")
+        return kn, cn, gc
+
+    def norm(self, a: dict[str, int], d: Descriptor) -> None:
+        """FP32 L2 norm (sum of squares in float64, square root, then float32) per group."""
+        m = self.m
+        kn, cn, gc = self._tile(a, d)
+        w = decode(m.view("wgt", m.reg(a["rw"]), kn * d.taps * cn).copy(), self.fmt)
+        w = w.astype(np.float64).reshape(kn, d.taps, cn // gc, gc)
+        norms = np.sqrt((w * w).sum(axis=(1, 3))).astype(np.float32)
+        m.f32s("err", m.reg(a["rn"]), norms.size)[:] = norms.reshape(-1)
+
+    def prune(self, a: dict[str, int], d: Descriptor) -> None:
+        """Group mask = norm >= threshold; with weight sparsity on, zero the other groups."""
+        m = self.m
+        kn, cn, gc = self._tile(a, d)
+        norms = m.f32s("err", m.reg(a["rn"]), kn * (cn // gc)).reshape(kn, cn // gc)
+        keep = norms >= np.float32(m.ws_threshold)
+        if m.mode.wsparse:
+            w = m.view("wgt", m.reg(a["rw"]), kn * d.taps * cn).reshape(kn, d.taps, cn)
+            w[:] = np.where(np.repeat(keep, gc, axis=1)[:, None, :], w, 0)
+        else:
+            keep = np.ones_like(keep)  # the dense baseline prunes nothing
+        m.view("msk", m.reg(a["rm"]), keep.size)[:] = keep.reshape(-1)
+
+    def decide(self, a: dict[str, int]) -> None:
+        """Skip flag of the image: its prediction (first largest output) is confident (top
+        output > threshold) and, for `correct_and_confident`, equals the target's class."""
+        m = self.m
+        n = a["classes"]
+        y = decode(m.view("act", m.reg(a["ra"]), n).copy(), self.fmt)
+        t = decode(m.view("act", m.reg(a["rt"]), n).copy(), self.fmt)
+        confident = float(y.max()) > m.gs_threshold
+        correct = int(np.argmax(y)) == int(np.argmax(t))
+        skip = confident and (correct or m.gs_criterion == "confident")
+        m.view("msk", m.reg(a["rm"]) + m.reg(a["rimg"]), 1)[0] = int(skip)
