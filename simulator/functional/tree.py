@@ -226,6 +226,163 @@ def _tree(A, Bsig, Blsb, Bslot, Bsgn, Bmax, Bmin, acc, active, sig, lsb, slot, s
             acc[p, k] = math.ldexp(float(vs), ve) if vs != 0 else 0.0
 
 
+@njit(cache=True)
+def _step_exact(x, a, b, sig, lsb, slot, sgn, align, mode, man, emin, low, emax_f):
+    """One step of the integer rule: accumulator value x, operand codes a[:], b[:]."""
+    big = np.int64(-(1 << 40))
+    vs, ve = np.int64(0), np.int64(0)
+    if x != 0.0:
+        _, ev = math.frexp(abs(x))
+        vs, ve = _canon(np.int64(math.ldexp(abs(x), man + 1 - ev)), ev - man - 1,
+                        man, emin, emax_f)  # fmt: skip
+        if x < 0:
+            vs = -vs
+    emax = big
+    for d in range(a.shape[0]):
+        if sig[a[d]] != 0 and sig[b[d]] != 0:
+            e = slot[a[d]] + slot[b[d]]
+            if e > emax:
+                emax = e
+    if emax == big:
+        return x + 0.0  # no nonzero product: unchanged (a zero is +0)
+    if vs != 0:
+        vslot = ve + man + 1
+        if vslot > emax:
+            emax = vslot
+    g = emax - align
+    tot = np.int64(0)
+    for d in range(a.shape[0]):
+        if sig[a[d]] != 0 and sig[b[d]] != 0:
+            t = _shift(sig[a[d]] * sig[b[d]], lsb[a[d]] + lsb[b[d]], g)
+            tot += -t if sgn[a[d]] != sgn[b[d]] else t
+    if vs != 0:
+        t = _shift(-vs if vs < 0 else vs, ve, g)
+        tot += -t if vs < 0 else t
+    vs, ve = _round_int(tot, g, mode, man, emin, low, emax_f)
+    return math.ldexp(float(vs), ve) if vs != 0 else 0.0
+
+
+# 2**e for e in [-POW2_OFF, POW2_OFF): the fast path's bounds as exact powers of two
+POW2_OFF = 256
+
+
+@lru_cache(maxsize=8)
+def fast_tables(fmt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per 8-bit code: float64 value, slot (-4096 for zero), LSB (+4096 for zero); and 2**e."""
+    sig, lsb, slot, _ = operand_tables(fmt)
+    val = decode(np.arange(256, dtype=np.uint8), fmt).astype(np.float64)
+    slotz = np.where(sig != 0, slot, -4096).astype(np.int64)
+    lsbz = np.where(sig != 0, lsb, 4096).astype(np.int64)
+    pow2 = np.ldexp(1.0, np.arange(-POW2_OFF, POW2_OFF))
+    return val, slotz, lsbz, pow2
+
+
+@njit(parallel=True, cache=True)
+def _tree_rne(A, B, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn, align, man, emin,
+              low, emax_f, maxbits, minbits, halfbits):  # fmt: skip
+    """RNE steps with an exact-sum fast path vectorised over the outputs k of a row p.
+
+    A step of output (p, k) takes the fast path when no addend can fall below the grid. With
+    hA, lA (hB, lB) the largest slot and smallest LSB of A's (B's) nonzero operands of the
+    step: span_A + span_B <= align (span = h - l) and the accumulator x is zero or has
+    2**(hA + hB - align + man) <= |x| < 2**(lA + lB + align) (its LSB on the grid of the
+    largest possible slot, its slot not lifting the grid above the products' LSBs). Then every
+    addend is a multiple of 2**(U - align) below 2**U (U the largest possible slot), so the
+    float64 sum is exact in any order, the tree truncates nothing, and the rule is one RNE of
+    that sum into the accumulator format (done on the float64 bits: no subnormals, saturating).
+    Other steps run the integer rule (`_step_exact`)."""
+    P, S, D = A.shape
+    K = B.shape[0]
+    # B as float64 (S, D, K), unit stride over k, and its per-(step, k) bounds
+    Bv = np.empty((S, D, K), np.float64)
+    Bspan = np.empty((S, K), np.float64)
+    Bhi = np.empty((S, K), np.float64)
+    Blo = np.empty((S, K), np.float64)
+    for s in range(S):
+        for k in range(K):
+            h = np.int64(-4096)
+            lw = np.int64(4096)
+            for d in range(D):
+                c = B[k, s, d]
+                Bv[s, d, k] = val[c]
+                h = max(h, slotz[c])
+                lw = min(lw, lsbz[c])
+            if h == -4096:  # no nonzero operand: no product, every bound passes
+                Bspan[s, k], Bhi[s, k], Blo[s, k] = -4096.0, 0.0, np.inf
+            else:
+                Bspan[s, k] = float(h - lw)
+                Bhi[s, k] = pow2[h + POW2_OFF]
+                Blo[s, k] = pow2[lw + POW2_OFF]
+    db = np.int64(52) - man  # float64 fraction bits below the accumulator's significand
+    rnd = (np.int64(1) << (db - 1)) - 1
+    keep = ~((np.int64(1) << db) - 1)
+    absm = np.int64(0x7FFFFFFFFFFFFFFF)
+    fa = float(align)
+    for p in prange(P):
+        x = np.empty(K, np.float64)
+        for k in range(K):
+            x[k] = acc[p, k]
+        y = np.empty(K, np.float64)
+        t = np.empty(K, np.float64)
+        bad = np.empty(K, np.int64)
+        for s in range(S):
+            h = np.int64(-4096)
+            lw = np.int64(4096)
+            for d in range(D):
+                c = A[p, s, d]
+                h = max(h, slotz[c])
+                lw = min(lw, lsbz[c])
+            if h == -4096:
+                continue  # A's operands all zero: no product, the accumulators are unchanged
+            sa = float(h - lw)
+            fh = pow2[h - align + man + POW2_OFF]
+            fl = pow2[lw + align + POW2_OFF]
+            for k in range(K):
+                t[k] = 0.0
+            for d in range(D):
+                av = val[A[p, s, d]]
+                if av != 0.0:
+                    for k in range(K):
+                        t[k] += av * Bv[s, d, k]
+            nbad = np.int64(0)
+            for k in range(K):
+                xk = x[k]
+                ax = abs(xk)
+                ok = (sa + Bspan[s, k] <= fa) & (
+                    (xk == 0.0) | ((ax >= fh * Bhi[s, k]) & (ax < fl * Blo[s, k]))
+                )
+                b = np.int64(1) - np.int64(ok)
+                bad[k] = b
+                nbad += b
+                y[k] = xk + t[k]
+            yb = y.view(np.int64)
+            for k in range(K):
+                w = yb[k]
+                m = w & absm
+                r = (m + rnd + ((m >> db) & 1)) & keep
+                r = min(r, maxbits)
+                r = (minbits if m > halfbits else np.int64(0)) if m < minbits else r
+                yb[k] = (r | (w & ~absm)) if r != 0 else np.int64(0)
+            if nbad != 0:
+                for k in range(K):
+                    if bad[k] != 0 and active[p, k]:
+                        y[k] = _step_exact(x[k], A[p, s], B[k, s], sig, lsb, slot, sgn, align,
+                                           np.int64(0), man, emin, low, emax_f)  # fmt: skip
+            for k in range(K):
+                x[k] = y[k]
+        for k in range(K):
+            if active[p, k]:
+                acc[p, k] = x[k] + 0.0  # a zero is +0
+
+
+@lru_cache(maxsize=8)
+def _acc_bits(fmt: str) -> tuple[np.int64, np.int64, np.int64]:
+    """float64 bit patterns of the largest value, the smallest normal and half of it."""
+    man, emin, _, maxv, _ = acc_params(fmt)
+    b = np.array([maxv, 2.0**emin, 2.0 ** (emin - 1)]).view(np.int64)
+    return b[0], b[1], b[2]
+
+
 def tree_accumulate(
     A: np.ndarray,
     B: np.ndarray,
@@ -236,6 +393,7 @@ def tree_accumulate(
     align_bits: int,
     rounding: str = "rne",
     active: np.ndarray | None = None,
+    fast: bool = True,
 ) -> np.ndarray:
     """acc[p, k] after the steps s of A[p, s, :] . B[k, s, :] (codes); acc holds values.
 
@@ -262,12 +420,26 @@ def tree_accumulate(
         raise ValueError(f"acc must be float64 of shape {(A.shape[0], B.shape[0])}")
     if active is None:
         active = np.ones(acc.shape, dtype=np.bool_)
+    active = np.ascontiguousarray(active, dtype=np.bool_)
+    work = A.size * B.shape[0]
+    threads = numba.get_num_threads()
+    if fast and rounding == "rne" and man + 1 <= align_bits <= 49:
+        val, slotz, lsbz, pow2 = fast_tables(operand_format)
+        bits = _acc_bits(accumulator_format)
+        if work >= PARALLEL_MACS:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        try:
+            _tree_rne(A, B, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn,
+                      np.int64(align_bits), np.int64(man), np.int64(emin), np.int64(low),
+                      np.int64(math.frexp(maxv)[1] - 1), bits[0], bits[1], bits[2])  # fmt: skip
+        finally:
+            if work >= PARALLEL_MACS:
+                numba.set_num_threads(threads)
+        return acc
     # per (k, step): largest slot and smallest LSB among B's nonzero operands (fast path)
     nz = sig[B] != 0
     bmax = np.where(nz, slot16[B], -(1 << 14)).max(axis=2).astype(np.int64)
     bmin = np.where(nz, lsb16[B], 1 << 14).min(axis=2).astype(np.int64)
-    work = A.size * B.shape[0]
-    threads = numba.get_num_threads()
     if work >= PARALLEL_MACS:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     try:
@@ -280,7 +452,7 @@ def tree_accumulate(
             bmax,
             bmin,
             acc,
-            np.ascontiguousarray(active, dtype=np.bool_),
+            active,
             sig,
             lsb,
             slot,

@@ -307,7 +307,10 @@ def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWo
         if gate is not None and op.op != "tc.bwd":
             gc = gate_counts.setdefault(op.layer, GateCounts(gate))
         tiles = OpTiles(d, a["kn"], a["cn"], a["pn"], op.k0, op.c0, op.p0, op.img)
-        view = SparsityView(geo, wg, masks.group_in, masks.channel_group)
+        view = SparsityView(
+            geo, wg, masks.group_in, masks.channel_group,
+            tcc.lane_distribution, tcc.pipeline_depth_cycles,
+        )  # fmt: skip
         if op.op == "tc.fwd":
             w = fwd_work(tiles, view, gc)
         elif op.op == "tc.bwd":
@@ -343,7 +346,8 @@ def _tc_costs(prep, masks, mode, dur, sev, bank_extra) -> None:
         e = op.execs
         deg = prep.bank[e]
         bank_extra[e] = w.max_steps * (deg - 1)
-        t = w.max_steps * deg + tcc.pipeline_depth_cycles + -(-meta // word) + fin
+        # w.overhead: the dynamic lane distribution's packer and reloads (0 under static)
+        t = w.max_steps * deg + w.overhead + tcc.pipeline_depth_cycles + -(-meta // word) + fin
         if gskip and op.op != "tc.fwd":
             skipped = masks.skip[op.img]
             t = np.where(skipped, 1, t)
@@ -357,7 +361,9 @@ def _tc_costs(prep, masks, mode, dur, sev, bank_extra) -> None:
         row = sev[op.static]
         row[EVENT_ID["tc_lane_steps"]] += steps
         row[EVENT_ID["tc_macs"]] += float((w.useful_macs * keep).sum())
-        row[EVENT_ID["rf_bytes"]] += steps * tcc.dp_width
+        reload = float((w.reload_bytes * keep).sum())  # dynamic: weights into the lanes
+        row[EVENT_ID["rf_bytes"]] += steps * tcc.dp_width + reload
+        row[EVENT_ID["sram_rd_wgt"]] += reload
         for b in stream_bufs:
             row[EVENT_ID[f"sram_rd_{b}"]] += steps * tcc.dp_width / tcc.lanes
         row[EVENT_ID[f"sram_wr_{acc_buf}"]] += 2 * kept_outs

@@ -79,21 +79,28 @@ class OpTiles:
 @dataclass(frozen=True)
 class SparsityView:
     """What the lanes see of the weight sparsity: the array geometry, the group mask (None =
-    weight sparsity off) and the group shapes."""
+    weight sparsity off) and the group shapes; the lane work-distribution policy (`static` or
+    `dynamic`, see `_dynamic`) and the pipeline depth a dynamic core pays per foreign group."""
 
     geo: TcGeometry
     wg: np.ndarray | None
     group_in: int
     channel_group: int
+    policy: str = "static"
+    pipeline: int = 0
 
 
 @dataclass
 class TcWork:
-    """Per executed op: busiest lane's steps, all lanes' steps, nonzero products."""
+    """Per executed op: busiest lane's steps, all lanes' steps, nonzero products; and the
+    dynamic policy's costs: extra cycles of the tile (packer scan, core descriptors, operand
+    reloads beyond the busiest lane) and the stationary-operand bytes reloaded."""
 
     max_steps: np.ndarray
     lane_steps: np.ndarray
     useful_macs: np.ndarray
+    overhead: np.ndarray | None = None
+    reload_bytes: np.ndarray | None = None
 
 
 def _split(n_items: int, geo: TcGeometry) -> tuple[int, int]:
@@ -170,20 +177,102 @@ def nonzero_channels(wg: np.ndarray | None, k0: int, kn: int, c0: int, cn: int, 
 def _empty_work(k0: np.ndarray, c0: np.ndarray) -> tuple[TcWork, np.ndarray]:
     """Zeroed work for each op instance, and the distinct (k0, c0) tiles among them."""
     e = len(k0)
-    out = TcWork(np.zeros(e, np.int64), np.zeros(e, np.int64), np.zeros(e, np.int64))
-    return out, np.unique(np.stack([k0, c0], 1), axis=0)
+    z = [np.zeros(e, np.int64) for _ in range(5)]
+    return TcWork(*z), np.unique(np.stack([k0, c0], 1), axis=0)
+
+
+def _owned(groups: int, geo: TcGeometry, share: int) -> np.ndarray:
+    """(n_tc, groups) bool: core t holds lane group g under the static assignment."""
+    t = np.arange(geo.n_tc)[:, None]
+    g = np.arange(groups)[None, :]
+    if share == 1:
+        return g % geo.n_tc == t
+    return (t // share == g) & (t < groups * share)
+
+
+def _lane_items(x: np.ndarray, geo: TcGeometry) -> np.ndarray:
+    """(E, n, R) per channel and item -> (E, groups, R, lanes), idle lanes padded."""
+    x = _pad_lanes(x, x.shape[1], geo)
+    e, n, r = x.shape
+    return x.reshape(e, n // geo.lanes, geo.lanes, r).transpose(0, 1, 3, 2)
+
+
+def _dynamic(n: np.ndarray, s: np.ndarray, geo: TcGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """The `dynamic` lane work distribution of one tile's instances.
+
+    The tile's work is a list of runs, group-major (every run belongs to one lane group, the
+    16 consecutive channels a core's lanes hold); run r has n[e, r] identical items, item
+    costing s[e, r, i] steps on lane i of the core that takes it. After the masks are read, a
+    work packer cuts the list into n_tc contiguous chunks of equal work, measuring an item by
+    its busiest lane (max_i s), cuts falling on whole items; core t takes chunk t. A core's
+    lanes keep their own compacted lists as in `static`, so it lasts as long as its busiest
+    lane over its chunk. Costs: `scan` packer cycles (one per run it measures) + one cycle per
+    core descriptor, and per lane group a core takes that it does not hold under `static`, a
+    reload of its lanes' stationary operands and a pipeline refill (`_dynamic_work`).
+    Returns per instance and core its busiest lane's steps (E, n_tc), and which runs each core
+    takes (E, n_tc, R)."""
+    e, r = n.shape
+    s = np.broadcast_to(s, (e, r, s.shape[-1]))
+    m = s.max(axis=2)
+    wc = np.zeros((e, r + 1), np.int64)
+    np.cumsum(n * m, axis=1, out=wc[:, 1:])
+    nc = np.zeros((e, r + 1), np.int64)
+    np.cumsum(n, axis=1, out=nc[:, 1:])
+    ls = np.zeros((e, r + 1, s.shape[2]), np.int64)
+    np.cumsum(n[:, :, None] * s, axis=1, out=ls[:, 1:])
+    rows = np.arange(e)
+    cum = [np.zeros((e, s.shape[2]), np.int64)]
+    item = [np.zeros(e, np.int64)]
+    for t in range(1, geo.n_tc):
+        target = -(-t * wc[:, -1] // geo.n_tc)
+        ri = np.minimum((wc[:, 1:] < target[:, None]).sum(axis=1), r - 1)
+        mr = m[rows, ri]
+        o = np.where(mr > 0, -(-(target - wc[rows, ri]) // np.maximum(mr, 1)), 0)
+        o = np.minimum(o, n[rows, ri])
+        cum.append(ls[rows, ri] + o[:, None] * s[rows, ri])
+        item.append(nc[rows, ri] + o)
+    cum.append(ls[:, -1])
+    item.append(nc[:, -1])
+    busy = np.stack([(cum[t + 1] - cum[t]).max(axis=1) for t in range(geo.n_tc)], axis=1)
+    it = np.stack(item, axis=1)
+    lo = np.maximum(it[:, :-1, None], nc[:, None, :-1])
+    hi = np.minimum(it[:, 1:, None], nc[:, None, 1:])
+    return busy, hi > lo
+
+
+def _dynamic_work(n, s, owner, share: int, geo: TcGeometry, switch: int):
+    """`_dynamic` per instance: (busiest lane, extra cycles of the tile, foreign lane-group
+    segments the cores reload). owner: lane group of each run (non-decreasing); the packer
+    scans one run per cycle."""
+    busy, has = _dynamic(n, s, geo)
+    scan = n.shape[1]
+    groups = int(owner.max()) + 1
+    starts = np.searchsorted(owner, np.arange(groups))
+    hasg = np.logical_or.reduceat(has, starts, axis=2)  # (E, n_tc, groups)
+    foreign = (hasg & ~_owned(groups, geo, share)[None]).sum(axis=2)
+    time = busy + foreign * switch
+    max_steps = busy.max(axis=1)
+    extra = time.max(axis=1) - max_steps + scan + geo.n_tc
+    return max_steps, extra, foreign.sum(axis=1)
 
 
 def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
     """FP op work; `wg` None = weight sparsity off; `gates` None = no gating in this op."""
     d, kn, cn, pn, k0, c0, p0, img = t.d, t.kn, t.cn, t.pn, t.k0, t.c0, t.p0, t.img
     geo, wg, group_in, channel_group = s.geo, s.wg, s.group_in, s.channel_group
-    _, share = _split(kn, geo)
+    groups, share = _split(kn, geo)
+    dyn = s.policy == "dynamic" and (wg is not None or gates is not None)
     out, combos = _empty_work(k0, c0)
     for kk, cc in combos:
         sel = np.nonzero((k0 == kk) & (c0 == cc))[0]
         nnz = nonzero_channels(wg, int(kk), kn, int(cc), cn, group_in).sum(axis=1)  # (kn,)
         steps = -(-nnz // geo.dp) * d.taps
+        if dyn:  # items: (lane group, pixel); stationary operand: the lanes' weights
+            n_, s_, owner = _fwd_items(t, s, gates, int(kk), sel, steps, groups)
+            switch = -(-cn * d.taps // geo.dp) + s.pipeline
+            ms, extra, segs = _dynamic_work(n_, s_, owner, share, geo, switch)
+            out.overhead[sel] = extra
+            out.reload_bytes[sel] = segs * geo.lanes * cn * d.taps
         if gates is None:
             npix = np.broadcast_to(
                 _static_pixels(p0[sel], pn, d.ow, share)[:, None, :], (len(sel), kn, share)
@@ -194,18 +283,46 @@ def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
         work = npix * steps[None, :, None]
         useful = (npix.sum(axis=2) * (nnz * d.taps)[None, :]).sum(axis=1)
         work = _pad_lanes(work, kn, geo)
-        out.max_steps[sel] = _busiest(work, geo, share)
+        out.max_steps[sel] = ms if dyn else _busiest(work, geo, share)
         out.lane_steps[sel] = work.sum(axis=(1, 2))
         out.useful_macs[sel] = useful
     return out
+
+
+def _fwd_items(t: OpTiles, s: SparsityView, gates, kk: int, sel, steps, groups: int):
+    """FP work list for `_dynamic`: runs (counts (E, R), per-lane steps, owning lane group)."""
+    geo, e, npx = s.geo, len(sel), t.pn * t.d.ow
+    per_lane = _lane_items(steps[None, :, None], geo)[0, :, 0]  # (groups, lanes)
+    if gates is None or (s.channel_group % geo.lanes == 0 and kk % geo.lanes == 0):
+        if gates is None:
+            n = np.full((e, groups), npx, np.int64)
+        else:  # one gate group per lane group: only its count of open pixels matters
+            gg = (kk + geo.lanes * np.arange(groups)) // s.channel_group
+            n = gates.rows(t.img[sel], t.p0[sel], t.pn, 1)[:, gg, 0]
+        return n, per_lane[None], np.arange(groups)
+    gk = np.arange(kk, kk + t.kn) // s.channel_group  # lanes of one group gate differently
+    at = zip(t.img[sel], t.p0[sel], strict=True)
+    bits = np.stack([gates.gate[i, gk, r : r + t.pn, :].reshape(t.kn, -1) for i, r in at])
+    x = _lane_items(bits * steps[None, :, None], geo).reshape(e, groups * npx, geo.lanes)
+    return np.ones((e, groups * npx), np.int64), x, np.repeat(np.arange(groups), npx)
 
 
 def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
     """BP op work (lanes own input channels; per dY pixel the nonzero k are compacted)."""
     d, kn, cn, pn, k0, c0, p0, img = t.d, t.kn, t.cn, t.pn, t.k0, t.c0, t.p0, t.img
     geo, wg, group_in, channel_group = s.geo, s.wg, s.group_in, s.channel_group
-    _, share = _split(cn, geo)
+    groups, share = _split(cn, geo)
+    dyn = s.policy == "dynamic" and (wg is not None or gate is not None)
+    switch = -(-kn * d.taps // geo.dp) + s.pipeline  # a lane's weights W[k-range, c, taps]
     out, combos = _empty_work(k0, c0)
+    ms = np.zeros(len(k0), np.int64)
+
+    def dynamic(n_, s_, owner, at):
+        m, extra, segs = _dynamic_work(n_, s_, owner, share, geo, switch)
+        ms[at] = m
+        out.overhead[at] = extra
+        out.reload_bytes[at] = segs * geo.lanes * kn * d.taps
+
     for kk, cc in combos:
         sel = np.nonzero((k0 == kk) & (c0 == cc))[0]
         nzw = nonzero_channels(wg, int(kk), kn, int(cc), cn, group_in)  # (kn, cn)
@@ -214,6 +331,10 @@ def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
             npix = _static_pixels(p0[sel], pn, d.ow, share)  # (E, share)
             work = npix[:, None, :] * (-(-nnz // geo.dp))[None, :, None] * d.taps
             useful = npix.sum(axis=1) * int(nnz.sum()) * d.taps
+            if dyn:  # items: (lane group, dY pixel), all pixels alike
+                st = _lane_items((-(-nnz // geo.dp) * d.taps)[None, :, None], geo)[:, :, 0]
+                n_ = np.full((len(sel), groups), pn * d.ow, np.int64)
+                dynamic(n_, st, np.arange(groups), sel)
         else:
             g = np.arange(kk, kk + kn) // channel_group
             g_lo, g_hi = int(g[0]), int(g[-1]) + 1
@@ -233,8 +354,13 @@ def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
                 for j in range(share):
                     work[pos, :, j] = st[:, part == j, :].sum(axis=1) * d.taps
                 useful[pos] = nnz.sum(axis=(1, 2)) * d.taps
+                if dyn:  # items: (lane group, dY pixel), each its own cost
+                    x = _lane_items(st.transpose(0, 2, 1) * d.taps, geo)
+                    x = x.reshape(len(rs), -1, geo.lanes)
+                    n_ = np.ones(x.shape[:2], np.int64)
+                    dynamic(n_, x, np.repeat(np.arange(groups), len(q)), sel[pos])
         work = _pad_lanes(np.asarray(work), cn, geo)
-        out.max_steps[sel] = _busiest(work, geo, share)
+        out.max_steps[sel] = ms[sel] if dyn else _busiest(work, geo, share)
         out.lane_steps[sel] = work.sum(axis=(1, 2))
         out.useful_macs[sel] = useful
     return out
@@ -244,7 +370,8 @@ def wgr_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
     """WU op work (lanes own output channels; reduce over the tile's ungated pixels)."""
     d, kn, cn, pn, k0, c0, p0, img = t.d, t.kn, t.cn, t.pn, t.k0, t.c0, t.p0, t.img
     geo, wg, group_in, channel_group = s.geo, s.wg, s.group_in, s.channel_group
-    _, share = _split(kn, geo)
+    groups, share = _split(kn, geo)
+    dyn = s.policy == "dynamic" and (wg is not None or gates is not None)
     out, combos = _empty_work(k0, c0)
     # outputs (c, tap) are dealt to the cores channel-fastest (item = tap * cn + c), so the
     # cores read neighbouring channels of one pixel at a time (one buffer word, see banks)
@@ -263,8 +390,15 @@ def wgr_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
             npix = gates.rows(img[sel], p0[sel], pn, 1)[:, g, 0]
         work = (-(-npix // geo.dp))[:, :, None] * items[None, :, :]
         useful = (npix * items.sum(axis=1)[None, :]).sum(axis=1)
+        if dyn:  # items: (lane group, input channel) x taps; nothing stationary to reload
+            x = _lane_items((-(-npix // geo.dp))[:, :, None] * nzw[None], geo)
+            x = x.reshape(len(sel), groups * cn, geo.lanes)
+            n_ = np.full(x.shape[:2], d.taps, np.int64)
+            owner = np.repeat(np.arange(groups), cn)
+            ms, extra, _ = _dynamic_work(n_, x, owner, share, geo, s.pipeline)
+            out.overhead[sel] = extra
         work = _pad_lanes(work, kn, geo)
-        out.max_steps[sel] = _busiest(work, geo, share)
+        out.max_steps[sel] = ms if dyn else _busiest(work, geo, share)
         out.lane_steps[sel] = work.sum(axis=(1, 2))
         out.useful_macs[sel] = useful
     return out

@@ -165,6 +165,70 @@ def test_proximal_step_and_zeroing():
     assert mom[id(conv.weight)][1].abs().sum() == 0 and mom[id(conv.weight)][0, 0] == 1
 
 
+def test_target_fraction_zeroes_each_layers_smallest_groups():
+    conv = nn.Conv2d(16, 5, 1, bias=False)  # 5 x 2 groups of 8 weights
+    norms = torch.tensor([[5.0, 1.0], [0.0, 7.0], [3.0, 2.0], [9.0, 4.0], [6.0, 8.0]])
+    with torch.no_grad():
+        conv.weight.copy_(lasso.group_mask_to_weights(norms / 8**0.5, conv.weight.shape, 8))
+    assert torch.allclose(lasso.group_norms(conv.weight, 8), norms)
+    keep = lasso.smallest_fraction_mask(norms, 0.35)  # floor(3.5) = 3: the zero, 1 and 2
+    want = [[True, False], [False, True], [True, False], [True, True], [True, True]]
+    assert keep.tolist() == want
+    assert lasso.smallest_fraction_mask(norms, 0.05).all()  # floor(0.5) = 0 groups
+    mom = {id(conv.weight): torch.ones_like(conv.weight)}
+    masks = lasso.zero_small_groups(nn.Sequential(conv), 8, 1e-4, mom, target_fraction=0.35)
+    assert masks["0"].tolist() == keep.tolist()
+    assert lasso.group_norms(mom[id(conv.weight)], 8)[~keep].sum() == 0
+    # an absolute threshold alone leaves them; the zero group is the only one below 1e-4
+    conv2 = nn.Conv2d(16, 5, 1, bias=False)
+    with torch.no_grad():
+        conv2.weight.copy_(lasso.group_mask_to_weights(norms / 8**0.5, conv.weight.shape, 8))
+    assert int(lasso.zero_small_groups(nn.Sequential(conv2), 8, 1e-4, None)["0"].sum()) == 9
+
+
+def test_rescale_keeps_the_layer_norm_and_min_in_channels_exempts():
+    torch.manual_seed(0)
+    wide, narrow = nn.Conv2d(32, 8, 3, bias=False), nn.Conv2d(1, 8, 3, bias=False)
+    model = nn.Sequential(narrow, wide)
+    before = float(wide.weight.detach().norm())
+    narrow_w = narrow.weight.detach().clone()
+    masks = lasso.zero_small_groups(
+        model, 8, 1e-4, None, target_fraction=0.5, min_in_channels=16, rescale=True
+    )
+    assert int((~masks["1"]).sum()) == 16  # half of 8 x 4 groups
+    assert float(wide.weight.detach().norm()) == pytest.approx(before, rel=1e-6)
+    assert masks["0"].all() and torch.equal(narrow.weight, narrow_w)  # 1 input channel < 16
+    lasso.proximal_step(model, 8, 0.5, min_in_channels=16)
+    assert torch.equal(narrow.weight, narrow_w)
+    w = wide.weight.detach()
+    want = float((lasso.group_sizes(w, 8).sqrt() * lasso.group_norms(w, 8)).sum())
+    got = float(lasso.lasso_penalty(model, 8, min_in_channels=16).detach())
+    assert got == pytest.approx(want)
+
+
+def test_lasso_schedule():
+    from workloads.recipe.train import _lasso_now
+
+    cfg = load_config(
+        {
+            "lasso": {
+                "reg_weight": 0.1,
+                "target_zero_fraction": 0.4,
+                "start_epoch": 2,
+                "ramp_epochs": 4,
+            }
+        }
+    )
+    assert _lasso_now(cfg, 2, 0.5) == (0.0, 0.0)  # epoch 2 is still before the start
+    lam, frac = _lasso_now(cfg, 4, 0.0)  # 1 of 4 ramp epochs done
+    assert lam == pytest.approx(0.025) and frac == pytest.approx(0.1)
+    assert _lasso_now(cfg, 9, 0.0) == pytest.approx((0.1, 0.4))
+    plain = load_config({"lasso": {"reg_weight": 0.1}})
+    assert _lasso_now(plain, 1, 0.0) == (0.1, 0.0)  # default: full lambda from the first step
+    with pytest.raises(RecipeConfigError, match=r"lasso\.target_zero_fraction: Input should be"):
+        load_config({"lasso": {"target_zero_fraction": 1.0}})
+
+
 # ---- gradient skipping and losses -----------------------------------------------------------
 def test_skip_decisions():
     logits = torch.tensor([[0.95, 0.1, 0.0], [0.5, 0.4, 0.1], [0.95, 0.96, 0.0], [10.0, 0, 0]])

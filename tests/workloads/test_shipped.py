@@ -45,4 +45,5 @@ def test_digits_sparse_fp8_within_two_points_of_dense(tmp_path):
     assert rep["accuracy_gap_points"] <= 2.0
     last = rep["last_epoch"]
     assert last["gate_density"] < 0.7 and last["grad_skip_fraction"] > 0.2
+    assert 0.5 <= last["weight_group_density"] <= 0.8  # 20-50 % of the groups zero
     assert last["flops_reduction"] > 1.5

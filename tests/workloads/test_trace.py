@@ -101,7 +101,10 @@ def test_accounting_by_hand(vgg_graph):
     assert m.fp == fp
     conv1 = vgg_graph.layer("features.conv1").macs_fwd
     kept_other = other_fwd  # image 1 is skipped: only image 0 does BP/WU
-    assert m.wu == kept_other + base + cond_img0
+    # BP/WU reuse the gate bitmap: gated outputs have zero error, so only the one ungated
+    # (pixel, group) of image 0 costs MACs, on both paths (32 input channels x 9 taps)
+    bwd_img0 = 16 * 32 * 9 - 8 * 9
+    assert m.wu == kept_other + bwd_img0
     assert m.bp == m.wu - conv1  # the first conv has no BP
     assert m.dense == b * vgg_graph.macs_train_per_image_dense
 

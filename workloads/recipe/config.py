@@ -6,6 +6,7 @@ Errors name the field path and the rule broken, e.g.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,36 +34,6 @@ def _check_format(v: str) -> str:
     return v
 
 
-class QuantConfig(_Strict):
-    """FP8 quantisation of the tensor-core operands in forward and backward.
-
-    Weights and activations are rounded on their way into every conv/fc (straight-through in
-    backward); the error (gradient w.r.t. a layer's output) is rounded on its way back.
-    `accumulate` rounds each conv/fc output once to the accumulator's format; the chip rounds
-    after every 8-product step, which is too slow to emulate here (only the final rounding is
-    modelled).
-    """
-
-    enabled: bool = True
-    weight_format: str = "e5m2_chip"
-    activation_format: str = "e5m2_chip"
-    error_format: str = "e5m2_chip"
-    accumulate_format: str | None = "fp16_chip"
-    rounding: Literal["rne", "rna", "rtz"] = "rne"
-    backend: Literal["numerics", "torch"] = Field(
-        "numerics",
-        description="numerics: simulator.numerics.quantize on the CPU tensor's memory (fast "
-        "numba); torch: workloads.recipe.fp8_torch (same bits, any device)",
-    )
-
-    _fmt = field_validator("weight_format", "activation_format", "error_format")(_check_format)
-
-    @field_validator("accumulate_format")
-    @classmethod
-    def _acc(cls, v: str | None) -> str | None:
-        return None if v is None else _check_format(v)
-
-
 class RandomSourceConfig(_Strict):
     """Where the stochastic-rounding bits come from (simulator.numerics.random_sources).
 
@@ -79,12 +50,78 @@ class RandomSourceConfig(_Strict):
     seed: int | None = Field(None, description="None: derived from the run's seed")
 
 
+class QuantConfig(_Strict):
+    """FP8 quantisation of the tensor-core operands in forward and backward.
+
+    Weights and activations are rounded on their way into every conv/fc (straight-through in
+    backward); the error (gradient w.r.t. a layer's output) is rounded on its way back.
+    `accumulate` rounds each conv/fc output once to the accumulator's format; the chip rounds
+    after every 8-product step, which is too slow to emulate here (only the final rounding is
+    modelled).
+    """
+
+    enabled: bool = True
+    weight_format: str = "e5m2_chip"
+    activation_format: str = "e5m2_chip"
+    error_format: str = "e5m2_chip"
+    accumulate_format: str | None = "fp16_chip"
+    rounding: Literal["rne", "rna", "rtz"] = Field(
+        "rne", description="accumulator rounding, and every path whose *_rounding is None"
+    )
+    weight_rounding: Rounding | None = Field(
+        None, description="weights into the tensor cores (forward and, transposed, backward)"
+    )
+    activation_rounding: Rounding | None = Field(
+        None, description="activations into the tensor cores (forward)"
+    )
+    error_rounding: Rounding | None = Field(
+        None, description="errors (gradients w.r.t. layer outputs) on their way back (backward)"
+    )
+    random_bits: int = Field(
+        8, ge=1, le=32, description="r of the stochastic modes on the weight/activation/error paths"
+    )
+    source: RandomSourceConfig = Field(
+        RandomSourceConfig(),
+        description="random bits of those stochastic modes; each path draws from its own "
+        "generator (seeds derived from the run's seed and the path), or, for `network`, from the "
+        "low bits of the neighbouring element of the tensor being rounded",
+    )
+    backend: Literal["numerics", "torch"] = Field(
+        "numerics",
+        description="numerics: simulator.numerics.quantize on the CPU tensor's memory (fast "
+        "numba); torch: workloads.recipe.fp8_torch (same bits, any device)",
+    )
+
+    _fmt = field_validator("weight_format", "activation_format", "error_format")(_check_format)
+
+    @field_validator("accumulate_format")
+    @classmethod
+    def _acc(cls, v: str | None) -> str | None:
+        return None if v is None else _check_format(v)
+
+    @model_validator(mode="after")
+    def _network_bits(self) -> QuantConfig:
+        if self.source.kind == "network" and self.random_bits > 23:
+            raise ValueError(
+                "random_bits: a network source takes the low bits of float32 mantissas "
+                f"(23 bits); {self.random_bits} would read exponent bits"
+            )
+        return self
+
+    def path_rounding(self, path: Literal["weight", "activation", "error"]) -> str:
+        """The rounding mode of one operand path (its own setting, else `rounding`)."""
+        own = getattr(self, f"{path}_rounding")
+        return self.rounding if own is None else own
+
+
 class UpdateConfig(_Strict):
     """SGD with momentum; master weights and momentum stored in `*_format` with SR."""
 
-    # 0.005 with this loss (0.5 ||y - t||^2 per image, batch mean) is 0.025 with nn.MSELoss
-    # (mean over batch x classes); 0.05 here diverges on VGG-7 (MSE curvature along the
-    # classifier grows with the squared feature norm).
+    # 0.005 with this loss (0.5 ||y - t||^2 per image, batch mean; output error y - t) at batch
+    # 64 is the chip code's hinted 0.05 with nn.MSELoss (mean over batch x 10 classes: 1/5 of
+    # this gradient) at batch 128 (linear scaling: half the batch, half the lr). 0.05 here
+    # diverges on VGG-7 (MSE curvature along the classifier grows with the squared feature norm).
+    # See docs/workloads.md, "Learning rate".
     lr: float = Field(0.005, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -140,6 +177,35 @@ class LassoConfig(_Strict):
         "proximal",
         description="proximal: group soft-threshold after each step (exact zeros); loss: the "
         "penalty is added to the loss and differentiated",
+    )
+    min_in_channels: int = Field(
+        1,
+        ge=1,
+        description="convs with fewer input channels are not regularised (the first conv of "
+        "a 1-channel input has one group per filter: zeroing one removes a feature map)",
+    )
+    start_epoch: int = Field(
+        0, ge=0, description="no Lasso during the first start_epoch epochs (learn first)"
+    )
+    ramp_epochs: int = Field(
+        0,
+        ge=0,
+        description="lambda and the target zero fraction rise linearly from 0 over these "
+        "epochs after start_epoch",
+    )
+    target_zero_fraction: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="None: only zero_threshold zeroes groups; else the weight-sparsity unit's "
+        "threshold is set per layer and step so that at least this fraction of the layer's "
+        "groups (those of smallest norm) is zero; the fraction rises from 0 over ramp_epochs "
+        "after start_epoch",
+    )
+    rescale: bool = Field(
+        False,
+        description="with a target: scale a layer that lost groups back to its Frobenius norm "
+        "before (keeps the output scale of nets without batch norm)",
     )
     zero_threshold: float = Field(1e-4, ge=0, description="groups with L2 norm below are zeroed")
     zero_momentum: bool = True
@@ -218,7 +284,10 @@ def _explain(e: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting (not a knob of the recipe)"
-        lines.append(f"{loc}: {msg}" if loc else msg)  # model-level rules name their field
+        if loc and err["type"] == "value_error" and re.match(r"\w+: ", msg):
+            lines.append(f"{loc}.{msg}")  # a nested model's rule names its own field
+        else:
+            lines.append(f"{loc}: {msg}" if loc else msg)  # model-level rules name their field
     return "invalid recipe config: " + "; ".join(lines)
 
 

@@ -8,29 +8,12 @@ import math
 import numpy as np
 import torch
 
-from simulator.numerics.random_sources import (
-    LFSRSource,
-    RandomSource,
-    TensorBitsSource,
-    UniformSource,
-    Xorshift32Source,
-)
-from workloads.recipe.config import RandomSourceConfig, UpdateConfig
+from simulator.numerics.random_sources import TensorBitsSource
+from workloads.recipe.config import UpdateConfig
 from workloads.recipe.quant import sr_round_
+from workloads.recipe.sources import make_source
 
-
-def make_source(cfg: RandomSourceConfig, run_seed: int) -> RandomSource | None:
-    """The generator feeding the SRUs; None for `network` (bits come from each tensor)."""
-    if cfg.kind == "network":
-        return None
-    seed = cfg.seed if cfg.seed is not None else run_seed
-    if cfg.kind == "uniform":
-        return UniformSource(seed)
-    if cfg.kind == "xorshift32":
-        return Xorshift32Source(seed=seed or 2463534242, lanes=cfg.lanes)
-    # An LFSR seed must be a nonzero state of the register.
-    lfsr_seed = seed % ((1 << cfg.width) - 1) + 1
-    return LFSRSource(cfg.width, cfg.form, lfsr_seed, cfg.lanes, combine=cfg.combine)
+__all__ = ["RoundedSGD", "make_source"]
 
 
 class RoundedSGD:

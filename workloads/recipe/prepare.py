@@ -18,7 +18,7 @@ def _set(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def prepare_model(model: nn.Module, cfg: RecipeConfig) -> nn.Module:
     """Replace every nn.Conv2d / nn.Linear in place (parameters are shared, not copied)."""
-    num = LayerNumerics.from_config(cfg.quant)
+    num = LayerNumerics.from_config(cfg.quant, cfg.seed)
     g = cfg.gating
     for name, m in list(model.named_modules()):
         if type(m) is nn.Conv2d:

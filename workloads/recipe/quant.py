@@ -7,32 +7,75 @@ operands as the chip's tensor cores do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.nn import functional
 
-from simulator.numerics import quantize
+from simulator.numerics import STOCHASTIC, quantize
+from simulator.numerics.random_sources import RandomSource, TensorBitsSource
 from workloads.recipe.fp8_torch import quantize_torch
 
 
 @dataclass(frozen=True)
 class Rounder:
-    """Deterministic rounding onto one format with one backend (numerics = numba, or torch)."""
+    """Rounding onto one format with one backend (numerics = numba, or torch).
+
+    Stochastic modes (`sr`, `sr_half`, `sr_corrected`) need `r` and their random bits: drawn
+    from `source` (one word per element, in the tensor's C order, the stream continuing from
+    call to call), or, when `network_offset` is set instead, the low `r` bits of the float32
+    element `network_offset` lanes further on in the same tensor (cyclically).
+    """
 
     fmt: str
     rounding: str = "rne"
     backend: str = "numerics"
+    r: int | None = None
+    source: RandomSource | None = field(default=None, compare=False, repr=False)
+    network_offset: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rounding in STOCHASTIC:
+            if self.r is None or not 1 <= self.r <= 32:
+                raise ValueError(f"rounding {self.rounding!r} needs r in 1..32 (got {self.r})")
+            if (self.source is None) == (self.network_offset is None):
+                raise ValueError(
+                    f"rounding {self.rounding!r} needs exactly one of a source or a network offset"
+                )
+        elif self.source is not None or self.network_offset is not None:
+            raise ValueError(f"rounding {self.rounding!r} is deterministic; it takes no source")
+
+    @property
+    def stochastic(self) -> bool:
+        return self.rounding in STOCHASTIC
+
+    def draw_bits(self, arr: np.ndarray) -> np.ndarray:
+        """The random words for rounding `arr` (advances `source`)."""
+        assert self.r is not None
+        if self.source is not None:
+            src: RandomSource = self.source
+        else:
+            src = TensorBitsSource.neighbour_lanes(arr, int(self.network_offset or 1))
+        return src.draw(arr.size, self.r).reshape(arr.shape)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.fmt == "fp32":
             return x
-        if self.backend == "numerics" and x.device.type == "cpu":
-            # Zero-copy view of the tensor's memory; the result wraps a new numpy array.
-            arr = x.detach().contiguous().numpy()
-            return torch.from_numpy(quantize(arr, self.fmt, self.rounding))
-        return quantize_torch(x.detach().contiguous(), self.fmt, self.rounding)
+        xc = x.detach().contiguous()
+        cpu_numerics = self.backend == "numerics" and x.device.type == "cpu"
+        if not self.stochastic:
+            if cpu_numerics:
+                # Zero-copy view of the tensor's memory; the result wraps a new numpy array.
+                return torch.from_numpy(quantize(xc.numpy(), self.fmt, self.rounding))
+            return quantize_torch(xc, self.fmt, self.rounding)
+        arr = xc.cpu().numpy()
+        bits = self.draw_bits(arr)
+        if cpu_numerics:
+            q = quantize(arr, self.fmt, self.rounding, r=self.r, random_bits=bits)
+            return torch.from_numpy(q)
+        tb = torch.from_numpy(bits.astype(np.int64)).to(x.device)
+        return quantize_torch(xc, self.fmt, self.rounding, r=self.r, random_bits=tb)
 
 
 class _RoundForward(torch.autograd.Function):
@@ -78,18 +121,31 @@ class LayerNumerics:
     accumulate: Rounder | None = None
 
     @staticmethod
-    def from_config(cfg) -> LayerNumerics:
-        """From a `QuantConfig`; disabled quantisation gives all-None (float32)."""
+    def from_config(cfg, seed: int = 0) -> LayerNumerics:
+        """From a `QuantConfig`; disabled quantisation gives all-None (float32). Stochastic
+        paths get their own random source (seeded from `seed` and the path's name); one
+        rounder, hence one stream, serves that path in every layer, in execution order."""
+        from workloads.recipe.sources import make_stream_source
+
         if not cfg.enabled:
             return LayerNumerics()
 
-        def mk(fmt: str | None) -> Rounder | None:
-            return None if fmt is None else Rounder(fmt, cfg.rounding, cfg.backend)
+        def mk(fmt: str | None, path: str | None = None) -> Rounder | None:
+            if fmt is None:
+                return None
+            mode = cfg.rounding if path is None else cfg.path_rounding(path)
+            if fmt == "fp32":  # no rounding at all
+                return Rounder(fmt, "rne", cfg.backend)
+            if mode not in STOCHASTIC:
+                return Rounder(fmt, mode, cfg.backend)
+            src = make_stream_source(cfg.source, seed, path)
+            offset = cfg.source.offset if src is None else None
+            return Rounder(fmt, mode, cfg.backend, cfg.random_bits, src, offset)
 
         return LayerNumerics(
-            mk(cfg.weight_format),
-            mk(cfg.activation_format),
-            mk(cfg.error_format),
+            mk(cfg.weight_format, "weight"),
+            mk(cfg.activation_format, "activation"),
+            mk(cfg.error_format, "error"),
             mk(cfg.accumulate_format),
         )
 

@@ -184,22 +184,26 @@ def train(
                 objective = objective + bs * cfg.gating.reg_weight * gating_penalty(
                     model, _gate_target(cfg, epoch, b / per_epoch)
                 )
-            if cfg.lasso.enabled and cfg.lasso.mode == "loss":
-                objective = objective + bs * cfg.lasso.reg_weight * lasso.lasso_penalty(
-                    model, group_in
+            lam, lasso_target = _lasso_now(cfg, epoch, b / per_epoch)
+            if lam and cfg.lasso.mode == "loss":
+                objective = objective + bs * lam * lasso.lasso_penalty(
+                    model, group_in, cfg.lasso.min_in_channels
                 )
             opt.zero_grad()
             objective.backward()
             lr = opt.lr_at(step, total)
             opt.step(lr, grad_scale=1.0 / bs)
             if cfg.lasso.enabled:
-                if cfg.lasso.mode == "proximal":
-                    lasso.proximal_step(model, group_in, lr * cfg.lasso.reg_weight)
+                if lam and cfg.lasso.mode == "proximal":
+                    lasso.proximal_step(model, group_in, lr * lam, cfg.lasso.min_in_channels)
                 lasso.zero_small_groups(
                     model,
                     group_in,
                     cfg.lasso.zero_threshold,
                     opt.momentum if cfg.lasso.zero_momentum else None,
+                    lasso_target,
+                    cfg.lasso.min_in_channels,
+                    cfg.lasso.rescale,
                 )
 
             if cfg.gating.enabled and cfg.gating.control == "controller":
@@ -258,6 +262,19 @@ def _gate_target(cfg: RecipeConfig, epoch: int, frac: float) -> float:
         return g.target_density
     progress = min(1.0, (epoch - 1 + frac) / g.ramp_epochs)
     return 1.0 - (1.0 - g.target_density) * progress
+
+
+def _lasso_now(cfg: RecipeConfig, epoch: int, frac: float) -> tuple[float, float]:
+    """(lambda, target zero fraction) now: both 0 through `start_epoch`, then rising linearly
+    over `ramp_epochs` to `reg_weight` and `target_zero_fraction` (0 if None)."""
+    c = cfg.lasso
+    if not c.enabled:
+        return 0.0, 0.0
+    t = epoch - 1 + frac - c.start_epoch
+    if t < 0:
+        return 0.0, 0.0
+    ramp = min(1.0, t / c.ramp_epochs) if c.ramp_epochs else 1.0
+    return c.reg_weight * ramp, (c.target_zero_fraction or 0.0) * ramp
 
 
 @torch.no_grad()

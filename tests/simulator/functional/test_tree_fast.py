@@ -1,0 +1,111 @@
+"""The vectorised RNE kernel (exact-sum fast path + integer fallback) equals the integer rule.
+
+Each case compares `tree_accumulate` (fast) with the plain integer kernel (`fast=False`) on
+whole tiles, and a smaller slice with `dot_product_step` step by step. The distributions aim
+at the fast path's edges: narrow spans (all fast), wide exponent spreads (mostly fallback),
+cancellation to zero and to tiny sums, saturation at the accumulator's largest value, sums
+below the smallest normal, and accumulators (including -0) that raise or lower the grid."""
+
+import numpy as np
+import pytest
+
+from simulator.functional.tree import tree_accumulate
+from simulator.numerics import decode, encode
+from simulator.numerics.dot_product import dot_product_step
+
+OPF, ACCF = "e5m2_chip", "fp16_chip"
+
+
+def _codes(rng, shape, lo, hi, zero_frac):
+    sign = rng.integers(0, 2, shape) << 7
+    exp = rng.integers(lo, hi + 1, shape) << 2
+    man = rng.integers(0, 4, shape)
+    c = (sign | exp | man).astype(np.uint8)
+    c[rng.random(shape) < zero_frac] = 0
+    return c
+
+
+def _case(kind, rng, P, K, S, D=8):
+    if kind == "narrow":  # every step on the fast path
+        A, B = _codes(rng, (P, S, D), 14, 16, 0.1), _codes(rng, (K, S, D), 14, 16, 0.1)
+        acc = np.zeros((P, K))
+    elif kind == "wide":  # uniformly random codes: spreads far beyond the grid
+        A = rng.integers(0, 256, (P, S, D)).astype(np.uint8)
+        B = rng.integers(0, 256, (K, S, D)).astype(np.uint8)
+        acc = decode(rng.integers(0, 1 << 16, (P, K)).astype(np.uint16), ACCF)
+    elif kind == "cancel":  # B's second half negates its first: products cancel in pairs
+        A = _codes(rng, (P, S, D), 10, 20, 0.05)
+        A[:, :, D // 2 :] = A[:, :, : D // 2]
+        B = _codes(rng, (K, S, D), 10, 20, 0.05)
+        B[:, :, D // 2 :] = B[:, :, : D // 2] ^ 0x80
+        flip = rng.random((K, S, D // 2)) < 0.3  # some pairs do not cancel
+        B[:, :, D // 2 :][flip] ^= 0x80
+        acc = decode(rng.integers(0x3000, 0x5000, (P, K)).astype(np.uint16), ACCF)
+    elif kind == "saturate":  # products near the operands' top: the accumulator saturates
+        A, B = _codes(rng, (P, S, D), 26, 31, 0.1), _codes(rng, (K, S, D), 20, 31, 0.1)
+        acc = decode(rng.integers(0x7800, 0x8000, (P, K)).astype(np.uint16), ACCF)
+        acc[rng.random((P, K)) < 0.5] *= -1
+    elif kind == "tiny":  # sums around and below the accumulator's smallest normal (2**-14)
+        A, B = _codes(rng, (P, S, D), 1, 9, 0.2), _codes(rng, (K, S, D), 1, 9, 0.2)
+        acc = decode(rng.integers(0, 0x0C00, (P, K)).astype(np.uint16), ACCF)
+        acc[rng.random((P, K)) < 0.5] *= -1
+    elif kind == "mixed":  # near the bias with some wild codes and accumulators of all sizes
+        A, B = _codes(rng, (P, S, D), 8, 22, 0.2), _codes(rng, (K, S, D), 8, 22, 0.2)
+        for X in (A, B):
+            wild = rng.random(X.shape) < 0.05
+            X[wild] = rng.integers(0, 256, int(wild.sum()))
+        acc = decode(rng.integers(0, 1 << 16, (P, K)).astype(np.uint16), ACCF)
+    else:
+        raise ValueError(kind)
+    return A, B, np.asarray(acc, np.float64)
+
+
+def _run(A, B, acc, align, fast, active=None):
+    out = acc.copy()
+    tree_accumulate(A, B, out, operand_format=OPF, accumulator_format=ACCF, align_bits=align,
+                    fast=fast, active=active)  # fmt: skip
+    return out
+
+
+KINDS = ["narrow", "wide", "cancel", "saturate", "tiny", "mixed"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("align", [11, 24, 49])
+def test_fast_equals_integer_kernel(kind, align):
+    rng = np.random.default_rng(hash((kind, align)) % (1 << 32))
+    A, B, acc = _case(kind, rng, 37, 45, 23)
+    active = rng.random(acc.shape) < 0.9
+    fast, slow = _run(A, B, acc, align, True, active), _run(A, B, acc, align, False, active)
+    assert np.array_equal(fast.view(np.int64), slow.view(np.int64))  # +0 / -0 included
+    assert np.array_equal(fast[~active].view(np.int64), acc[~active].view(np.int64))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fast_equals_dot_product_step(kind):
+    rng = np.random.default_rng(len(kind))
+    P, K, S, D = 6, 9, 11, 8
+    A, B, acc = _case(kind, rng, P, K, S, D)
+    acc += 0.0  # -0 -> +0: dot_product_step keeps a -0 accumulator through a zero step, the
+    # tile kernels write +0 (the executor never holds a -0 accumulator)
+    got = _run(A, B, acc, 24, True)
+    ref = encode(acc.astype(np.float32), ACCF)
+    a = np.broadcast_to(A[:, None], (P, K, S, D))
+    b = np.broadcast_to(B[None, :], (P, K, S, D))
+    for s in range(S):
+        ref = dot_product_step(a[:, :, s], b[:, :, s], ref, OPF, "rne", align_bits=24)
+        ref[ref == 0x8000] = 0  # an underflow to zero: -0 in quantize, +0 in the tile kernels
+    assert np.array_equal(encode(got, ACCF), ref)
+
+
+def test_fast_kernel_dp_width_and_zero_rows():
+    """dp_width other than 8, all-zero operand rows and steps, -0 accumulators become +0."""
+    rng = np.random.default_rng(7)
+    A, B, acc = _case("mixed", rng, 5, 70, 9, 4)
+    A[1] = 0
+    A[2, 3] = 0x80  # -0 codes only
+    B[:, 4] = 0
+    acc[3, :] = -0.0
+    fast, slow = _run(A, B, acc, 24, True), _run(A, B, acc, 24, False)
+    assert np.array_equal(fast.view(np.int64), slow.view(np.int64))
+    assert not np.signbit(fast[fast == 0]).any()
