@@ -75,10 +75,12 @@ class TensorCoreConfig(StrictModel):
         doc="How a tile's work reaches the cores' lanes. `static`: lane groups of consecutive "
         "channels are dealt to the cores interleaved (pixels or outputs split modulo the cores "
         "sharing a group), fixed before the masks are known. `dynamic`: after the tile's masks "
-        "are read, a work packer splits the list of non-skipped (lane group, pixel or output) "
-        "items into one contiguous, equal-work chunk per core, paying a scan cycle per item "
-        "run, a cycle per core descriptor and, per lane group a core takes that it does not "
-        "own statically, a reload of the lanes' stationary operands plus a pipeline refill.",
+        "are read, a work packer cuts the list of (lane group, pixel or output) items into one "
+        "contiguous equal-work chunk per core and plans, within each core, which lightly "
+        "loaded lanes take over parts of the busiest lanes' work; it pays one cycle per item "
+        "run measured, per lane planned and per core descriptor, and every lane or core taking "
+        "work it does not hold under `static` reloads its stationary operands and refills the "
+        "pipeline. The packer keeps the static plan where its own is not faster.",
         source="ours: a design alternative (docs/simulator.md, 'Calibration'); the chip's papers "
         "do not describe its work distribution",
     )

@@ -4,10 +4,12 @@ traces; ref28 itself is never changed). `python -m simulator.report.calibration 
 
 Rows: the calibration workload on ref28; the same with a faster DRAM channel (how memory-bound
 the program is); with uniform instead of realistic mask skew (how much lane imbalance costs);
-and the chip's own test-vector network (VGG-7). Every row prints cycles dense/all, speedup,
-the executed-MAC reduction, tensor-core busy cycles against the balanced ideal (lane steps /
-lanes: what the busiest lane costs), DMA and SFU busy cycles, and the efficiency at its best
-operating point. docs/simulator.md ("Calibration") reads the gap from these numbers.
+the chip's own test-vector network (VGG-7); and the assumed `dynamic` lane work
+distribution (tensor_core.lane_distribution) instead of `static`. Every row prints cycles
+dense/all, speedup, the executed-MAC reduction, tensor-core busy cycles against the balanced
+ideal (lane steps / lanes: what the busiest lane costs), DMA and SFU busy cycles, and the
+efficiency at its best operating point. docs/simulator.md ("Calibration") reads the gap
+from these numbers.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ def _with_dram(cfg: HardwareConfig, bytes_per_cycle: int) -> HardwareConfig:
     d = json.loads(canonical_json(cfg))
     d["dma"]["dram_bytes_per_cycle"] = bytes_per_cycle
     d["name"] = f"{cfg.name}-dram{bytes_per_cycle}"
+    return validate_config(d)
+
+
+def _with_lanes(cfg: HardwareConfig, policy: str) -> HardwareConfig:
+    """`cfg` with another lane work-distribution policy (an assumed design alternative)."""
+    d = json.loads(canonical_json(cfg))
+    d["tensor_core"]["lane_distribution"] = policy
+    d["name"] = f"{cfg.name}-{policy}"
     return validate_config(d)
 
 
@@ -48,6 +58,11 @@ def study() -> list[dict]:
         ("uniform mask skew", ref, uniform),
         ("uniform skew + DRAM unlimited", _with_dram(ref, 4096), uniform),
         ("VGG-7 (vgg7-cal) on ref28", ref, _workload("vgg7-cal")),
+        # the assumed `dynamic` lane distribution (docs/simulator.md): a design alternative,
+        # not a fit to the chip
+        ("dynamic lane distribution", _with_lanes(ref, "dynamic"), base),
+        ("dynamic lanes + DRAM unlimited", _with_lanes(_with_dram(ref, 4096), "dynamic"), base),
+        ("VGG-7, dynamic lane distribution", _with_lanes(ref, "dynamic"), _workload("vgg7-cal")),
     ]
     rows = []
     for label, cfg, w in cases:
@@ -58,6 +73,7 @@ def study() -> list[dict]:
         rows.append(
             {
                 "case": label,
+                "lane_distribution": cfg.tensor_core.lane_distribution,
                 "flops_reduction_trace": round(s["flops_reduction"], 2),
                 "mac_reduction_executed": round(s["flops_reduction_executed"]["all"], 2),
                 "cycles_dense": s["cycles"]["dense"],

@@ -16,6 +16,10 @@ Lane mapping (an assumption of this model, documented in docs/simulator.md):
   n_tc // groups cores, which split the pixels (FP, BP: flat pixel index modulo the split) or
   the (input channel, tap) outputs (WU: item tap x cn + c modulo the split, channel fastest)
   between them; left-over cores idle.
+This is the `static` lane work distribution (`tensor_core.lane_distribution`). The assumed
+alternative `dynamic` (`_dynamic_work`) packs each masked tile's work after its masks are read:
+equal-work chunks per core, lightly loaded lanes taking over parts of the busiest lanes' work,
+with the packer's cycles and the operand reloads charged to the tile.
 """
 
 from __future__ import annotations
@@ -198,19 +202,14 @@ def _lane_items(x: np.ndarray, geo: TcGeometry) -> np.ndarray:
 
 
 def _dynamic(n: np.ndarray, s: np.ndarray, geo: TcGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """The `dynamic` lane work distribution of one tile's instances.
+    """The packer's cut of one tile's work list into per-core chunks (policy `dynamic`).
 
-    The tile's work is a list of runs, group-major (every run belongs to one lane group, the
-    16 consecutive channels a core's lanes hold); run r has n[e, r] identical items, item
-    costing s[e, r, i] steps on lane i of the core that takes it. After the masks are read, a
-    work packer cuts the list into n_tc contiguous chunks of equal work, measuring an item by
-    its busiest lane (max_i s), cuts falling on whole items; core t takes chunk t. A core's
-    lanes keep their own compacted lists as in `static`, so it lasts as long as its busiest
-    lane over its chunk. Costs: `scan` packer cycles (one per run it measures) + one cycle per
-    core descriptor, and per lane group a core takes that it does not hold under `static`, a
-    reload of its lanes' stationary operands and a pipeline refill (`_dynamic_work`).
-    Returns per instance and core its busiest lane's steps (E, n_tc), and which runs each core
-    takes (E, n_tc, R)."""
+    The work is a list of runs, group-major (a run belongs to one lane group, the 16
+    consecutive channels a core's lanes hold); run r has n[e, r] identical items, an item
+    costing s[e, r, i] steps on lane i of the core that takes it. The packer cuts the list into
+    n_tc contiguous chunks of equal work, measuring an item by its busiest lane (max_i s), cuts
+    on whole items; core t takes chunk t. Returns per instance, core and lane the steps of the
+    chunk (E, n_tc, lanes), and which runs each core takes (E, n_tc, R)."""
     e, r = n.shape
     s = np.broadcast_to(s, (e, r, s.shape[-1]))
     m = s.max(axis=2)
@@ -233,27 +232,73 @@ def _dynamic(n: np.ndarray, s: np.ndarray, geo: TcGeometry) -> tuple[np.ndarray,
         item.append(nc[rows, ri] + o)
     cum.append(ls[:, -1])
     item.append(nc[:, -1])
-    busy = np.stack([(cum[t + 1] - cum[t]).max(axis=1) for t in range(geo.n_tc)], axis=1)
+    lanes = np.stack([cum[t + 1] - cum[t] for t in range(geo.n_tc)], axis=1)
     it = np.stack(item, axis=1)
     lo = np.maximum(it[:, :-1, None], nc[:, None, :-1])
     hi = np.minimum(it[:, 1:, None], nc[:, None, 1:])
-    return busy, hi > lo
+    return lanes, hi > lo
 
 
-def _dynamic_work(n, s, owner, share: int, geo: TcGeometry, switch: int):
-    """`_dynamic` per instance: (busiest lane, extra cycles of the tile, foreign lane-group
-    segments the cores reload). owner: lane group of each run (non-decreasing); the packer
-    scans one run per cycle."""
-    busy, has = _dynamic(n, s, geo)
-    scan = n.shape[1]
+def _steal(w: np.ndarray, cost: int, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lanes of one core sharing its chunk (policy `dynamic`): w (E, n_tc, lanes) steps per
+    lane. The packer plans, per core, that lanes with little work take over parts of the
+    busiest lanes' pixel (or output) ranges, each piece costing its helper `cost` cycles
+    (stationary-operand reload, pipeline refill) and ending on a whole item (up to `item`
+    steps more, (E,)). The finish time T is the least with sum (w - T)+ <= sum (T - w - cost)+
+    (each helper takes one piece), plus one item, never above the busiest lane.
+    Returns (E, n_tc) finish times and helper pieces."""
+    lo = -(-w.sum(axis=2) // w.shape[2])
+    top = w.max(axis=2)
+    hi = top.copy()
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        excess = np.clip(w - mid[..., None], 0, None).sum(axis=2)
+        room = np.clip(mid[..., None] - w - cost, 0, None)
+        ok = excess <= room.sum(axis=2)
+        hi = np.where(ok, mid, hi)
+        lo = np.where(ok, lo, mid + 1)
+    finish = np.minimum(top, lo + item[:, None])
+    steal = finish < top
+    excess = np.clip(w - lo[..., None], 0, None).sum(axis=2)
+    room = -np.sort(-np.clip(lo[..., None] - w - cost, 0, None), axis=2).cumsum(axis=2)
+    pieces = np.where(steal, (room < excess[..., None]).sum(axis=2) + 1, 0)
+    return finish, np.minimum(pieces, w.shape[2])
+
+
+def _dynamic_work(
+    n, s, owner, share: int, geo: TcGeometry, reload: int, pipeline: int, lane_bytes: int
+):
+    """Policy `dynamic` for one tile's instances: the packer's per-core chunks (`_dynamic`),
+    lanes sharing their core's chunk (`_steal`), and the costs. owner: the lane group of each
+    run (non-decreasing). A lane taking work of another lane, and a core taking a lane group
+    it does not hold under `static`, reload the stationary operands (`reload` cycles,
+    `lane_bytes` per lane) and refill the pipeline. The packer measures one run per cycle,
+    plans one lane per cycle and writes one descriptor per core, before the tile starts.
+    Returns per instance (4, E): busiest lane's cycles, the cores' reload cycles beyond it,
+    the packer's cycles, bytes reloaded."""
+    lanes, has = _dynamic(n, s, geo)
     groups = int(owner.max()) + 1
     starts = np.searchsorted(owner, np.arange(groups))
     hasg = np.logical_or.reduceat(has, starts, axis=2)  # (E, n_tc, groups)
     foreign = (hasg & ~_owned(groups, geo, share)[None]).sum(axis=2)
-    time = busy + foreign * switch
-    max_steps = busy.max(axis=1)
-    extra = time.max(axis=1) - max_steps + scan + geo.n_tc
-    return max_steps, extra, foreign.sum(axis=1)
+    item = (np.broadcast_to(s, (*n.shape, s.shape[-1])).max(axis=2) * (n > 0)).max(axis=1)
+    finish, pieces = _steal(lanes, reload + pipeline, item)
+    time = finish + foreign * (reload + pipeline)
+    max_steps = finish.max(axis=1)
+    plan = np.full(n.shape[0], n.shape[1] + geo.n_tc * geo.lanes + geo.n_tc, np.int64)
+    moved = (foreign.sum(axis=1) * geo.lanes + pieces.sum(axis=1)) * lane_bytes
+    return np.stack([max_steps, time.max(axis=1) - max_steps, plan, moved])
+
+
+def _pick(out: TcWork, at, static_steps: np.ndarray, dyn: np.ndarray) -> None:
+    """Store policy `dynamic`'s result: the packer, which knows the static assignment's
+    busiest lane too, keeps the static one where its own plan would not be faster; the plan
+    is paid either way."""
+    steps, extra, plan, moved = dyn
+    better = steps + extra < static_steps
+    out.max_steps[at] = np.where(better, steps, static_steps)
+    out.overhead[at] = plan + np.where(better, extra, 0)
+    out.reload_bytes[at] = np.where(better, moved, 0)
 
 
 def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
@@ -269,10 +314,8 @@ def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
         steps = -(-nnz // geo.dp) * d.taps
         if dyn:  # items: (lane group, pixel); stationary operand: the lanes' weights
             n_, s_, owner = _fwd_items(t, s, gates, int(kk), sel, steps, groups)
-            switch = -(-cn * d.taps // geo.dp) + s.pipeline
-            ms, extra, segs = _dynamic_work(n_, s_, owner, share, geo, switch)
-            out.overhead[sel] = extra
-            out.reload_bytes[sel] = segs * geo.lanes * cn * d.taps
+            reload = -(-cn * d.taps // geo.dp)  # a lane's weights W[k, c-range, taps]
+            dyn_sel = _dynamic_work(n_, s_, owner, share, geo, reload, s.pipeline, cn * d.taps)
         if gates is None:
             npix = np.broadcast_to(
                 _static_pixels(p0[sel], pn, d.ow, share)[:, None, :], (len(sel), kn, share)
@@ -283,7 +326,9 @@ def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
         work = npix * steps[None, :, None]
         useful = (npix.sum(axis=2) * (nnz * d.taps)[None, :]).sum(axis=1)
         work = _pad_lanes(work, kn, geo)
-        out.max_steps[sel] = ms if dyn else _busiest(work, geo, share)
+        out.max_steps[sel] = _busiest(work, geo, share)
+        if dyn:
+            _pick(out, sel, out.max_steps[sel], dyn_sel)
         out.lane_steps[sel] = work.sum(axis=(1, 2))
         out.useful_macs[sel] = useful
     return out
@@ -313,15 +358,12 @@ def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
     geo, wg, group_in, channel_group = s.geo, s.wg, s.group_in, s.channel_group
     groups, share = _split(cn, geo)
     dyn = s.policy == "dynamic" and (wg is not None or gate is not None)
-    switch = -(-kn * d.taps // geo.dp) + s.pipeline  # a lane's weights W[k-range, c, taps]
+    reload = -(-kn * d.taps // geo.dp)  # a lane's weights W[k-range, c, taps]
     out, combos = _empty_work(k0, c0)
-    ms = np.zeros(len(k0), np.int64)
+    dyn_all = np.zeros((4, len(k0)), np.int64)
 
     def dynamic(n_, s_, owner, at):
-        m, extra, segs = _dynamic_work(n_, s_, owner, share, geo, switch)
-        ms[at] = m
-        out.overhead[at] = extra
-        out.reload_bytes[at] = segs * geo.lanes * kn * d.taps
+        dyn_all[:, at] = _dynamic_work(n_, s_, owner, share, geo, reload, s.pipeline, kn * d.taps)
 
     for kk, cc in combos:
         sel = np.nonzero((k0 == kk) & (c0 == cc))[0]
@@ -360,7 +402,9 @@ def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
                     n_ = np.ones(x.shape[:2], np.int64)
                     dynamic(n_, x, np.repeat(np.arange(groups), len(q)), sel[pos])
         work = _pad_lanes(np.asarray(work), cn, geo)
-        out.max_steps[sel] = ms[sel] if dyn else _busiest(work, geo, share)
+        out.max_steps[sel] = _busiest(work, geo, share)
+        if dyn:
+            _pick(out, sel, out.max_steps[sel], dyn_all[:, sel])
         out.lane_steps[sel] = work.sum(axis=(1, 2))
         out.useful_macs[sel] = useful
     return out
@@ -390,15 +434,16 @@ def wgr_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
             npix = gates.rows(img[sel], p0[sel], pn, 1)[:, g, 0]
         work = (-(-npix // geo.dp))[:, :, None] * items[None, :, :]
         useful = (npix * items.sum(axis=1)[None, :]).sum(axis=1)
-        if dyn:  # items: (lane group, input channel) x taps; nothing stationary to reload
+        work = _pad_lanes(work, kn, geo)
+        out.max_steps[sel] = _busiest(work, geo, share)
+        if dyn:  # items: (lane group, input channel) x taps; a lane holds dY of its channel
             x = _lane_items((-(-npix // geo.dp))[:, :, None] * nzw[None], geo)
             x = x.reshape(len(sel), groups * cn, geo.lanes)
             n_ = np.full(x.shape[:2], d.taps, np.int64)
             owner = np.repeat(np.arange(groups), cn)
-            ms, extra, _ = _dynamic_work(n_, x, owner, share, geo, s.pipeline)
-            out.overhead[sel] = extra
-        work = _pad_lanes(work, kn, geo)
-        out.max_steps[sel] = ms if dyn else _busiest(work, geo, share)
+            npx = pn * d.ow  # the dY row over the tile's pixels
+            dyn_sel = _dynamic_work(n_, x, owner, share, geo, -(-npx // geo.dp), s.pipeline, npx)
+            _pick(out, sel, out.max_steps[sel], dyn_sel)
         out.lane_steps[sel] = work.sum(axis=(1, 2))
         out.useful_macs[sel] = useful
     return out

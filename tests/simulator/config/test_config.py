@@ -59,6 +59,17 @@ def test_every_parameter_has_unit_and_provenance(ref28):
     assert by_path["operating_points[0].voltage_v"].unit == "V"
 
 
+def test_lane_distribution_is_an_assumed_choice_static_by_default(ref28, tmp_path: Path):
+    assert ref28.tensor_core.lane_distribution == "static"
+    info = {p.path: p for p in provenance(ref28)}["tensor_core.lane_distribution"]
+    assert info.provenance == "assumed" and info.source and "dynamic" in info.description
+    f = tmp_path / "dyn.yaml"
+    f.write_text("extends: ref28\ntensor_core: {lane_distribution: dynamic}\n")
+    assert load_config(f).tensor_core.lane_distribution == "dynamic"
+    msg = _broken(ref28, lambda d: d["tensor_core"].update(lane_distribution="greedy"))
+    assert "tensor_core.lane_distribution" in msg
+
+
 def test_energy_fields_carry_pj_in_name_and_a_source(ref28):
     energy = [p for p in provenance(ref28) if p.path.startswith("energy.")]
     per_event = [p for p in energy if not p.path.startswith("energy.reference_")]

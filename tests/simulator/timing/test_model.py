@@ -100,3 +100,20 @@ def test_batch_mismatch_is_an_error(setup):
         simulate(prep, masks_from_trace(t), "all")
     with pytest.raises(SimulationError, match="unknown mode"):
         simulate(prep, _masks(g)[1], "fast")
+
+
+def test_lane_distribution_policies_same_work_dense_equal(setup):
+    """`dynamic` lane distribution (an assumed design alternative): the same executed MACs
+    and lane steps in every mode, the same dense step (no masks: nothing to pack), and a
+    shorter step with masks (VGG-7's Lasso-skewed channels)."""
+    cfg, g, prep = setup
+    tc = cfg.tensor_core.model_copy(update={"lane_distribution": "dynamic"})
+    dyn = prepare(prep.compiled, cfg.model_copy(update={"tensor_core": tc}))
+    _, m = _masks(g, skew="realistic")
+    for mode in MODES:
+        a, b = simulate(prep, m, mode), simulate(dyn, m, mode)
+        assert a.useful_macs == b.useful_macs, mode
+        assert a.events["tc_lane_steps"] == b.events["tc_lane_steps"], mode
+        if mode in ("dense", "grad_skip"):  # no masks read: the static assignment
+            assert a.cycles == b.cycles, mode
+    assert b.unit_busy["tc"] < a.unit_busy["tc"]

@@ -153,3 +153,110 @@ def test_busiest_lane_sets_the_time_not_the_average():
     sparse = fwd_work(OpTiles(d, 16, 64, 8, z, z, z, z), SparsityView(GEO, wg, GI, CG), None)
     assert sparse.lane_steps[0] * 16 == dense.lane_steps[0]  # 1/16 of the work ...
     assert sparse.max_steps[0] == dense.max_steps[0]  # ... and no time saved
+
+
+# --- lane work distribution: `static` (above) against `dynamic` (tensor_core._dynamic_work) ---
+
+
+def _both(fn, d, kn, cn, pn, wg, gate, e=1):
+    """fn's work under both policies on tile (k0, c0, p0) = 0 of images 0..e-1."""
+    z = np.zeros(e, np.int64)
+    tiles = OpTiles(d, kn, cn, pn, z, z, z, np.arange(e))
+    g = gate if fn is bwd_work else (GateCounts(gate) if gate is not None else None)
+    return tuple(
+        fn(tiles, SparsityView(GEO, wg, GI, CG, policy, 4), g) for policy in ("static", "dynamic")
+    )
+
+
+def _balanced(w) -> np.ndarray:
+    return -(-w.lane_steps // (GEO.n_tc * GEO.lanes))
+
+
+@pytest.mark.parametrize("fn", [fwd_work, bwd_work, wgr_work])
+def test_dynamic_beats_static_when_one_core_owns_all_work(fn):
+    """64 channels = 4 lane groups, one per core. FP, WU (lanes = output channels): only
+    group 0's gates are open; BP (lanes = input channels): only input channels 0-7 have
+    nonzero weight groups. Under `static` one core does all the work; `dynamic` spreads it
+    (paying its packer and reloads), stays above the balanced bound, same MACs."""
+    bp = fn is bwd_work
+    d = LayerDesc(64, 64, 8, 8, 3, 3, 1, 1, not bp, bp)
+    gate = np.zeros((1, 4, 8, 8), bool)
+    gate[0, 0] = True
+    wg = np.zeros((64, 8), bool)
+    wg[:, 0] = True
+    st, dy = _both(fn, d, 64, 64, 8, wg if bp else None, None if bp else gate)
+    assert (dy.lane_steps == st.lane_steps).all() and (dy.useful_macs == st.useful_macs).all()
+    assert (st.overhead == 0).all() and (st.reload_bytes == 0).all()
+    assert (dy.max_steps + dy.overhead < st.max_steps).all()
+    assert (dy.max_steps >= _balanced(dy)).all()
+    assert st.max_steps[0] > 2 * _balanced(st)[0]  # static really is imbalanced here
+
+
+@pytest.mark.parametrize("fn", [fwd_work, bwd_work, wgr_work])
+def test_dynamic_lanes_share_a_dense_channel(fn):
+    """One dense output channel among empty ones (Lasso): `static` waits for that lane,
+    `dynamic` lets the idle lanes take parts of it, each paying a reload of its operands."""
+    if fn is bwd_work:  # lanes = input channels: channels 0-7 dense, 8-15 empty
+        d = LayerDesc(16, 64, 16, 16, 3, 3, 1, 1, False, True)
+        wg = np.zeros((64, 2), bool)
+        wg[:, 0] = True
+        st, dy = _both(fn, d, 64, 16, 16, wg, None)
+    else:
+        d = LayerDesc(64, 16, 16, 16, 3, 3, 1, 1, False, True)
+        wg = np.zeros((16, 8), bool)
+        wg[5] = True
+        st, dy = _both(fn, d, 16, 64, 16, wg, None)
+    assert (dy.useful_macs == st.useful_macs).all()
+    assert (dy.max_steps + dy.overhead < st.max_steps).all()
+    assert (dy.max_steps >= _balanced(dy)).all()
+    assert (dy.reload_bytes > 0).all()
+
+
+@pytest.mark.parametrize("fn", [fwd_work, bwd_work, wgr_work])
+def test_dynamic_equals_static_on_dense_masks(fn):
+    """All gates open, every weight group nonzero: nothing to rebalance; the same busiest
+    lane, steps and MACs, no reloads; the tile pays only the packer's plan."""
+    d = LayerDesc(64, 64, 8, 8, 3, 3, 1, 1, True, True)
+    gate = np.ones((2, 4, 8, 8), bool)
+    wg = np.ones((64, 8), bool)
+    st, dy = _both(fn, d, 64, 64, 4, wg, gate, e=2)
+    for f in ("max_steps", "lane_steps", "useful_macs"):
+        assert (getattr(dy, f) == getattr(st, f)).all(), f
+    assert (dy.reload_bytes == 0).all()
+    plan = 1 + GEO.n_tc * (GEO.lanes + 1)  # runs measured + lanes planned + descriptors
+    assert (dy.overhead >= plan).all() and (dy.overhead < plan + 64 * 9).all()
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("fn", [fwd_work, bwd_work, wgr_work])
+def test_dynamic_never_below_balanced_nor_above_static_plus_plan(case, fn):
+    """Random skewed masks: same MACs and lane steps; the busiest lane stays within
+    [balanced bound, static] (the packer keeps the static plan where its own is slower)."""
+    C, K, H, ker, kn, cn, pn, k0, c0, p0 = case
+    rng = np.random.default_rng(sum(case))
+    d = LayerDesc(C, K, H, H, ker, ker, 1, ker // 2, True, True)
+    gate = rng.random((3, -(-K // CG), d.oh, d.ow)) < rng.random((1, -(-K // CG), 1, 1))
+    wg = rng.random((K, -(-C // GI))) < rng.random(K)[:, None]
+    img = np.array([0, 2, 1])
+    k0s, c0s, p0s = (np.full(3, v) for v in (k0, c0, p0))
+    tiles = OpTiles(d, kn, cn, pn, k0s, c0s, p0s, img)
+    g = gate if fn is bwd_work else GateCounts(gate)
+    st, dy = (fn(tiles, SparsityView(GEO, wg, GI, CG, p, 4), g) for p in ("static", "dynamic"))
+    assert (dy.useful_macs == st.useful_macs).all() and (dy.lane_steps == st.lane_steps).all()
+    assert (dy.max_steps >= _balanced(dy)).all() and (dy.max_steps <= st.max_steps).all()
+
+
+@pytest.mark.parametrize(("cg", "kk", "kn"), [(8, 0, 48), (16, 8, 40), (8, 8, 20)])
+def test_dynamic_with_gate_groups_narrower_or_offset_from_lane_groups(cg, kk, kn):
+    """Gate groups of 8 channels, or tiles starting mid lane group: the FP packer then costs
+    every (lane group, pixel) item on its own; the invariants still hold."""
+    rng = np.random.default_rng(cg + kk + kn)
+    d = LayerDesc(32, 64, 6, 6, 3, 3, 1, 1, True, True)
+    gate = rng.random((3, 64 // cg, 6, 6)) < rng.random((1, 64 // cg, 1, 1))
+    wg = rng.random((64, 4)) < rng.random(64)[:, None]
+    e = 3
+    t = OpTiles(d, kn, 16, 3, np.full(e, kk), np.full(e, 8), np.array([0, 2, 3]), np.arange(e))
+    for fn, g in ((fwd_work, GateCounts(gate)), (wgr_work, GateCounts(gate)), (bwd_work, gate)):
+        st, dy = (fn(t, SparsityView(GEO, wg, GI, cg, p, 4), g) for p in ("static", "dynamic"))
+        assert (st.useful_macs == dy.useful_macs).all() and (st.lane_steps == dy.lane_steps).all()
+        assert (dy.max_steps >= _balanced(dy)).all() and (dy.max_steps <= st.max_steps).all()
