@@ -12,34 +12,13 @@ from __future__ import annotations
 import os
 import time
 
-from benchmarks.timing import best_seconds
+from benchmarks.timing import best_seconds, torch_step_seconds
 
 REPEATS = 3
 
 
 def _best(fn, repeats=REPEATS) -> float:
     return best_seconds(fn, repeats)
-
-
-def _torch_step_seconds() -> float:
-    import torch
-
-    from workloads.models import build
-
-    torch.manual_seed(0)
-    model = build("resnet20")
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    x = torch.randn(128, 3, 32, 32)
-    target = torch.nn.functional.one_hot(torch.randint(0, 10, (128,)), 10).float()
-
-    def step() -> None:
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), target)
-        loss.backward()
-        opt.step()
-
-    step()  # warm up allocator and kernels
-    return _best(step)
 
 
 def run() -> None:
@@ -63,7 +42,7 @@ def run() -> None:
     simulate(prep, w.masks, "all")
     t_all = _best(lambda: simulate(prep, w.masks, "all"))
     t_five = _best(lambda: [simulate(prep, w.masks, m) for m in MODES], repeats=1)
-    t_torch = _torch_step_seconds()
+    t_torch = torch_step_seconds("resnet20", 128, REPEATS)
     n_exec = len(prep.kind)
     print(
         f"ResNet-20, batch 128, {n_exec:,} executed instructions; {os.cpu_count()} CPUs, "

@@ -187,14 +187,19 @@ SFU_OP = Enumeration(
     ),
     "Special-function operations. relu_fwd: o = max(a, 0). relu_bwd: o = a where b > 0 else 0 "
     "(b = the forward activation). maxpool_fwd: o = window max of a, argmax to msk at b. "
-    "maxpool_bwd: scatter a to the argmax positions read from msk at b. avgpool_fwd/bwd: window "
-    "mean / spread. add: o = a + b (residual forward; summing error contributions backward). "
-    "loss_mse: o = a - b (MSE error y - t against the one-hot targets at b). norm_stat: "
-    "accumulate per-channel sum and sum of squares of a into the FP32 statistics at o. "
-    "norm_fwd: normalize a with the statistics and affine parameters at b. norm_bwd_stat: "
-    "accumulate the per-channel sums of the error a and of a x normalized input (b) at o (the "
-    "affine parameters' gradients). norm_bwd: error through the normalization with the "
-    "statistics and sums at b. copy: o = a. zero: o = 0 (n elements of o's kind).",
+    "maxpool_bwd: scatter a to the argmax positions read from msk at b. avgpool_fwd: o = the "
+    "exact sum of the window's taps (padding taps are zero) divided by kh kw, the quotient "
+    "rounded to binary64, then by the SRU. avgpool_bwd: every input's error is the exact sum, "
+    "over the windows that contain it, of a / (kh kw) (each quotient rounded to binary64), "
+    "then rounded by the SRU. add: o = a + b (residual forward; summing error contributions "
+    "backward). loss_mse: o = a - b (MSE error y - t against the one-hot targets at b). "
+    "norm_stat: accumulate per-channel sum and sum of squares of a into the FP32 statistics "
+    "at o. norm_fwd: normalize a with the statistics at b and gamma, beta at `pa`. "
+    "norm_bwd_stat: accumulate the per-channel sums of a x normalized input (b) and of the "
+    "error a (the affine parameters' FP16 gradients) at o, statistics at c. norm_bwd: error "
+    "a through the normalization, statistics and gradient sums at b, x at c, gamma at `pa`. "
+    "copy: o = a. zero: o = 0 (n elements of `esz` bytes). The norm ops are defined in "
+    "full under `sfu`.",
 )
 GSKIP_CRITERION = Enumeration(
     "gskip_criterion",
@@ -368,7 +373,12 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
             u("kw", 4, "Kernel width.", min_value=1),
             u("stride", 4, "Stride (both directions).", min_value=1),
             u("pad", 4, "Zero padding (both directions)."),
-            u("groups", 16, "Convolution groups (C for depthwise).", min_value=1),
+            u(
+                "groups",
+                16,
+                "Convolution groups (C for depthwise); norm: images in the batch (B).",
+                min_value=1,
+            ),
             u("gate", 1, "1: forward output is channel-gated (base/cond passes, gate mask)."),
             u("wsparse", 1, "1: weights carry a Lasso group mask the TC skips."),
         ),
@@ -595,13 +605,46 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
                 "add into err).",
             ),
             u("n", 24, "Elements of a.", min_value=1),
+            e("bufc", BUFFER, "Buffer of operand c (norm_bwd_stat, norm_bwd)."),
+            r("rc", "Address of c (r0 when unused)."),
+            u(
+                "pa",
+                20,
+                "norm_fwd, norm_bwd: byte address (wgt) of gamma, ch FP8 values; beta follows "
+                "at pa + ch (0 otherwise).",
+            ),
+            u("ch", 16, "Norm ops: channels of the tile, [pixel][channel] (0 otherwise)."),
+            u(
+                "esz",
+                3,
+                "zero: bytes per cleared element (1, 2 or 4); 0: 2 under a conv/fc descriptor "
+                "(FP16 accumulators), else 1.",
+                max_value=4,
+            ),
         ),
         "Element-wise special function of `sfu_op` on n elements; results rounded to FP8 by "
         "the SRU stream of the result's buffer (act: `act`, err: `err`), one random word per "
         "result in output order. Pooling ops take the window from the descriptor and n / "
         "(h w) (forward) or n / (oh ow) (backward) channels, [pixel][channel]; the argmax is "
-        "the tap index (row-major) of the first maximum. `zero` clears n FP16 accumulators "
-        "(2n bytes) under a conv/fc descriptor, else n bytes.",
+        "the tap index (row-major) of the first maximum. `zero` clears n elements of `esz` "
+        "bytes. "
+        "Batch norm (descriptor of kind norm: c channels, h x w pixels per image, groups = B, "
+        "the images of the batch; N = B h w values per channel). The op's tensors are "
+        "[pixel][channel] with ch channels and n / ch pixels. Statistics: 8 bytes per "
+        "channel, FP32 sum then FP32 sum of squares (little-endian), channel j at +8j. "
+        "Gradient sums: FP16 (the accumulator format) d_gamma of the ch channels, then d_beta "
+        "of the ch channels. gamma, beta: FP8 in wgt at pa, pa + ch. All arithmetic is FP32 "
+        "with RNE after every operation, in the order written. norm_stat (a, o): per channel, "
+        "pixels in order, s = s + x, q = q + x x (exact). Derived per channel: mean = s / N; "
+        "var = max((q / N) - (mean mean), 0); rstd = 1 / sqrt(var + eps), eps = FP32(1e-5), "
+        "sqrt and division correctly rounded; xh = (x - mean) rstd. norm_fwd (a = x, b = "
+        "statistics, o): o = (xh gamma) + beta, rounded by the SRU. norm_bwd_stat (a = dy, b = "
+        "x, c = statistics, o = gradient sums): per channel, starting from the FP16 sums at o, "
+        "pixels in order, sg = sg + (dy xh), sb = sb + dy in FP32, each written back once per "
+        "op as FP16 (RNE). norm_bwd (a = dy, b = statistics followed by the gradient sums, "
+        "c = x, o): dx = (gamma rstd) ((dy - sb / N) - (xh (sg / N))), rounded by the SRU. "
+        "The *_bwd ops of a skipped image are not issued (its error is zero). Running "
+        "statistics are not kept on chip: the program stores each batch's sums to DRAM.",
     ),
     OpSpec(
         0x51,

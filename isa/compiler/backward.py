@@ -224,7 +224,7 @@ class BackwardLowering(BlockBuilder):
             )
             e.persistent_load(loads, ("sfu",))
             e.setr(TMP_O, sums)
-            self.sfu_zero(desc, TMP_O, 2 * cn, "clear gradient sums")
+            self.sfu_zero(desc, TMP_O, 2 * cn, "clear gradient sums", esz=2)
             for pass_ in ("norm_bwd_stat", "norm_bwd"):
                 nslots = e.begin_slots(t.slot_bases(cfg, ("err", "act")))
 
@@ -259,6 +259,8 @@ class BackwardLowering(BlockBuilder):
                                 ("act", SLOT["act"]),
                                 ("err", TMP_O),
                                 cn * pix,
+                                c=("err", ZERO),
+                                ch=cn,
                             ),
                         ]
                         e.step(loads, comp, [])
@@ -273,6 +275,8 @@ class BackwardLowering(BlockBuilder):
                             ("err", ZERO),
                             ("err", TMP_O),
                             cn * pix,
+                            c=("act", SLOT["act"]),
+                            ch=cn,
                         ),
                     ]
                     stores = self.channels("dma.st", "err", SLOT["err"], o, BASE_C, c, pix, c0, cn)

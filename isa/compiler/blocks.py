@@ -46,6 +46,8 @@ class BlockBuilder(GraphPlan):
             c, h, w = chw(layer.in_shape)
             k = chw(layer.out_shape)[0]
             kh, kw, st, pad, groups = 1, 1, 1, 0, 1
+            if kind == "norm":  # the statistics' count: B h w values per channel
+                groups = self.batch
             if layer.kind in ("maxpool", "avgpool"):
                 _, oh, ow = chw(layer.out_shape)
                 if layer.kernel is not None:
@@ -163,7 +165,12 @@ class BlockBuilder(GraphPlan):
         o: tuple[str, int],
         n: int,
         note: str = "",
+        c: tuple[str, int] = ("act", 0),
+        pa: int = 0,
+        ch: int = 0,
+        esz: int = 0,
     ) -> Op:
+        """`c`, `pa`, `ch`: the batch-norm operands (isa.spec `sfu`); `esz`: zero's width."""
         return self.e.make(
             "sfu",
             note=note,
@@ -177,10 +184,16 @@ class BlockBuilder(GraphPlan):
             ro=o[1],
             rimg=IMG,
             n=n,
+            bufc=buf_code(c[0]),
+            rc=c[1],
+            pa=pa,
+            ch=ch,
+            esz=esz,
         )
 
-    def sfu_zero(self, desc: int, ro: int, n: int, note: str, sg: int = 0) -> None:
-        """Clear n elements of the error buffer at register ro (accumulators, statistics)."""
+    def sfu_zero(self, desc: int, ro: int, n: int, note: str, sg: int = 0, esz: int = 0) -> None:
+        """Clear n elements (`esz` bytes each, 0: the descriptor's default) of the error
+        buffer at register ro (accumulators, statistics)."""
         self.e.emit(
             "sfu",
             sg=sg,
@@ -194,6 +207,11 @@ class BlockBuilder(GraphPlan):
             ro=ro,
             rimg=IMG,
             n=n,
+            bufc=0,
+            rc=0,
+            pa=0,
+            ch=0,
+            esz=esz,
             note=note,
         )
 

@@ -183,7 +183,7 @@ class ForwardLowering(BlockBuilder):
             fused = [(f, self.descriptor(f, f.kind)) for f in chain]
         if bn is not None:
             bn_desc = self.descriptor(bn, "norm")
-            self.sfu_zero(bn_desc, ZERO, 2 * sh.k, "clear statistics of " + bn.name)
+            self.sfu_zero(bn_desc, ZERO, 2 * sh.k, "clear statistics of " + bn.name, esz=4)
         slot_bases = t.slot_bases(cfg, ("act", "msk") if gated else ("act",))
         nslots = e.begin_slots(slot_bases)
         cload = sh.c if c_off is None else t.kn // sh.kg * sh.cg
@@ -224,7 +224,19 @@ class ForwardLowering(BlockBuilder):
                 if norm is not None:  # normalise (+ add, ReLU) the whole image in place
                     n = sh.h * sh.w * sh.c
                     slot = ("act", SLOT["act"])
-                    comp.append(self.sfu("norm_fwd", norm_desc, slot, ("err", FG_OFF), slot, n))
+                    comp.append(
+                        self.sfu(
+                            "norm_fwd",
+                            norm_desc,
+                            slot,
+                            ("err", FG_OFF),
+                            slot,
+                            n,
+                            pa=align(t.persistent["wgt"]),
+                            ch=sh.c,
+                            note=f"normalise {norm.name}",
+                        )
+                    )
                     for f, fdesc in fused:
                         b = ("act", ZERO)
                         if f.kind == "add":  # the residual operand, after the accumulators
@@ -245,7 +257,7 @@ class ForwardLowering(BlockBuilder):
                 if lagged:  # statistics of the previous image's output (other slot)
                     stat_prev = self.sfu(
                         "norm_stat", bn_desc, ("act", TMP_D), ("err", ZERO), ("err", ZERO),
-                        outs, note=f"statistics of {bn.name} (previous image)",
+                        outs, note=f"statistics of {bn.name} (previous image)", ch=sh.k,
                     )  # fmt: skip
                     comp += [
                         e.make("xorr", rd=TMP_D, rs=SLOT["act"], imm=e.slot_toggle["act"]),
@@ -319,6 +331,7 @@ class ForwardLowering(BlockBuilder):
                             ("err", ZERO),
                             t.pn * sh.ow * sh.k,
                             note=f"statistics of {bn.name}",
+                            ch=sh.k,
                         )
                     )
                 # BASE_B points at output channel k0, BASE_C at the tile's first gate group
@@ -372,7 +385,7 @@ class ForwardLowering(BlockBuilder):
             e.addr(TMP_D, TMP_D, xb)
             last = self.sfu(
                 "norm_stat", bn_desc, ("act", TMP_D), ("err", ZERO), ("err", ZERO), outs,
-                note=f"statistics of {bn.name} (last image)",
+                note=f"statistics of {bn.name} (last image)", ch=sh.k,
             )  # fmt: skip
             last.wt = STAT
             e.place(last)
@@ -517,7 +530,7 @@ class ForwardLowering(BlockBuilder):
                 )
             e.persistent_load(loads, ("sfu",))
             if not stats_done:
-                self.sfu_zero(desc, ZERO, 2 * cn, "clear statistics")
+                self.sfu_zero(desc, ZERO, 2 * cn, "clear statistics", esz=4)
             for pass_ in ("norm_fwd",) if stats_done else ("norm_stat", "norm_fwd"):
                 nslots = e.begin_slots(t.slot_bases(cfg, ("act",)))
 
@@ -533,6 +546,7 @@ class ForwardLowering(BlockBuilder):
                                 ("err", ZERO),
                                 ("err", ZERO),
                                 cn * pix,
+                                ch=cn,
                             )
                         )
                         e.step(loads, comp, [])
@@ -551,6 +565,7 @@ class ForwardLowering(BlockBuilder):
                             ("err", ZERO),
                             ("act", TMP_O),
                             cn * pix,
+                            ch=cn,
                         )
                     )
                     for f, fdesc in fused:  # in place on the output tile

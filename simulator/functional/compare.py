@@ -13,14 +13,34 @@ import torch
 from isa.compiler import CompiledProgram, compile_graph
 from simulator.config import HardwareConfig, load_config
 from simulator.functional.executor import Executor
-from simulator.functional.loader import fp8_codes, load, mac_weights, read_weights
+from simulator.functional.loader import (
+    fp8_codes,
+    load,
+    mac_weights,
+    norm_params,
+    read_region,
+    read_weights,
+)
 from simulator.functional.reference import Numerics, Reference, schedule_from_program
 from simulator.functional.state import Machine, Modes
 from simulator.numerics import decode, encode
 from workloads.graph import LayerGraph, extract_graph
 
 SUPPORTED_KINDS = frozenset(
-    {"input", "conv", "fc", "relu", "maxpool", "add", "flatten", "identity", "dropout", "output"}
+    {
+        "input",
+        "conv",
+        "fc",
+        "relu",
+        "maxpool",
+        "avgpool",
+        "batchnorm",
+        "add",
+        "flatten",
+        "identity",
+        "dropout",
+        "output",
+    }
 )
 
 
@@ -42,6 +62,7 @@ class Step:
     machine: Machine | None = None
     executed: int = 0
     seconds: float = 0.0
+    norms: dict[str, np.ndarray] | None = None  # batch norms' float32 (2, C) gamma, beta
 
 
 def config_for(rounding: str, config: str = "ref28") -> HardwareConfig:
@@ -84,6 +105,11 @@ def prepare_model(
             f"model {name}: layer kinds {', '.join(missing)} are not modelled by the functional "
             "simulator and its reference yet (docs/functional.md)"
         )
+    if any(la.kind == "conv" and la.groups > 1 for la in graph.layers):
+        raise VerifyError(
+            f"model {name}: grouped (depthwise) convolutions are not modelled by the functional "
+            "simulator yet (docs/functional.md)"
+        )
     prog = compile_graph(graph, cfg, batch)
     data = load_digits(shape)
     if batch > len(data.labels):
@@ -97,6 +123,7 @@ def prepare_model(
         mac_weights(model, graph),
         data.images[idx],
         data.labels[idx].astype(np.int64),
+        norms=norm_params(model, graph),
     )
 
 
@@ -107,7 +134,10 @@ def execute(
     `record_bits` keeps the SRU random word of every stored result (`Machine.bits`)."""
     m = Machine.create(step.cfg, step.prog.memmap.top, record_bits)
     m.forced_modes = modes or Modes()
-    load(m, step.prog, step.graph, step.weights, step.images, step.labels, gate_threshold)
+    load(
+        m, step.prog, step.graph, step.weights, step.images, step.labels, gate_threshold,
+        step.norms,
+    )  # fmt: skip
     ex = Executor(m)
     t0 = time.perf_counter()
     step.executed = ex.run(step.prog.instructions)
@@ -123,22 +153,37 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def float32_grads(
-    step: Step, w8: dict[str, torch.Tensor], x8: torch.Tensor, labels: np.ndarray
+    step: Step,
+    w8: dict[str, torch.Tensor],
+    x8: torch.Tensor,
+    labels: np.ndarray,
+    n8: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Weight gradients of plain float32 autograd, MSE against one-hot (sum over the batch),
-    from the FP8 weights and inputs; biases are zero (the chip has none)."""
+    """Weight gradients of plain float32 autograd (batch norms in training mode, batch
+    statistics), MSE against one-hot (sum over the batch), from the FP8 weights and inputs;
+    biases are zero (the chip has none) except the batch norms' beta. A batch norm's entry is
+    its (2, C) gamma and beta gradients."""
     model = step.model
+    n8 = n8 or {}
+    model.train()
     with torch.no_grad():
         for name, w in w8.items():
             model.get_submodule(name).weight.copy_(w)
         for mod in model.modules():
             if getattr(mod, "bias", None) is not None:
                 mod.bias.zero_()
+        for name, gb in n8.items():
+            model.get_submodule(name).weight.copy_(gb[0])
+            model.get_submodule(name).bias.copy_(gb[1])
     model.zero_grad()
     y = model(x8)
     t = torch.nn.functional.one_hot(torch.as_tensor(labels), y.shape[1]).float()
     (0.5 * ((y - t) ** 2).sum()).backward()
-    return {n: model.get_submodule(n).weight.grad.numpy().copy() for n in w8}
+    out = {n: model.get_submodule(n).weight.grad.numpy().copy() for n in w8}
+    for n in n8:
+        mod = model.get_submodule(n)
+        out[n] = np.stack([mod.weight.grad.numpy(), mod.bias.grad.numpy()])
+    return out
 
 
 MODE_FLAGS = {
@@ -181,7 +226,7 @@ def region_bits(step: Step) -> dict[str, torch.Tensor]:
     assert m is not None and m.bits is not None
     out = {}
     for name, reg in mm.regions.items():
-        if not name.startswith(("act:", "err:", "w:", "v:")):
+        if not name.startswith(("act:", "err:", "w:", "v:", "bn:", "bnv:")):
             continue
         raw = torch.from_numpy(m.bits["dram"][reg.addr : reg.addr + reg.nbytes].astype(np.int64))
         if reg.batched and len(reg.shape) == 3:
@@ -190,6 +235,28 @@ def region_bits(step: Step) -> dict[str, torch.Tensor]:
         elif reg.batched:
             raw = raw.reshape(-1, *reg.shape)
         out[name] = raw
+    # norm_fwd results (per image, channel tiles in order): "norm:L", (B, h, w, C)
+    per: dict[str, dict[int, list[np.ndarray]]] = {}
+    for pc, img, ch, words in m.norm_words:
+        ann = step.prog.annotations[pc]
+        note = ann.get("note", "")
+        name = note[len("normalise ") :] if note.startswith("normalise ") else ann["layer"]
+        per.setdefault(name, {}).setdefault(img, []).append(words.reshape(-1, ch))
+    for name, imgs in per.items():
+        c, h, w = step.graph.layer(name).in_shape
+        out[f"norm:{name}"] = torch.from_numpy(
+            np.stack(
+                [np.concatenate(imgs[i], axis=1).reshape(h, w, c) for i in sorted(imgs)]
+            ).astype(np.int64)
+        )
+    # a fused add's results reach DRAM as the ReLU's after it (ReLU keeps the words)
+    for name in mm.on_chip:
+        la = step.graph.layer(name[4:]) if name.startswith("act:") else None
+        if la is None or la.kind != "add":
+            continue
+        cons = [x for x in step.graph.layers if la.name in x.inputs]
+        if len(cons) == 1 and cons[0].kind == "relu" and f"act:{cons[0].name}" in out:
+            out[name] = out[f"act:{cons[0].name}"]
     return out
 
 
@@ -210,6 +277,9 @@ def verify_step(step: Step, modes: Modes | None = None, gate_threshold: float = 
     codes0 = {n: fp8_codes(w, fmt) for n, w in step.weights.items()}
     w0 = {n: torch.from_numpy(decode(c, fmt)) for n, c in codes0.items()}
     x8 = torch.from_numpy(decode(fp8_codes(step.images, fmt), fmt))
+    n8 = {
+        n: torch.from_numpy(decode(fp8_codes(gb, fmt), fmt)) for n, gb in (step.norms or {}).items()
+    }
     classes = prog.memmap["target"].shape[0]
     t8 = torch.nn.functional.one_hot(torch.as_tensor(step.labels), classes).float()
     tc = cfg.tensor_core
@@ -244,9 +314,10 @@ def verify_step(step: Step, modes: Modes | None = None, gate_threshold: float = 
         gs_threshold=m.gs_threshold,
         gs_criterion=m.gs_criterion,
         bits=region_bits(step) if stochastic else None,
+        norms8=n8,
     )
     ref_s = time.perf_counter() - t0
-    f32 = float32_grads(step, w0, x8, step.labels)
+    f32 = float32_grads(step, w0, x8, step.labels, n8)
     sim_w = read_weights(m, prog, graph, shapes)
     layers, ok = [], True
     for name in shapes:
@@ -263,6 +334,21 @@ def verify_step(step: Step, modes: Modes | None = None, gate_threshold: float = 
             "zero_weights": int(np.count_nonzero(sim_w[name] == 0)),
             "cos_sim_update_vs_f32": _cos(v, f32[name]),
             "cos_ref_fp16_grad_vs_f32": _cos(g16, f32[name]),
+        })  # fmt: skip
+    for name, gb in n8.items():  # batch norms: gamma | beta, updated on chip by sgd
+        sim = read_region(m, prog, f"bn:{name}")
+        ref_codes = encode(ref.norm_out[name].contiguous().numpy(), fmt).reshape(-1)
+        mism = int(np.count_nonzero(ref_codes != sim))
+        ok &= mism == 0
+        v = decode(read_region(m, prog, f"bnv:{name}"), fmt)
+        layers.append({
+            "layer": name,
+            "weights": int(sim.size),
+            "mismatched_codes": mism,
+            "changed_codes": int(np.count_nonzero(sim != fp8_codes(gb.numpy(), fmt).reshape(-1))),
+            "zero_weights": int(np.count_nonzero(sim == 0)),
+            "cos_sim_update_vs_f32": _cos(v, f32[name]),
+            "cos_ref_fp16_grad_vs_f32": _cos(ref.norm_grads[name].numpy(), f32[name]),
         })  # fmt: skip
     return {
         "model": model_name,

@@ -76,6 +76,7 @@ class Executor:
                 loops.append([pc + 1, pc + ins["end"], ins["count"]])
             else:
                 try:
+                    self.m.pc = pc
                     self.step(ins)
                 except FunctionalError as exc:
                     raise FunctionalError(f"instruction {pc} ({ins.op}): {exc}") from None

@@ -61,6 +61,19 @@ def mac_weights(model: torch.nn.Module, graph: LayerGraph) -> dict[str, np.ndarr
     return out
 
 
+def norm_params(model: torch.nn.Module, graph: LayerGraph) -> dict[str, np.ndarray]:
+    """float32 (2, C) gamma and beta of every batch norm (its running statistics are not on
+    the chip)."""
+    out = {}
+    for layer in graph.layers:
+        if layer.kind == "batchnorm":
+            mod = model.get_submodule(layer.name)
+            out[layer.name] = np.stack(
+                [mod.weight.detach().numpy(), mod.bias.detach().numpy()]
+            ).astype(np.float32)
+    return out
+
+
 def load(
     m: Machine,
     prog: CompiledProgram,
@@ -69,8 +82,10 @@ def load(
     images: np.ndarray,
     labels: np.ndarray,
     gate_threshold: float = 0.0,
+    norms: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write weights (FP8, RNE), zero momentum, full group maps, gate thresholds, the images
+    """Write weights (FP8, RNE), zero momentum, full group maps, gate thresholds, batch-norm
+    gamma and beta (`norms`, (2, C) float32; default 1 and 0) with zero momentum, the images
     ([row][col][c] FP8) and one-hot targets into `m.dram`."""
     fmt = m.cfg.tensor_core.operand_format
     mm = prog.memmap
@@ -100,6 +115,15 @@ def load(
                 m.cfg.cgu.threshold_format,
             )
             put(f"thr:{name}", t.astype("<u2"))
+    for name in mm.regions:
+        if name.startswith("bn:"):
+            layer = name[3:]
+            c = mm[name].nbytes // 2
+            gb = (norms or {}).get(layer)
+            if gb is None:
+                gb = np.stack([np.ones(c, np.float32), np.zeros(c, np.float32)])
+            put(name, fp8_codes(np.asarray(gb, np.float32).reshape(2, c), fmt))
+            put(f"bnv:{layer}", np.zeros(2 * c, np.uint8))
     put("act:x", fp8_codes(np.transpose(images, (0, 2, 3, 1)), fmt))
     classes = mm["target"].shape[0]
     onehot = np.zeros((b, classes), np.float32)

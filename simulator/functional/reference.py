@@ -240,6 +240,80 @@ class Reference:
         kh, kw = layer.kernel
         return tfn.unfold(x, (kh, kw), padding=layer.padding[0], stride=layer.stride[0])
 
+    # -- batch norm and average pooling (the SFU's definitions in isa.spec `sfu`, re-written)
+    @staticmethod
+    def _running(start: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """start + rows[0] + rows[1] + ... in float32, one addition at a time."""
+        acc = start.float().clone()
+        for row in rows.float():
+            acc = acc + row
+        return acc
+
+    @staticmethod
+    def _bn_scale(s: torch.Tensor, q: torch.Tensor, count: int):
+        cnt = torch.tensor(float(count), dtype=torch.float32)
+        mean = s / cnt
+        var = torch.clamp(q / cnt - mean * mean, min=0.0)
+        rstd = 1.0 / torch.sqrt(var + torch.tensor(1e-5, dtype=torch.float32))
+        return mean, rstd
+
+    def bn_fwd(self, x: torch.Tensor, gb: torch.Tensor, bits=None):
+        """x (B, C, H, W) FP8 values, gb (2, C) gamma, beta: the FP8 output and (mean, rstd)
+        of the batch's statistics (sums over images, then pixels row-major)."""
+        b, c, h, w = x.shape
+        rows = x.float().permute(0, 2, 3, 1).reshape(-1, c)
+        zero = torch.zeros(c, dtype=torch.float32)
+        s, q = self._running(zero, rows), self._running(zero, rows * rows)
+        mean, rstd = self._bn_scale(s, q, b * h * w)
+        xh = (x.float() - mean[:, None, None]) * rstd[:, None, None]
+        y = xh * gb[0][:, None, None] + gb[1][:, None, None]
+        return self.q8(y, "act", bits), (mean, rstd)
+
+    def bn_bwd(self, dy, x, gb, stats, keep, bits=None):
+        """The FP8 data gradient and the FP16 gradient sums (2, C) of gamma and beta: per
+        image (one SFU op each) a float32 running sum from the FP16 value, rounded to FP16."""
+        b, c, h, w = x.shape
+        mean, rstd = stats
+        cnt = torch.tensor(float(b * h * w), dtype=torch.float32)
+        dy = dy.float()
+        xh = (x.float() - mean[:, None, None]) * rstd[:, None, None]
+        sg = torch.zeros(c, dtype=torch.float32)
+        sb = torch.zeros(c, dtype=torch.float32)
+        for i in range(b):
+            if not keep[i]:
+                continue  # a skipped image's error is zero
+            d = dy[i].permute(1, 2, 0).reshape(-1, c)
+            p = (dy[i] * xh[i]).permute(1, 2, 0).reshape(-1, c)
+            sg = quantize_torch(self._running(sg, p), self.num.accumulator, "rne") + 0.0
+            sb = quantize_torch(self._running(sb, d), self.num.accumulator, "rne") + 0.0
+        k = (gb[0] * rstd)[:, None, None]
+        dx = k * ((dy - (sb / cnt)[:, None, None]) - xh * (sg / cnt)[:, None, None])
+        return self.q8(dx, "err", bits), torch.stack([sg, sb])
+
+    @staticmethod
+    def _pool_geom(la, x: torch.Tensor):
+        if la.kernel is not None:
+            return tuple(la.kernel), la.stride[0], la.padding[0]
+        oh = la.out_shape[1]
+        k = x.shape[2] // oh
+        return (k, x.shape[3] // la.out_shape[2]), k, 0
+
+    def avgpool_fwd(self, x: torch.Tensor, la, bits=None) -> torch.Tensor:
+        """Window sums exact (float64 holds them), quotient by kh kw in float64, then FP8."""
+        (kh, kw), st, pad = self._pool_geom(la, x)
+        b, c = x.shape[:2]
+        win = tfn.unfold(x.double(), (kh, kw), padding=pad, stride=st)
+        mean = win.reshape(b, c, kh * kw, -1).sum(dim=2) / (kh * kw)
+        return self.q8(mean.reshape(b, c, *la.out_shape[1:]), "act", bits)
+
+    def avgpool_bwd(self, e: torch.Tensor, x: torch.Tensor, la, bits=None) -> torch.Tensor:
+        (kh, kw), st, pad = self._pool_geom(la, x)
+        b, c = x.shape[:2]
+        share = (e.double() / (kh * kw)).reshape(b, c, 1, -1).expand(b, c, kh * kw, -1)
+        dx = tfn.fold(share.reshape(b, c * kh * kw, -1), x.shape[2:], (kh, kw), padding=pad,
+                      stride=st)  # fmt: skip
+        return self.q8(dx, "err", bits)
+
     # -- the step
     def run(
         self,
@@ -251,12 +325,21 @@ class Reference:
         gs_criterion: str = "correct_and_confident",
         v8: dict[str, torch.Tensor] | None = None,
         bits: dict[str, torch.Tensor] | None = None,
+        norms8: dict[str, torch.Tensor] | None = None,
     ):
         """Returns (updated FP8 weight values, FP16 gradient values, activations, errors).
 
         `bits`: random words per tensor for stochastic streams, keyed "act:L", "err:L" (the
-        chip's per-image [row][col][channel] order) and "w:L", "v:L" ([k][tap][c])."""
+        chip's per-image [row][col][channel] order) and "w:L", "v:L" ([k][tap][c]), "bn:L", "bnv:L".
+        `norms8`: FP8 gamma and beta (2, C) of every batch norm; their updated values and FP16
+        gradient sums go to `self.norm_out`, `self.norm_grads`."""
         bits = bits or {}
+        norms8 = norms8 or {}
+
+        def nchw_bits(key: str):
+            t = bits.get(key)
+            return None if t is None or t.dim() != 4 else t.permute(0, 3, 1, 2)
+
         acts: dict[str, torch.Tensor] = {}
         side: dict[str, torch.Tensor] = {}
         layers = {la.name: la for la in self.g.layers}
@@ -290,6 +373,11 @@ class Reference:
                 ab = bits.get(f"act:{la.name}")
                 ab = None if ab is None else ab.permute(0, 3, 1, 2)
                 acts[la.name] = self.q8(x + acts[real(la.inputs[1])], "act", ab)
+            elif la.kind == "batchnorm":
+                y, side[la.name] = self.bn_fwd(x, norms8[la.name], nchw_bits(f"norm:{la.name}"))
+                acts[la.name] = y
+            elif la.kind == "avgpool":
+                acts[la.name] = self.avgpool_fwd(x, la, nchw_bits(f"act:{la.name}"))
             elif la.kind == "maxpool":
                 b, c = x.shape[:2]
                 win = self._windows(x, la).reshape(b, c, la.kernel[0] * la.kernel[1], -1)
@@ -333,6 +421,7 @@ class Reference:
             keep = ~(conf & (correct | (gs_criterion == "confident")))
         self.keep = keep  # images whose BP and WU run
         grads: dict[str, torch.Tensor] = {}
+        norm_grads: dict[str, torch.Tensor] = {}
         for la in reversed(self.g.layers):
             if la.kind in ALIAS or la.kind == "input" or la.name not in parts:
                 continue
@@ -361,6 +450,17 @@ class Reference:
             elif la.kind == "add":  # the inputs' errors are the add's (shared storage)
                 for i in la.inputs:
                     put(real(i), la.name, e)
+            elif la.kind == "batchnorm":
+                eb = ebits(src, la.name)
+                eb = None if eb is None else eb.permute(0, 3, 1, 2)
+                dx, norm_grads[la.name] = self.bn_bwd(
+                    e, x, norms8[la.name], side[la.name], keep, eb
+                )
+                put(src, la.name, dx)
+            elif la.kind == "avgpool":
+                eb = ebits(src, la.name)
+                eb = None if eb is None else eb.permute(0, 3, 1, 2)
+                put(src, la.name, self.avgpool_bwd(e, x, la, eb))
             elif la.kind == "maxpool":
                 b, c = x.shape[:2]
                 taps = la.kernel[0] * la.kernel[1]
@@ -394,6 +494,16 @@ class Reference:
             new_w[name] = self.torch_layout(la, wn, w8[name].shape)
             new_v[name] = self.torch_layout(la, v, w8[name].shape)
         self.momentum_out = new_v
+        self.norm_out, self.norm_mom, self.norm_grads = {}, {}, norm_grads
+        for name, g in norm_grads.items():  # sgd on [gamma | beta], as on the chip
+            wc = norms8[name].float().reshape(-1)
+            t = (self._f32(self.mom) * torch.zeros_like(wc) + g.reshape(-1)) + self._f32(
+                self.wd
+            ) * wc
+            v = self.q8(t, "mom", bits.get(f"bnv:{name}"))
+            wn = self.q8(wc - self._f32(self.lr) * v, "wgt", bits.get(f"bn:{name}"))
+            self.norm_out[name] = wn.reshape(2, -1)
+            self.norm_mom[name] = v.reshape(2, -1)
         return new_w, grads, acts, err
 
     # -- layout helpers

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.functional.norm import NORM_OPS, Norm
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor, FunctionalError, Machine
 from simulator.numerics import decode
@@ -23,6 +24,7 @@ class SFU:
         self.m, self.srus = m, srus
         self.fmt = m.cfg.tensor_core.operand_format
         self.accf = m.cfg.tensor_core.accumulator_format
+        self.norm = Norm(m, self)
 
     def _vals(self, buf: str, addr: int, n: int) -> np.ndarray:
         return decode(self.m.view(buf, addr, n).copy(), self.fmt).astype(np.float64)
@@ -40,8 +42,8 @@ class SFU:
         if (name in BWD_OPS or (name == "add" and bufo == "err")) and m.skipped(img):
             return  # BP work of a skipped image is not issued
         if name == "zero":
-            # the accumulators of a conv/fc descriptor are FP16 (2 bytes each)
-            width = 2 if d is not None and d.kind in ("conv", "fc") else 1
+            # esz bytes each; 0: FP16 accumulators (2 bytes) of a conv/fc descriptor, else 1
+            width = a.get("esz", 0) or (2 if d is not None and d.kind in ("conv", "fc") else 1)
             m.view(bufo, ro, width * n)[:] = 0
             return
         if name == "copy":
@@ -61,6 +63,9 @@ class SFU:
         if name == "loss_mse":
             self._write(bufo, ro, self._vals(bufa, ra, n) - self._vals(bufb, rb, n))
             return
+        if name in NORM_OPS:
+            self.norm.op(name, a, d, (bufa, bufb, bufo, BUFS[a.get("bufc", 0)]))
+            return
         if name in ("maxpool_fwd", "maxpool_bwd", "avgpool_fwd", "avgpool_bwd"):
             if d is None:
                 raise FunctionalError(f"sfu {name}: no layer descriptor")
@@ -75,14 +80,29 @@ class SFU:
         cn = n // (pin if fwd else pout)
         if cn * (pin if fwd else pout) != n:
             raise FunctionalError(f"sfu {name}: n={n} is not whole channels of the window grid")
+        tiled = d.stride == d.kh == d.kw and d.pad == 0 and d.h == oh * d.kh and d.w == ow * d.kw
         win = []  # per tap: (valid (oh, ow), input row, input col)
-        for ty in range(d.kh):
+        for ty in range(0 if tiled and name.startswith("max") else d.kh):
             for tx in range(d.kw):
                 iy = np.arange(oh) * d.stride - d.pad + ty
                 ix = np.arange(ow) * d.stride - d.pad + tx
                 ok = ((iy >= 0) & (iy < d.h))[:, None] & ((ix >= 0) & (ix < d.w))[None, :]
                 win.append((ok, np.clip(iy, 0, d.h - 1), np.clip(ix, 0, d.w - 1)))
-        if name == "maxpool_fwd":
+        if name == "maxpool_fwd" and tiled:
+            # windows tile the input: the taps are a reshape (tap ty kw + tx), nothing padded
+            x = self._vals(bufa, ra, n).reshape(oh, d.kh, ow, d.kw, cn)
+            stack = x.transpose(1, 3, 0, 2, 4).reshape(d.taps, oh, ow, cn)
+            arg = np.argmax(stack, axis=0)  # first maximum in tap order
+            self._write(bufo, ro, np.max(stack, axis=0))
+            m.view(bufb, rb, arg.size)[:] = arg.reshape(-1).astype(np.uint8)
+        elif name == "maxpool_bwd" and tiled:
+            e = self._vals(bufa, ra, n).reshape(oh, ow, cn)
+            arg = m.view(bufb, rb, n).reshape(oh, ow, cn)
+            taps = np.arange(d.taps).reshape(d.kh, d.kw, 1, 1, 1)
+            out = np.where(arg[None, None] == taps, e[None, None], 0.0) + 0.0  # one input each
+            out = out.transpose(2, 0, 3, 1, 4).reshape(d.h, d.w, cn)
+            self._write(bufo, ro, out)
+        elif name == "maxpool_fwd":
             x = self._vals(bufa, ra, n).reshape(d.h, d.w, cn)
             stack = np.stack([np.where(ok[..., None], x[iy][:, ix], -np.inf) for ok, iy, ix in win])
             arg = np.argmax(stack, axis=0)  # first maximum in tap order

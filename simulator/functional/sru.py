@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.functional.state import FunctionalError, Machine
-from simulator.numerics import STOCHASTIC, encode, quantize
+from simulator.functional.tree import acc_encode
+from simulator.numerics import STOCHASTIC, quantize
 from simulator.numerics.random_sources import LFSRSource, RandomSource, Xorshift32Source
 
 
@@ -66,4 +67,4 @@ class SRUs:
         if dest is not None and m is not None and m.bits is not None:
             m.bits[dest[0]][dest[1] : dest[1] + flat.size] = 0 if bits is None else bits
         q = q + np.asarray(0.0, q.dtype)  # one zero: the SRU writes +0
-        return encode(q, self.fmt).reshape(np.shape(values))
+        return acc_encode(q, self.fmt).reshape(np.shape(values))

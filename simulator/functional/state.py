@@ -84,6 +84,10 @@ class Machine:
     # with `record_bits`: per byte of DRAM and of each buffer, the SRU random word that
     # produced it (moved along by the DMA), so a reference can round with the same bits
     bits: dict[str, np.ndarray] | None = None
+    # with `record_bits`: (pc, image, ch, words) of every norm_fwd, whose rounded results
+    # may be rounded again on chip (a fused add) before they reach DRAM
+    norm_words: list = field(default_factory=list)
+    pc: int = 0  # the instruction being executed
 
     @classmethod
     def create(cls, cfg: HardwareConfig, dram_bytes: int, record_bits: bool = False) -> Machine:

@@ -4,32 +4,45 @@
 s = 0..S-1 of `simulator.numerics.dot_product.dot_product_step` (mode `tree`): the dp_width
 exact products A[p, s, :] x B[k, s, :] and the accumulator are truncated onto one grid
 2**(E_max - align_bits), summed exactly, and rounded once into the accumulator format. It is
-the same rule, written as one compiled loop nest instead of one numpy call per step, so a tile
-costs no Python per MAC. `tests/simulator/functional/test_tree.py` checks it against
-`dot_product_step` bit for bit.
+the same rule, written as compiled loop nests instead of one numpy call per step, so a tile
+costs no Python per MAC. `tests/simulator/functional/test_tree.py` and `test_tree_fast.py`
+check it against `dot_product_step` bit for bit, and the two kernels against each other.
 
 A step whose products are all zero leaves the accumulator unchanged (rounding a value already
 in the format is the identity in every mode), so zero padding and skipped zero operands cost
-nothing here and change nothing; the kernel compacts A's nonzero operands per step. A step
-whose operands cannot reach below the grid (bounded from the largest slots and smallest LSBs
-of A's and B's operands) is summed exactly in one pass, which is what the tree computes there.
-The accumulator lives as an integer significand and exponent between steps.
+nothing here and change nothing.
+
+Two kernels. `_tree_rne` (RNE per step, align_bits from the accumulator's width to 49: the
+chip) works on float64 values, vectorised over the outputs k of a row: a step on which no
+addend can fall below the grid (bounds from the largest slots and smallest LSBs of the step's
+A and B operands and the accumulator's magnitude) is the exact float64 sum rounded once on
+its bit pattern; any other step runs the integer rule (`_step_exact`). `_tree` (any
+deterministic rounding, any align_bits) keeps the accumulator as an integer significand and
+exponent and runs the integer rule on every step, with a one-pass exact sum where the grid
+cannot be reached. B can be decoded once (`prepare_operand`) and reused across calls.
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
+from numba.core import types
+from numba.extending import intrinsic
 
-from simulator.numerics import decode, get_format
+from simulator.numerics import decode, encode, get_format
 from simulator.numerics._kernels import decide
 
 # Tiles with at least this many products use every numba thread (smaller ones stay on one).
-PARALLEL_MACS = 1 << 21
+# No VGG-7 tile reaches it (the largest has 4.7M): on the shared 2-core machine a parallel
+# launch of the tile kernel made the whole step 3-6x slower whenever other jobs held a core
+# (a launch waits for its slowest thread), and the kernel is a quarter of the step.
+PARALLEL_MACS = 1 << 24
 ROUNDING_CODE = {"rne": 0, "rna": 1, "rtz": 2, "sr": 3, "sr_half": 4, "sr_corrected": 5}
 
 
@@ -49,6 +62,7 @@ def operand_tables(fmt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return sig, lsb.astype(np.int64), slot.astype(np.int64), sign
 
 
+@lru_cache(maxsize=8)
 def acc_params(fmt: str) -> tuple[int, int, int, float, int]:
     """(man_bits, emin, exponent of the grid below emin, largest value, saturate) of `fmt`."""
     f = get_format(fmt)
@@ -262,6 +276,30 @@ def _step_exact(x, a, b, sig, lsb, slot, sgn, align, mode, man, emin, low, emax_
     return math.ldexp(float(vs), ve) if vs != 0 else 0.0
 
 
+@intrinsic
+def _f2i(typingctx, x):
+    """The bits of a float64 as an int64 (a bitcast, vectorisable)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _i2f(typingctx, x):
+    """The float64 with the bits of an int64."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
 # 2**e for e in [-POW2_OFF, POW2_OFF): the fast path's bounds as exact powers of two
 POW2_OFF = 256
 
@@ -277,23 +315,12 @@ def fast_tables(fmt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return val, slotz, lsbz, pow2
 
 
-@njit(parallel=True, cache=True)
-def _tree_rne(A, B, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn, align, man, emin,
-              low, emax_f, maxbits, minbits, halfbits):  # fmt: skip
-    """RNE steps with an exact-sum fast path vectorised over the outputs k of a row p.
-
-    A step of output (p, k) takes the fast path when no addend can fall below the grid. With
-    hA, lA (hB, lB) the largest slot and smallest LSB of A's (B's) nonzero operands of the
-    step: span_A + span_B <= align (span = h - l) and the accumulator x is zero or has
-    2**(hA + hB - align + man) <= |x| < 2**(lA + lB + align) (its LSB on the grid of the
-    largest possible slot, its slot not lifting the grid above the products' LSBs). Then every
-    addend is a multiple of 2**(U - align) below 2**U (U the largest possible slot), so the
-    float64 sum is exact in any order, the tree truncates nothing, and the rule is one RNE of
-    that sum into the accumulator format (done on the float64 bits: no subnormals, saturating).
-    Other steps run the integer rule (`_step_exact`)."""
-    P, S, D = A.shape
-    K = B.shape[0]
-    # B as float64 (S, D, K), unit stride over k, and its per-(step, k) bounds
+@njit(cache=True)
+def _prep_b(B, val, slotz, lsbz, pow2):
+    """B (K, S, D) codes as float64 (S, D, K), unit stride over k, and per (step, k) its
+    operands' span (largest slot - smallest LSB; -4096 when all are zero), 2**largest slot
+    and 2**smallest LSB (0 and inf when all are zero: every bound passes)."""
+    K, S, D = B.shape
     Bv = np.empty((S, D, K), np.float64)
     Bspan = np.empty((S, K), np.float64)
     Bhi = np.empty((S, K), np.float64)
@@ -313,6 +340,25 @@ def _tree_rne(A, B, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn, al
                 Bspan[s, k] = float(h - lw)
                 Bhi[s, k] = pow2[h + POW2_OFF]
                 Blo[s, k] = pow2[lw + POW2_OFF]
+    return Bv, Bspan, Bhi, Blo
+
+
+@njit(parallel=True, cache=True)
+def _tree_rne(A, B, Bv, Bspan, Bhi, Blo, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot,
+              sgn, align, man, emin, low, emax_f, maxbits, minbits, halfbits):  # fmt: skip
+    """RNE steps with an exact-sum fast path vectorised over the outputs k of a row p.
+
+    A step of output (p, k) takes the fast path when no addend can fall below the grid. With
+    hA, lA (hB, lB) the largest slot and smallest LSB of A's (B's) nonzero operands of the
+    step: span_A + span_B <= align (span = h - l) and the accumulator x is zero or has
+    2**(hA + hB - align + man) <= |x| < 2**(lA + lB + align) (its LSB on the grid of the
+    largest possible slot, its slot not lifting the grid above the products' LSBs). Then every
+    addend is a multiple of 2**(U - align) below 2**U (U the largest possible slot), so the
+    float64 sum is exact in any order, the tree truncates nothing, and the rule is one RNE of
+    that sum into the accumulator format (done on the float64 bits: no subnormals, saturating).
+    Other steps run the integer rule (`_step_exact`)."""
+    P, S, D = A.shape
+    K = B.shape[0]
     db = np.int64(52) - man  # float64 fraction bits below the accumulator's significand
     rnd = (np.int64(1) << (db - 1)) - 1
     keep = ~((np.int64(1) << db) - 1)
@@ -337,55 +383,100 @@ def _tree_rne(A, B, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn, al
             sa = float(h - lw)
             fh = pow2[h - align + man + POW2_OFF]
             fl = pow2[lw + align + POW2_OFF]
-            for k in range(K):
-                t[k] = 0.0
-            for d in range(D):
-                av = val[A[p, s, d]]
-                if av != 0.0:
-                    for k in range(K):
-                        t[k] += av * Bv[s, d, k]
             nbad = np.int64(0)
-            for k in range(K):
-                xk = x[k]
-                ax = abs(xk)
-                ok = (sa + Bspan[s, k] <= fa) & (
-                    (xk == 0.0) | ((ax >= fh * Bhi[s, k]) & (ax < fl * Blo[s, k]))
-                )
-                b = np.int64(1) - np.int64(ok)
-                bad[k] = b
-                nbad += b
-                y[k] = xk + t[k]
-            yb = y.view(np.int64)
-            for k in range(K):
-                w = yb[k]
-                m = w & absm
-                r = (m + rnd + ((m >> db) & 1)) & keep
-                r = min(r, maxbits)
-                r = (minbits if m > halfbits else np.int64(0)) if m < minbits else r
-                yb[k] = (r | (w & ~absm)) if r != 0 else np.int64(0)
+            if D == 8:
+                # one pass over k: eight products, the bounds test and the rounding
+                a0, a1 = val[A[p, s, 0]], val[A[p, s, 1]]
+                a2, a3 = val[A[p, s, 2]], val[A[p, s, 3]]
+                a4, a5 = val[A[p, s, 4]], val[A[p, s, 5]]
+                a6, a7 = val[A[p, s, 6]], val[A[p, s, 7]]
+                for k in range(K):
+                    t0 = (a0 * Bv[s, 0, k] + a1 * Bv[s, 1, k]) + (
+                        a2 * Bv[s, 2, k] + a3 * Bv[s, 3, k]
+                    )
+                    t1 = (a4 * Bv[s, 4, k] + a5 * Bv[s, 5, k]) + (
+                        a6 * Bv[s, 6, k] + a7 * Bv[s, 7, k]
+                    )
+                    tk = t0 + t1
+                    xk = x[k]
+                    ax = abs(xk)
+                    ok = (sa + Bspan[s, k] <= fa) & (
+                        (xk == 0.0) | ((ax >= fh * Bhi[s, k]) & (ax < fl * Blo[s, k]))
+                    )
+                    b = np.int64(1) - np.int64(ok)
+                    bad[k] = b
+                    nbad += b
+                    w = _f2i(xk + tk)
+                    m = w & absm
+                    r = (m + rnd + ((m >> db) & 1)) & keep
+                    r = min(r, maxbits)
+                    r = (minbits if m > halfbits else np.int64(0)) if m < minbits else r
+                    y[k] = _i2f((r | (w & ~absm)) if r != 0 else np.int64(0))
+            else:
+                for k in range(K):
+                    t[k] = 0.0
+                for d in range(D):
+                    av = val[A[p, s, d]]
+                    if av != 0.0:
+                        for k in range(K):
+                            t[k] += av * Bv[s, d, k]
+                for k in range(K):
+                    xk = x[k]
+                    ax = abs(xk)
+                    ok = (sa + Bspan[s, k] <= fa) & (
+                        (xk == 0.0) | ((ax >= fh * Bhi[s, k]) & (ax < fl * Blo[s, k]))
+                    )
+                    b = np.int64(1) - np.int64(ok)
+                    bad[k] = b
+                    nbad += b
+                    w = _f2i(xk + t[k])
+                    m = w & absm
+                    r = (m + rnd + ((m >> db) & 1)) & keep
+                    r = min(r, maxbits)
+                    r = (minbits if m > halfbits else np.int64(0)) if m < minbits else r
+                    y[k] = _i2f((r | (w & ~absm)) if r != 0 else np.int64(0))
             if nbad != 0:
                 for k in range(K):
                     if bad[k] != 0 and active[p, k]:
                         y[k] = _step_exact(x[k], A[p, s], B[k, s], sig, lsb, slot, sgn, align,
                                            np.int64(0), man, emin, low, emax_f)  # fmt: skip
-            for k in range(K):
-                x[k] = y[k]
+            x, y = y, x
         for k in range(K):
             if active[p, k]:
                 acc[p, k] = x[k] + 0.0  # a zero is +0
 
 
+class PreparedB(NamedTuple):
+    """A streamed operand B (K, S, D) of `tree_accumulate`, decoded for the RNE kernel once
+    (the weights of a tile serve every image of the batch)."""
+
+    codes: np.ndarray
+    fmt: str
+    v: np.ndarray
+    span: np.ndarray
+    hi: np.ndarray
+    lo: np.ndarray
+
+
+def prepare_operand(B: np.ndarray, operand_format: str) -> PreparedB:
+    B = np.ascontiguousarray(B, dtype=np.uint8)
+    if B.ndim != 3:
+        raise ValueError(f"B {B.shape} must be (K, S, D)")
+    val, slotz, lsbz, pow2 = fast_tables(operand_format)
+    return PreparedB(B, operand_format, *_prep_b(B, val, slotz, lsbz, pow2))
+
+
 @lru_cache(maxsize=8)
 def _acc_bits(fmt: str) -> tuple[np.int64, np.int64, np.int64]:
     """float64 bit patterns of the largest value, the smallest normal and half of it."""
-    man, emin, _, maxv, _ = acc_params(fmt)
+    _, emin, _, maxv, _ = acc_params(fmt)
     b = np.array([maxv, 2.0**emin, 2.0 ** (emin - 1)]).view(np.int64)
     return b[0], b[1], b[2]
 
 
 def tree_accumulate(
     A: np.ndarray,
-    B: np.ndarray,
+    B: np.ndarray | PreparedB,
     acc: np.ndarray,
     *,
     operand_format: str,
@@ -407,13 +498,12 @@ def tree_accumulate(
     if align_bits < 1:
         raise ValueError("the functional tensor core models the tree (alignment_width_bits >= 1)")
     sig, lsb, slot, sgn = operand_tables(operand_format)
-    # narrow copies for the streamed operand: B is read once per output row, so its size in
-    # cache matters more than the widening (the kernel computes in int64)
-    sig8, sgn8 = sig.astype(np.int8), sgn.astype(np.int8)
-    lsb16, slot16 = lsb.astype(np.int16), slot.astype(np.int16)
     man, emin, low, maxv, _ = acc_params(accumulator_format)
+    prepared = B if isinstance(B, PreparedB) else None
+    if prepared is not None and prepared.fmt != operand_format:
+        raise ValueError(f"B was prepared for {prepared.fmt}, not {operand_format}")
     A = np.ascontiguousarray(A, dtype=np.uint8)
-    B = np.ascontiguousarray(B, dtype=np.uint8)
+    B = prepared.codes if prepared is not None else np.ascontiguousarray(B, dtype=np.uint8)
     if A.ndim != 3 or B.ndim != 3 or A.shape[1:] != B.shape[1:]:
         raise ValueError(f"A {A.shape} and B {B.shape} must be (P, S, D) and (K, S, D)")
     if acc.shape != (A.shape[0], B.shape[0]) or acc.dtype != np.float64:
@@ -425,17 +515,24 @@ def tree_accumulate(
     threads = numba.get_num_threads()
     if fast and rounding == "rne" and man + 1 <= align_bits <= 49:
         val, slotz, lsbz, pow2 = fast_tables(operand_format)
+        pb = prepared if prepared is not None else prepare_operand(B, operand_format)
         bits = _acc_bits(accumulator_format)
         if work >= PARALLEL_MACS:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         try:
-            _tree_rne(A, B, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn,
-                      np.int64(align_bits), np.int64(man), np.int64(emin), np.int64(low),
-                      np.int64(math.frexp(maxv)[1] - 1), bits[0], bits[1], bits[2])  # fmt: skip
+            _tree_rne(A, B, pb.v, pb.span, pb.hi, pb.lo, acc, active, val, slotz, lsbz, pow2, sig,
+                      lsb, slot, sgn, np.int64(align_bits), np.int64(man), np.int64(emin),
+                      np.int64(low), np.int64(math.frexp(maxv)[1] - 1), bits[0], bits[1],
+                      bits[2])  # fmt: skip
         finally:
             if work >= PARALLEL_MACS:
                 numba.set_num_threads(threads)
         return acc
+    # the integer kernel (other roundings, align_bits below the accumulator's width).
+    # Narrow copies for the streamed operand: B is read once per output row, so its size in
+    # cache matters more than the widening (the kernel computes in int64)
+    sig8, sgn8 = sig.astype(np.int8), sgn.astype(np.int8)
+    lsb16, slot16 = lsb.astype(np.int16), slot.astype(np.int16)
     # per (k, step): largest slot and smallest LSB among B's nonzero operands (fast path)
     nz = sig[B] != 0
     bmax = np.where(nz, slot16[B], -(1 << 14)).max(axis=2).astype(np.int64)
@@ -467,3 +564,67 @@ def tree_accumulate(
     finally:
         numba.set_num_threads(threads)
     return acc
+
+
+# ---- the accumulators' FP16 words <-> float64 values, without per-call validation passes
+
+
+@njit(cache=True)
+def _decode_normal(w, out, bias, man, ebits):
+    """float64 values of codes of a format without subnormals and Inf/NaN (field 0: zero)."""
+    ob = out.view(np.int64)
+    for i in range(w.shape[0]):
+        c = np.int64(w[i])
+        e = (c >> man) & ((np.int64(1) << ebits) - 1)
+        sign = (c >> (ebits + man)) << 63
+        frac = c & ((np.int64(1) << man) - 1)
+        ob[i] = sign | (((e - bias + 1023) << 52) | (frac << (52 - man)) if e != 0 else 0)
+
+
+def acc_decode(words: np.ndarray, fmt: str) -> np.ndarray:
+    """float64 values of 16-bit accumulator words (a copy)."""
+    f = get_format(fmt)
+    if f.bits != 16 or f.subnormals or f.inf_nan.name != "NONE":
+        return decode(np.asarray(words).copy(), f).astype(np.float64)
+    flat = np.ascontiguousarray(words, dtype=np.uint16).reshape(-1)
+    out = np.empty(flat.shape, np.float64)
+    _decode_normal(flat, out, np.int64(f.bias), np.int64(f.man_bits), np.int64(f.exp_bits))
+    return out.reshape(np.shape(words))
+
+
+@njit(cache=True)
+def _encode_normal(v, out, bias, man, ebits):
+    """Codes of float64 values that are zero or normal in a format without subnormals.
+    Returns the index of the first value that is not representable, or -1."""
+    absm = np.int64(0x7FFFFFFFFFFFFFFF)
+    low = (np.int64(1) << (52 - man)) - 1
+    top = (np.int64(1) << ebits) - 1
+    vb = v.view(np.int64)
+    for i in range(v.shape[0]):
+        b = vb[i]
+        sign = (b >> 63) & 1
+        m = b & absm
+        if m == 0:
+            out[i] = sign << (ebits + man)
+            continue
+        e = (m >> 52) - 1023 + bias
+        if e < 1 or e > top or (m & low) != 0:
+            return i
+        frac = (m >> (52 - man)) & ((np.int64(1) << man) - 1)
+        out[i] = (sign << (ebits + man)) | (e << man) | frac
+    return -1
+
+
+def acc_encode(vals: np.ndarray, fmt: str) -> np.ndarray:
+    """Codes of values of `fmt` (as `encode`: -0 keeps its sign, an unrepresentable value
+    raises) in one pass, for an 8- or 16-bit format without subnormals and Inf/NaN (every
+    exponent field but 0 normal; the accumulator, e5m2_chip); other formats go through
+    `encode`."""
+    f = get_format(fmt)
+    if f.bits not in (8, 16) or f.subnormals or f.inf_nan.name != "NONE":
+        return encode(np.asarray(vals, np.float32), f)
+    flat = np.ascontiguousarray(vals, dtype=np.float64).reshape(-1)
+    out = np.empty(flat.shape, np.uint8 if f.bits == 8 else np.uint16)
+    if _encode_normal(flat, out, np.int64(f.bias), np.int64(f.man_bits), np.int64(f.exp_bits)) >= 0:
+        return encode(np.asarray(vals, np.float32), f)  # raises, naming the value
+    return out.reshape(np.shape(vals))

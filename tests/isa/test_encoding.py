@@ -126,7 +126,7 @@ start:  setr r1, WEIGHTS        ; DRAM address of the weights
         dma.ld wgt, r0, 0, r1, 2, 32, 64, 32, 0, r0 sg=1
         addr r1, r1, -32
 done:   sgdcfg 0.05, 0.9, 0
-        sfu relu_fwd, 2, act, r1, act, r0, act, r2, r3, n=64 wt=1
+        sfu relu_fwd, 2, act, r1, act, r0, act, r2, r3, 64, act, r0, 0, 0, 0 wt=1
         halt
 """
 

@@ -9,7 +9,7 @@ below the smallest normal, and accumulators (including -0) that raise or lower t
 import numpy as np
 import pytest
 
-from simulator.functional.tree import tree_accumulate
+from simulator.functional.tree import acc_decode, acc_encode, tree_accumulate
 from simulator.numerics import decode, encode
 from simulator.numerics.dot_product import dot_product_step
 
@@ -109,3 +109,18 @@ def test_fast_kernel_dp_width_and_zero_rows():
     fast, slow = _run(A, B, acc, 24, True), _run(A, B, acc, 24, False)
     assert np.array_equal(fast.view(np.int64), slow.view(np.int64))
     assert not np.signbit(fast[fast == 0]).any()
+
+
+def test_accumulator_words_round_trip():
+    """acc_decode / acc_encode equal decode / encode on every 16-bit word; unrepresentable
+    values still raise."""
+    w = np.arange(1 << 16, dtype=np.uint16)
+    v = acc_decode(w, ACCF)
+    ref = decode(w, ACCF).astype(np.float64)
+    assert np.array_equal(v.view(np.int64), ref.view(np.int64))
+    assert np.array_equal(acc_encode(v, ACCF), encode(ref.astype(np.float32), ACCF))
+    with pytest.raises(ValueError):
+        acc_encode(np.array([1.0 + 2.0**-20]), ACCF)
+    c = np.arange(256, dtype=np.uint8)  # the FP8 operands (the SRUs' output codes)
+    v8 = decode(c, OPF)
+    assert np.array_equal(acc_encode(v8.astype(np.float64), OPF), encode(v8, OPF))

@@ -1,0 +1,112 @@
+"""Batch norm on the special-function unit: `norm_stat`, `norm_fwd`, `norm_bwd_stat`,
+`norm_bwd` (docs/isa.md, `sfu`).
+
+Tensors are FP8 codes [pixel][channel] with `ch` channels; the statistics are 8 bytes per
+channel (FP32 sum, FP32 sum of squares), the gradient sums FP16 (accumulator format) d_gamma
+of the channels then d_beta, gamma and beta FP8 in the weight buffer at `pa` and `pa + ch`.
+Every operation is FP32 with RNE (numpy float32 scalars and arrays, no fused multiply-add);
+the running sums are strictly sequential over the pixels (`np.add.accumulate`, which, unlike
+`np.sum`, does not reorder).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.functional.state import Descriptor, FunctionalError, Machine
+from simulator.numerics import decode, encode, quantize
+
+EPS = np.float32(1e-5)
+STAT_BYTES = 8  # FP32 sum and sum of squares per channel
+NORM_OPS = frozenset({"norm_stat", "norm_fwd", "norm_bwd_stat", "norm_bwd"})
+
+
+def seq_sum(start: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """start (ch,) + vals[0] + vals[1] + ... per channel, in FP32, left to right."""
+    arr = np.concatenate([start[None, :].astype(np.float32), vals.astype(np.float32)], axis=0)
+    return np.add.accumulate(arr, axis=0, dtype=np.float32)[-1]
+
+
+def derived(s: np.ndarray, q: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, rstd) per channel from the FP32 sums, one rounding per operation."""
+    nn = np.float32(count)
+    mean = (s / nn).astype(np.float32)
+    var = ((q / nn).astype(np.float32) - (mean * mean).astype(np.float32)).astype(np.float32)
+    var = np.maximum(var, np.float32(0))
+    rstd = (np.float32(1) / np.sqrt((var + EPS).astype(np.float32))).astype(np.float32)
+    return mean, rstd
+
+
+class Norm:
+    """The batch-norm ops of one machine; `op` is called by `SFU.op` with decoded fields."""
+
+    def __init__(self, m: Machine, sfu) -> None:
+        self.m, self.sfu = m, sfu
+        self.fmt = m.cfg.tensor_core.operand_format
+        self.accf = m.cfg.tensor_core.accumulator_format
+
+    def _fp8(self, buf: str, addr: int, n: int) -> np.ndarray:
+        return decode(self.m.view(buf, addr, n).copy(), self.fmt).astype(np.float32)
+
+    def _stats(self, buf: str, addr: int, ch: int) -> tuple[np.ndarray, np.ndarray]:
+        st = self.m.f32s(buf, addr, 2 * ch).reshape(ch, 2)
+        return st[:, 0].copy(), st[:, 1].copy()
+
+    def op(self, name: str, a: dict[str, int], d: Descriptor | None, bufs: tuple) -> None:
+        m = self.m
+        bufa, bufb, bufo, bufc = bufs
+        ra, rb, ro, rc = (m.reg(a[k]) for k in ("ra", "rb", "ro", "rc"))
+        n, ch = a["n"], a["ch"]
+        if d is None or d.kind != "norm":
+            raise FunctionalError(f"sfu {name}: needs a norm layer descriptor")
+        if ch < 1 or n % ch:
+            raise FunctionalError(f"sfu {name}: n={n} is not whole pixels of ch={ch} channels")
+        pix = n // ch
+        count = d.groups * d.h * d.w  # N = B h w values per channel
+        if name == "norm_stat":
+            x = self._fp8(bufa, ra, n).reshape(pix, ch)
+            s, q = self._stats(bufo, ro, ch)
+            st = m.f32s(bufo, ro, 2 * ch).reshape(ch, 2)
+            st[:, 0] = seq_sum(s, x)
+            st[:, 1] = seq_sum(q, x * x)  # FP8 squares are exact in FP32
+            return
+        gamma = beta = None
+        if name in ("norm_fwd", "norm_bwd"):
+            pa = a["pa"]
+            gamma = self._fp8("wgt", pa, ch)
+            beta = self._fp8("wgt", pa + ch, ch)
+        if name == "norm_fwd":
+            x = self._fp8(bufa, ra, n).reshape(pix, ch)
+            mean, rstd = derived(*self._stats(bufb, rb, ch), count)
+            xh = ((x - mean).astype(np.float32) * rstd).astype(np.float32)
+            y = ((xh * gamma).astype(np.float32) + beta).astype(np.float32)
+            self.sfu._write(bufo, ro, y)
+            if m.bits is not None:
+                m.norm_words.append((m.pc, m.reg(a["rimg"]), ch, m.bits[bufo][ro : ro + n].copy()))
+            return
+        if name == "norm_bwd_stat":
+            dy = self._fp8(bufa, ra, n).reshape(pix, ch)
+            x = self._fp8(bufb, rb, n).reshape(pix, ch)
+            mean, rstd = derived(*self._stats(bufc, rc, ch), count)
+            xh = ((x - mean).astype(np.float32) * rstd).astype(np.float32)
+            g = m.u16(bufo, ro, 2 * ch)
+            sums = decode(g.copy(), self.accf).astype(np.float32)
+            sg = seq_sum(sums[:ch], (dy * xh).astype(np.float32))
+            sb = seq_sum(sums[ch:], dy)
+            q = quantize(np.concatenate([sg, sb]).astype(np.float32), self.accf, "rne")
+            g[:] = np.asarray(encode(q + np.float32(0.0), self.accf)).astype(np.uint16)
+            return
+        if name == "norm_bwd":
+            dy = self._fp8(bufa, ra, n).reshape(pix, ch)
+            x = self._fp8(bufc, rc, n).reshape(pix, ch)
+            mean, rstd = derived(*self._stats(bufb, rb, ch), count)
+            sums = decode(m.u16(bufb, rb + STAT_BYTES * ch, 2 * ch).copy(), self.accf)
+            sums = sums.astype(np.float32)
+            nn = np.float32(count)
+            gm, bm = (sums[:ch] / nn).astype(np.float32), (sums[ch:] / nn).astype(np.float32)
+            xh = ((x - mean).astype(np.float32) * rstd).astype(np.float32)
+            k = (gamma * rstd).astype(np.float32)
+            t = ((dy - bm).astype(np.float32) - (xh * gm).astype(np.float32)).astype(np.float32)
+            self.sfu._write(bufo, ro, (k * t).astype(np.float32))
+            return
+        raise FunctionalError(f"sfu {name}: not a norm op")  # pragma: no cover
