@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from isa.encoding import Instruction
+from isa.program import HardwareLoops, step_registers
 from isa.spec import TC_PHASE, TOKEN_BITS
 
 
@@ -84,7 +85,7 @@ def check_tokens(program: Sequence[Instruction], max_steps: int = 10_000_000) ->
     unit is in order, so this is sufficient for the program not to deadlock on tokens.
     Returns the token counts left at the end."""
     counts = [0] * (1 << TOKEN_BITS)
-    loops: list[list[int]] = []  # [start of body, end, iterations left]
+    loops = HardwareLoops()
     pc, steps = 0, 0
     while pc < len(program):
         steps += 1
@@ -101,14 +102,8 @@ def check_tokens(program: Sequence[Instruction], max_steps: int = 10_000_000) ->
         if ins.sg:
             counts[ins.sg] += 1
         if ins.op == "loop":
-            loops.append([pc + 1, pc + ins["end"], ins["count"]])
-        pc += 1
-        while loops and pc == loops[-1][1]:
-            loops[-1][2] -= 1
-            if loops[-1][2] > 0:
-                pc = loops[-1][0]
-                break
-            loops.pop()
+            loops.enter(pc, ins)
+        pc = loops.next_pc(pc)
     return {t: c for t, c in enumerate(counts) if c}
 
 
@@ -140,7 +135,7 @@ def check_transfers(
     starts = [s for s, _ in dram_regions] if dram_regions else []
     regs = [0] * 16
     problems: list[str] = []
-    loops: list[list[int]] = []
+    loops = HardwareLoops()
     pc = steps = 0
     while pc < len(program) and len(problems) < 20:
         steps += 1
@@ -148,13 +143,8 @@ def check_transfers(
             raise ValueError(f"more than {max_steps} executed instructions; use a smaller batch")
         ins = program[pc]
         a = ins.args
-        if ins.op == "setr":
-            regs[a["rd"]] = a["imm"]
-        elif ins.op == "addr":
-            regs[a["rd"]] = (regs[a["rs"]] + a["imm"]) % (1 << 32)
-        elif ins.op == "xorr":
-            regs[a["rd"]] = regs[a["rs"]] ^ a["imm"]
-        elif ins.op in ("dma.ld", "dma.st"):
+        step_registers(regs, ins)
+        if ins.op in ("dma.ld", "dma.st"):
             buf = BUFFER.values[a["buf"]]
             b0 = regs[a["rbuf"]] + a["boff"]
             b1 = b0 + (a["rows"] - 1) * a["bstride"] + a["row_bytes"]
@@ -172,16 +162,9 @@ def check_transfers(
                     problems.append(
                         f"instruction {pc} ({ins.op}): DRAM [{d0}, {d1}) is not inside one region"
                     )
-        regs[0] = 0
         if ins.op == "loop":
-            loops.append([pc + 1, pc + a["end"], a["count"]])
-        pc += 1
-        while loops and pc == loops[-1][1]:
-            loops[-1][2] -= 1
-            if loops[-1][2] > 0:
-                pc = loops[-1][0]
-                break
-            loops.pop()
+            loops.enter(pc, ins)
+        pc = loops.next_pc(pc)
     return problems
 
 
@@ -193,30 +176,18 @@ def dram_write_counts(program: Sequence[Instruction], dram_bytes: int, op: str =
 
     counts = np.zeros(dram_bytes, dtype=np.uint16)
     regs = [0] * 16
-    loops: list[list[int]] = []
+    loops = HardwareLoops()
     pc = 0
     while pc < len(program):
         ins = program[pc]
         a = ins.args
-        if ins.op == "setr":
-            regs[a["rd"]] = a["imm"]
-        elif ins.op == "addr":
-            regs[a["rd"]] = (regs[a["rs"]] + a["imm"]) % (1 << 32)
-        elif ins.op == "xorr":
-            regs[a["rd"]] = regs[a["rs"]] ^ a["imm"]
-        elif ins.op == op:
+        step_registers(regs, ins)
+        if ins.op == op:
             d0 = regs[a["rdram"]]
             starts = d0 + np.arange(a["rows"], dtype=np.int64) * a["dstride"]
             idx = (starts[:, None] + np.arange(a["row_bytes"])).ravel()
             np.add.at(counts, idx[idx < dram_bytes], 1)
-        regs[0] = 0
         if ins.op == "loop":
-            loops.append([pc + 1, pc + a["end"], a["count"]])
-        pc += 1
-        while loops and pc == loops[-1][1]:
-            loops[-1][2] -= 1
-            if loops[-1][2] > 0:
-                pc = loops[-1][0]
-                break
-            loops.pop()
+            loops.enter(pc, ins)
+        pc = loops.next_pc(pc)
     return counts

@@ -34,3 +34,62 @@ def max_loop_depth(program: list[Instruction]) -> int:
             ends.append(i + ins["end"])
             depth = max(depth, len(ends))
     return depth
+
+
+class HardwareLoops:
+    """The controller's hardware-loop stack: every walker of a program (the functional
+    executor, the static analyses) steps its program counter through this one rule."""
+
+    def __init__(self) -> None:
+        self._open: list[list[int]] = []  # [start of body, end, iterations left]
+
+    def enter(self, pc: int, ins: Instruction) -> None:
+        """`ins` at `pc` is a `loop`: its body starts at pc + 1."""
+        self._open.append([pc + 1, pc + ins["end"], ins["count"]])
+
+    def next_pc(self, pc: int) -> int:
+        """The instruction after the one at `pc`: back to a body's start while iterations
+        remain, else onwards (closing every loop that ends here)."""
+        pc += 1
+        while self._open and pc == self._open[-1][1]:
+            self._open[-1][2] -= 1
+            if self._open[-1][2] > 0:
+                return self._open[-1][0]
+            self._open.pop()
+        return pc
+
+
+def step_registers(regs: list[int], ins: Instruction) -> None:
+    """The effect of `setr` / `addr` / `xorr` on the 32-bit scalar registers (r0 stays 0)."""
+    a = ins.args
+    if ins.op == "setr":
+        regs[a["rd"]] = a["imm"]
+    elif ins.op == "addr":
+        regs[a["rd"]] = (regs[a["rs"]] + a["imm"]) % (1 << 32)
+    elif ins.op == "xorr":
+        regs[a["rd"]] = regs[a["rs"]] ^ a["imm"]
+    regs[0] = 0
+
+
+class DescriptorGeometry:
+    """Output size and kernel taps of a `layer` descriptor (docs/isa.md): mixed into the
+    executors' descriptor records, which carry h, w, kh, kw, stride and pad."""
+
+    h: int
+    w: int
+    kh: int
+    kw: int
+    stride: int
+    pad: int
+
+    @property
+    def oh(self) -> int:
+        return (self.h + 2 * self.pad - self.kh) // self.stride + 1
+
+    @property
+    def ow(self) -> int:
+        return (self.w + 2 * self.pad - self.kw) // self.stride + 1
+
+    @property
+    def taps(self) -> int:
+        return self.kh * self.kw

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numba
 
 from isa.encoding import Instruction
+from isa.program import HardwareLoops, step_registers
 from isa.spec import (
     GSKIP_CRITERION,
     LAYER_KIND,
@@ -29,7 +30,6 @@ from simulator.functional.state import Descriptor, FunctionalError, Machine, Mod
 from simulator.functional.tensor_core import TensorCore
 from simulator.functional.units import SparsityUnits
 
-MASK32 = (1 << 32) - 1
 _NO_DATA = frozenset({"nop", "barrier", "sync"})
 
 
@@ -63,7 +63,7 @@ class Executor:
 
     def _run(self, program: Sequence[Instruction], max_instructions: int) -> int:
         n = len(program)
-        loops: list[list[int]] = []  # [start, end, iterations left]
+        loops = HardwareLoops()
         pc = 0
         while pc < n:
             ins = program[pc]
@@ -73,35 +73,22 @@ class Executor:
             if ins.op == "halt":
                 break
             if ins.op == "loop":
-                loops.append([pc + 1, pc + ins["end"], ins["count"]])
+                loops.enter(pc, ins)
             else:
                 try:
                     self.m.pc = pc
                     self.step(ins)
                 except FunctionalError as exc:
                     raise FunctionalError(f"instruction {pc} ({ins.op}): {exc}") from None
-            pc += 1
-            while loops and pc == loops[-1][1]:
-                loops[-1][2] -= 1
-                if loops[-1][2] > 0:
-                    pc = loops[-1][0]
-                    break
-                loops.pop()
+            pc = loops.next_pc(pc)
         return self.executed
 
     def step(self, ins: Instruction) -> None:
         op, a, m = ins.op, ins.args, self.m
         if op in _NO_DATA:
             return
-        if op == "setr":
-            if a["rd"]:
-                m.regs[a["rd"]] = a["imm"] & MASK32
-        elif op == "addr":
-            if a["rd"]:
-                m.regs[a["rd"]] = (m.reg(a["rs"]) + a["imm"]) & MASK32
-        elif op == "xorr":
-            if a["rd"]:
-                m.regs[a["rd"]] = (m.reg(a["rs"]) ^ a["imm"]) & MASK32
+        if op in ("setr", "addr", "xorr"):
+            step_registers(m.regs, ins)
         elif op == "dma.ld" or op == "dma.st":
             self._dma(op, a)
         elif op == "tc.fwd":

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from isa.program import DescriptorGeometry
 from simulator.config import HardwareConfig
 
 
@@ -24,7 +25,7 @@ def f32(bits: int) -> float:
 
 
 @dataclass
-class Descriptor:
+class Descriptor(DescriptorGeometry):
     kind: str
     c: int
     k: int
@@ -39,18 +40,6 @@ class Descriptor:
     wsparse: bool
     cg_g: int = 4  # cgcfg: base fraction denominator
     cg_group: int = 16  # cgcfg: output channels per gate decision
-
-    @property
-    def oh(self) -> int:
-        return (self.h + 2 * self.pad - self.kh) // self.stride + 1
-
-    @property
-    def ow(self) -> int:
-        return (self.w + 2 * self.pad - self.kw) // self.stride + 1
-
-    @property
-    def taps(self) -> int:
-        return self.kh * self.kw
 
 
 @dataclass

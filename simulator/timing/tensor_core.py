@@ -28,9 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from isa.program import DescriptorGeometry
+
 
 @dataclass(frozen=True)
-class LayerDesc:
+class LayerDesc(DescriptorGeometry):
     """A `layer` descriptor's geometry (see docs/isa.md)."""
 
     c: int
@@ -44,18 +46,6 @@ class LayerDesc:
     gate: bool
     wsparse: bool
     groups: int = 1
-
-    @property
-    def oh(self) -> int:
-        return (self.h + 2 * self.pad - self.kh) // self.stride + 1
-
-    @property
-    def ow(self) -> int:
-        return (self.w + 2 * self.pad - self.kw) // self.stride + 1
-
-    @property
-    def taps(self) -> int:
-        return self.kh * self.kw
 
 
 @dataclass(frozen=True)
