@@ -75,13 +75,6 @@ class DescriptorGeometry:
     """Output size and kernel taps of a `layer` descriptor (docs/isa.md): mixed into the
     executors' descriptor records, which carry h, w, kh, kw, stride and pad."""
 
-    h: int
-    w: int
-    kh: int
-    kw: int
-    stride: int
-    pad: int
-
     @property
     def oh(self) -> int:
         return (self.h + 2 * self.pad - self.kh) // self.stride + 1

@@ -24,24 +24,10 @@ from simulator.functional.loader import (
 from simulator.functional.reference import Numerics, Reference, schedule_from_program
 from simulator.functional.state import Machine, Modes
 from simulator.numerics import decode, encode
-from workloads.graph import LayerGraph, extract_graph
+from workloads.graph import LAYER_KINDS, LayerGraph, extract_graph
 
-SUPPORTED_KINDS = frozenset(
-    {
-        "input",
-        "conv",
-        "fc",
-        "relu",
-        "maxpool",
-        "avgpool",
-        "batchnorm",
-        "add",
-        "flatten",
-        "identity",
-        "dropout",
-        "output",
-    }
-)
+# every layer kind of the graph extractor is executed (grouped convolutions are refused apart)
+SUPPORTED_KINDS = LAYER_KINDS
 
 
 class VerifyError(ValueError):

@@ -129,6 +129,16 @@ class TensorCore:
         if d.groups != 1:
             raise FunctionalError(f"{op}: grouped convolutions are not modelled functionally")
 
+    def _tile(self, a: dict[str, int], d: Descriptor, op: str) -> tuple[int, ...]:
+        """(k0, kn, c0, cn, p0, pn) of a tensor-core op, checked against its descriptor."""
+        self._check(d, op)
+        m = self.m
+        k0, kn, c0, cn = m.reg(a["rk"]), a["kn"], m.reg(a["rc"]), a["cn"]
+        p0, pn = m.reg(a["rp"]), a["pn"]
+        if c0 + cn > d.c or k0 + kn > d.k or p0 + pn > d.oh:
+            raise FunctionalError(f"{op} tile k{k0}+{kn} c{c0}+{cn} p{p0}+{pn} out of range")
+        return k0, kn, c0, cn, p0, pn
+
     def _padded_rows(
         self, d: Descriptor, ra: int, p0: int, pn: int, cols: int, c0: int, cn: int
     ) -> np.ndarray:
@@ -154,12 +164,8 @@ class TensorCore:
 
     # -- the ops
     def fwd(self, a: dict[str, int], d: Descriptor, pass_: str) -> None:
-        self._check(d, "tc.fwd")
+        _, kn, c0, cn, p0, pn = self._tile(a, d, "tc.fwd")
         m = self.m
-        k0, kn, c0, cn = m.reg(a["rk"]), a["kn"], m.reg(a["rc"]), a["cn"]
-        p0, pn = m.reg(a["rp"]), a["pn"]
-        if c0 + cn > d.c or k0 + kn > d.k or p0 + pn > d.oh:
-            raise FunctionalError(f"tc.fwd tile k{k0}+{kn} c{c0}+{cn} p{p0}+{pn} out of range")
         xp = self._padded_rows(d, m.reg(a["ra"]), p0, pn, d.c, c0, cn)
         X = self._patches(d, xp, pn)  # (P, taps, cn)
         W = self._group_mask(d, a["gm"], self._weights(d, m.reg(a["rb"]), kn, d.c))
@@ -185,14 +191,10 @@ class TensorCore:
         self._acc_out("act", ro, acc, a["fin"], "act")
 
     def bwd(self, a: dict[str, int], d: Descriptor) -> None:
-        self._check(d, "tc.bwd")
+        _, kn, c0, cn, p0, pn = self._tile(a, d, "tc.bwd")
         m = self.m
         if m.skipped(m.reg(a["rimg"])):
             return
-        k0, kn, c0, cn = m.reg(a["rk"]), a["kn"], m.reg(a["rc"]), a["cn"]
-        p0, pn = m.reg(a["rp"]), a["pn"]
-        if c0 + cn > d.c or k0 + kn > d.k or p0 + pn > d.oh:
-            raise FunctionalError(f"tc.bwd tile k{k0}+{kn} c{c0}+{cn} p{p0}+{pn} out of range")
         ow = d.ow
         dy = m.view("err", m.reg(a["ra"]), pn * ow * kn).reshape(pn * ow, kn).copy()
         gate = self._gate(d, m.reg(a["rm"]), pn * ow, kn)
@@ -221,14 +223,10 @@ class TensorCore:
         self._acc_out("err", ro, acc, a["fin"], "err")
 
     def wgr(self, a: dict[str, int], d: Descriptor) -> None:
-        self._check(d, "tc.wgr")
+        _, kn, _, cn, p0, pn = self._tile(a, d, "tc.wgr")
         m = self.m
         if m.skipped(m.reg(a["rimg"])):
             return
-        k0, kn, c0, cn = m.reg(a["rk"]), a["kn"], m.reg(a["rc"]), a["cn"]
-        p0, pn = m.reg(a["rp"]), a["pn"]
-        if c0 + cn > d.c or k0 + kn > d.k or p0 + pn > d.oh:
-            raise FunctionalError(f"tc.wgr tile k{k0}+{kn} c{c0}+{cn} p{p0}+{pn} out of range")
         P = pn * d.ow
         dy = m.view("err", m.reg(a["ra"]), P * kn).reshape(P, kn).copy()
         gate = self._gate(d, m.reg(a["rm"]), P, kn)
