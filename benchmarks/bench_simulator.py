@@ -59,4 +59,3 @@ def run() -> None:
     print(f"  ratio (prepare + 5 modes) / torch       {(t_prepare + t_five) / t_torch:7.3f}")
     r_compile = (t_compile + t_prepare + t_all) / t_torch
     print(f"  ratio incl. compile (one mode) / torch  {r_compile:7.3f}")
-    print("  functional mode: not implemented yet (no ratio)")
