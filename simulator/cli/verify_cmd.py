@@ -45,7 +45,7 @@ def verify_cmd(
     from simulator.functional import FunctionalError, VerifyError, verify
 
     try:
-        res = verify(model, batch, rounding, seed, mode, gate_threshold)
+        res = verify(model, batch, rounding, seed, mode, gate_threshold, progress=True)
     except (VerifyError, FunctionalError, CompileError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     if as_json:

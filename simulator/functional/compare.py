@@ -188,12 +188,14 @@ def verify(
     seed: int = 0,
     mode: str = "dense",
     gate_threshold: float = 0.0,
+    progress: bool = False,
 ) -> dict:
     """Simulator vs reference (FP8 codes of the updated weights) and vs float32 autograd."""
     if mode not in MODE_FLAGS:
         raise VerifyError(f"unknown mode {mode!r}; choose one of {', '.join(MODE_FLAGS)}")
     step = prepare(model_name, batch, config_for(rounding), seed)
-    return {**verify_step(step, MODE_FLAGS[mode], gate_threshold), "mode": mode}
+    res = verify_step(step, MODE_FLAGS[mode], gate_threshold, progress=progress)
+    return {**res, "mode": mode}
 
 
 def mode_name(modes: Modes) -> str:
@@ -246,7 +248,9 @@ def region_bits(step: Step) -> dict[str, torch.Tensor]:
     return out
 
 
-def verify_step(step: Step, modes: Modes | None = None, gate_threshold: float = 0.0) -> dict:
+def verify_step(
+    step: Step, modes: Modes | None = None, gate_threshold: float = 0.0, progress: bool = False
+) -> dict:
     """Execute a prepared step with the sparsity `modes` (default dense) and compare it with
     the reference and float32 autograd. Gate thresholds of every gated layer are
     `gate_threshold`; pruning and skipping use the config's wsu / gsu thresholds."""
@@ -301,6 +305,7 @@ def verify_step(step: Step, modes: Modes | None = None, gate_threshold: float = 
         gs_criterion=m.gs_criterion,
         bits=region_bits(step) if stochastic else None,
         norms8=n8,
+        progress=progress,
     )
     ref_s = time.perf_counter() - t0
     f32 = float32_grads(step, w0, x8, step.labels, n8)

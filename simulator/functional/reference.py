@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch.nn import functional as tfn
+from tqdm import tqdm
 
 from isa.compiler import CompiledProgram
 from simulator.numerics import get_format
@@ -326,13 +327,15 @@ class Reference:
         v8: dict[str, torch.Tensor] | None = None,
         bits: dict[str, torch.Tensor] | None = None,
         norms8: dict[str, torch.Tensor] | None = None,
+        progress: bool = False,
     ):
         """Returns (updated FP8 weight values, FP16 gradient values, activations, errors).
 
         `bits`: random words per tensor for stochastic streams, keyed "act:L", "err:L" (the
         chip's per-image [row][col][channel] order) and "w:L", "v:L" ([k][tap][c]), "bn:L", "bnv:L".
         `norms8`: FP8 gamma and beta (2, C) of every batch norm; their updated values and FP16
-        gradient sums go to `self.norm_out`, `self.norm_grads`."""
+        gradient sums go to `self.norm_out`, `self.norm_grads`. `progress`: a bar per pass on
+        stderr (the emulated tree rule makes a deep net's reference take minutes)."""
         bits = bits or {}
         norms8 = norms8 or {}
 
@@ -352,7 +355,7 @@ class Reference:
         def hwc_vec(t: torch.Tensor) -> torch.Tensor:
             return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1) if t.dim() == 4 else t
 
-        for la in self.g.layers:
+        for la in tqdm(self.g.layers, "reference forward", disable=not progress, leave=False):
             if la.kind in ALIAS:
                 continue
             if la.kind == "input":
@@ -422,7 +425,10 @@ class Reference:
         self.keep = keep  # images whose BP and WU run
         grads: dict[str, torch.Tensor] = {}
         norm_grads: dict[str, torch.Tensor] = {}
-        for la in reversed(self.g.layers):
+        backward = tqdm(
+            list(reversed(self.g.layers)), "reference backward", disable=not progress, leave=False
+        )
+        for la in backward:
             if la.kind in ALIAS or la.kind == "input" or la.name not in parts:
                 continue
             e = err[la.name] = merged(la.name)
