@@ -335,7 +335,8 @@ class Reference:
         chip's per-image [row][col][channel] order) and "w:L", "v:L" ([k][tap][c]), "bn:L", "bnv:L".
         `norms8`: FP8 gamma and beta (2, C) of every batch norm; their updated values and FP16
         gradient sums go to `self.norm_out`, `self.norm_grads`. `progress`: a bar per pass on
-        stderr (the emulated tree rule makes a deep net's reference take minutes)."""
+        stderr when it is a terminal (the emulated tree rule makes a deep net's reference take
+        minutes)."""
         bits = bits or {}
         norms8 = norms8 or {}
 
@@ -355,7 +356,8 @@ class Reference:
         def hwc_vec(t: torch.Tensor) -> torch.Tensor:
             return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1) if t.dim() == 4 else t
 
-        for la in tqdm(self.g.layers, "reference forward", disable=not progress, leave=False):
+        quiet = None if progress else True  # None: tqdm shows the bar on a terminal only
+        for la in tqdm(self.g.layers, "reference forward", disable=quiet, leave=False):
             if la.kind in ALIAS:
                 continue
             if la.kind == "input":
@@ -426,7 +428,7 @@ class Reference:
         grads: dict[str, torch.Tensor] = {}
         norm_grads: dict[str, torch.Tensor] = {}
         backward = tqdm(
-            list(reversed(self.g.layers)), "reference backward", disable=not progress, leave=False
+            list(reversed(self.g.layers)), "reference backward", disable=quiet, leave=False
         )
         for la in backward:
             if la.kind in ALIAS or la.kind == "input" or la.name not in parts:
