@@ -193,22 +193,8 @@ class BackwardLowering(BlockBuilder):
             e.setr(BASE_C, params.addr)
             e.setr(TMP_A, stats.addr)
             e.setr(TMP_B, mom.addr)
-            loads = self.e.dma(
-                "dma.ld", "wgt", ZERO, 0, BASE_C, c0, 2, cn, c, cn, note="gamma, beta"
-            )
-            loads += self.e.dma(
-                "dma.ld",
-                "err",
-                ZERO,
-                0,
-                TMP_A,
-                c0 * BN_STAT_BYTES,
-                1,
-                cn * BN_STAT_BYTES,
-                0,
-                0,
-                note="statistics",
-            )
+            loads = self.load_norm_params(BASE_C, c0, cn, c)
+            loads += self.move_norm_stats("dma.ld", TMP_A, c0, cn)
             loads += self.e.dma(
                 "dma.ld",
                 "err",

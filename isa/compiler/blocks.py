@@ -7,12 +7,14 @@ from collections.abc import Callable, Sequence
 
 from isa.compiler.emitter import (
     IMG,
+    ZERO,
     Op,
     buf_code,
     sfu_code,
 )
 from isa.compiler.memmap import CompileError
 from isa.compiler.plan import (
+    BN_STAT_BYTES,
     N_DESC,
     GraphPlan,
     chw,
@@ -189,6 +191,28 @@ class BlockBuilder(GraphPlan):
             pa=pa,
             ch=ch,
             esz=esz,
+        )
+
+    def load_norm_params(self, reg: int, c0: int, cn: int, c: int) -> list[Op]:
+        """Loads of a batch norm's gamma and beta for channels [c0, c0 + cn) (two DRAM rows of
+        c at register `reg`) to weight-buffer address 0."""
+        return self.e.dma("dma.ld", "wgt", ZERO, 0, reg, c0, 2, cn, c, cn, note="gamma, beta")
+
+    def move_norm_stats(self, op: str, reg: int, c0: int, cn: int) -> list[Op]:
+        """`dma.ld` / `dma.st` of the statistics of channels [c0, c0 + cn) between error-buffer
+        address 0 and DRAM at register `reg`."""
+        return self.e.dma(
+            op,
+            "err",
+            ZERO,
+            0,
+            reg,
+            c0 * BN_STAT_BYTES,
+            1,
+            cn * BN_STAT_BYTES,
+            0,
+            0,
+            note="statistics",
         )
 
     def sfu_zero(self, desc: int, ro: int, n: int, note: str, sg: int = 0, esz: int = 0) -> None:

@@ -398,19 +398,7 @@ class ForwardLowering(BlockBuilder):
         sum of squares, at address 0 of the error buffer) for its later passes."""
         e = self.e
         e.setr(BASE_C, self.mm[f"bnstat:{bn.name}"].addr)
-        for o in e.dma(
-            "dma.st",
-            "err",
-            ZERO,
-            0,
-            BASE_C,
-            c0 * BN_STAT_BYTES,
-            1,
-            cn * BN_STAT_BYTES,
-            0,
-            0,
-            note="statistics",
-        ):
+        for o in self.move_norm_stats("dma.st", BASE_C, c0, cn):
             e.place(o)
         e.emit("barrier")
 
@@ -510,24 +498,10 @@ class ForwardLowering(BlockBuilder):
         stats_done = any(bn is layer for bn in self.stat_of.values())
         for c0 in range(0, c, cn):
             e.setr(BASE_C, params.addr)
-            loads = self.e.dma(
-                "dma.ld", "wgt", ZERO, 0, BASE_C, c0, 2, cn, c, cn, note="gamma, beta"
-            )
+            loads = self.load_norm_params(BASE_C, c0, cn, c)
             if stats_done:
                 e.setr(TMP_A, stats.addr)
-                loads += self.e.dma(
-                    "dma.ld",
-                    "err",
-                    ZERO,
-                    0,
-                    TMP_A,
-                    c0 * BN_STAT_BYTES,
-                    1,
-                    cn * BN_STAT_BYTES,
-                    0,
-                    0,
-                    note="statistics",
-                )
+                loads += self.move_norm_stats("dma.ld", TMP_A, c0, cn)
             e.persistent_load(loads, ("sfu",))
             if not stats_done:
                 self.sfu_zero(desc, ZERO, 2 * cn, "clear statistics", esz=4)
