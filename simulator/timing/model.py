@@ -328,6 +328,8 @@ def _tc_costs(prep, masks, mode, dur, sev, bank_extra) -> None:
     cfg = prep.cfg
     tcc = cfg.tensor_core
     word = cfg.buffers.mask.word_bytes
+    lookahead = tcc.lane_distribution == "dynamic"
+    pos_all, t_all, pre_all = [], [], []
     for op, w in zip(prep.tc_ops, tc_work(prep, masks, mode), strict=True):
         a, d = op.args, op.desc
         kn, cn, pn = a["kn"], a["cn"], a["pn"]
@@ -356,6 +358,14 @@ def _tc_costs(prep, masks, mode, dur, sev, bank_extra) -> None:
         else:
             keep = np.ones(len(e), bool)
         dur[e] = t
+        if lookahead:
+            # the packer's own work (mask reads, plan) can run ahead of the cores, except
+            # for a conditional pass, whose gates the CGU writes just before it
+            cond = op.op == "tc.fwd" and TC_PASS.values[a["pass"]] == "cond"
+            pre = 0 if cond else (w.plan + -(-meta // word)) * keep
+            pos_all.append(e)
+            t_all.append(t)
+            pre_all.append(np.broadcast_to(pre, t.shape))
         steps = float((w.lane_steps * keep).sum())
         kept_outs = float(outs * keep.sum())
         row = sev[op.static]
@@ -372,6 +382,21 @@ def _tc_costs(prep, masks, mode, dur, sev, bank_extra) -> None:
         row[EVENT_ID["sram_rd_msk"]] += meta * float(keep.sum())
         if a["fin"]:
             row[EVENT_ID["sru_rounds"]] += kept_outs
+    if lookahead and pos_all:
+        _hide_packer(dur, np.concatenate(pos_all), np.concatenate(t_all), np.concatenate(pre_all))
+
+
+def _hide_packer(dur, pos, t, pre) -> None:
+    """Policy `dynamic`: the packer keeps two descriptor sets, so it reads the masks and plans
+    tile i while the cores run tile i - 1 (the previous tensor-core op in program order; the
+    TC queue is in order). Tile i waits only for the part of its prelude longer than tile
+    i - 1's core time. Conservative: idle gaps of the cores between tiles are not used."""
+    order = np.argsort(pos, kind="stable")
+    t, pre = t[order], pre[order]
+    core = t - pre  # the cores' share of each tile
+    prev = np.concatenate([[0], core[:-1]])
+    hidden = np.minimum(pre, prev)
+    dur[pos[order]] = t - hidden
 
 
 def _timeline(unit, start, end, dur, total, bins) -> dict[str, list[float]]:

@@ -95,6 +95,7 @@ class TcWork:
     useful_macs: np.ndarray
     overhead: np.ndarray | None = None
     reload_bytes: np.ndarray | None = None
+    plan: np.ndarray | None = None  # the packer's cycles (part of overhead)
 
 
 def _split(n_items: int, geo: TcGeometry) -> tuple[int, int]:
@@ -171,7 +172,7 @@ def nonzero_channels(wg: np.ndarray | None, k0: int, kn: int, c0: int, cn: int, 
 def _empty_work(k0: np.ndarray, c0: np.ndarray) -> tuple[TcWork, np.ndarray]:
     """Zeroed work for each op instance, and the distinct (k0, c0) tiles among them."""
     e = len(k0)
-    z = [np.zeros(e, np.int64) for _ in range(5)]
+    z = [np.zeros(e, np.int64) for _ in range(6)]
     return TcWork(*z), np.unique(np.stack([k0, c0], 1), axis=0)
 
 
@@ -289,6 +290,7 @@ def _pick(out: TcWork, at, static_steps: np.ndarray, dyn: np.ndarray) -> None:
     out.max_steps[at] = np.where(better, steps, static_steps)
     out.overhead[at] = plan + np.where(better, extra, 0)
     out.reload_bytes[at] = np.where(better, moved, 0)
+    out.plan[at] = plan
 
 
 def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:

@@ -59,13 +59,14 @@ def test_every_parameter_has_unit_and_provenance(ref28):
     assert by_path["operating_points[0].voltage_v"].unit == "V"
 
 
-def test_lane_distribution_is_an_assumed_choice_static_by_default(ref28, tmp_path: Path):
-    assert ref28.tensor_core.lane_distribution == "static"
+def test_lane_distribution_is_an_assumed_calibration_choice(ref28, tmp_path: Path):
+    assert ref28.tensor_core.lane_distribution == "dynamic"
     info = {p.path: p for p in provenance(ref28)}["tensor_core.lane_distribution"]
-    assert info.provenance == "assumed" and info.source and "dynamic" in info.description
-    f = tmp_path / "dyn.yaml"
-    f.write_text("extends: ref28\ntensor_core: {lane_distribution: dynamic}\n")
-    assert load_config(f).tensor_core.lane_distribution == "dynamic"
+    assert info.provenance == "assumed" and "calibration" in info.source
+    assert "static" in info.description
+    f = tmp_path / "static.yaml"
+    f.write_text("extends: ref28\ntensor_core: {lane_distribution: static}\n")
+    assert load_config(f).tensor_core.lane_distribution == "static"
     msg = _broken(ref28, lambda d: d["tensor_core"].update(lane_distribution="greedy"))
     assert "tensor_core.lane_distribution" in msg
 

@@ -106,9 +106,13 @@ def test_lane_distribution_policies_same_work_dense_equal(setup):
     """`dynamic` lane distribution (an assumed design alternative): the same executed MACs
     and lane steps in every mode, the same dense step (no masks: nothing to pack), and a
     shorter step with masks (VGG-7's Lasso-skewed channels)."""
-    cfg, g, prep = setup
-    tc = cfg.tensor_core.model_copy(update={"lane_distribution": "dynamic"})
-    dyn = prepare(prep.compiled, cfg.model_copy(update={"tensor_core": tc}))
+    cfg, g, ref = setup
+
+    def prepared(policy):
+        tc = cfg.tensor_core.model_copy(update={"lane_distribution": policy})
+        return prepare(ref.compiled, cfg.model_copy(update={"tensor_core": tc}))
+
+    prep, dyn = prepared("static"), prepared("dynamic")
     _, m = _masks(g, skew="realistic")
     for mode in MODES:
         a, b = simulate(prep, m, mode), simulate(dyn, m, mode)
@@ -117,3 +121,21 @@ def test_lane_distribution_policies_same_work_dense_equal(setup):
         if mode in ("dense", "grad_skip"):  # no masks read: the static assignment
             assert a.cycles == b.cycles, mode
     assert b.unit_busy["tc"] < a.unit_busy["tc"]
+
+
+def test_packer_plans_the_next_tile_while_the_cores_run():
+    """Policy `dynamic`: tile i's prelude (mask reads, plan) overlaps tile i - 1's core time
+    (program order of the tensor-core ops), and only that."""
+    from simulator.timing.model import _hide_packer
+
+    dur = np.zeros(6, np.int64)
+    pos = np.array([4, 0, 2])  # out of order on purpose: program order is 0, 2, 4
+    t = np.array([50, 100, 40])  # tile durations including their preludes
+    pre = np.array([30, 20, 0])  # the op at 2 (a conditional pass) cannot plan ahead
+    _hide_packer(dur, pos, t, pre)
+    # first tile: nothing before it; the cond pass: nothing to hide; the last: 30 cycles of
+    # plan against the previous tile's 40 core cycles -> hidden entirely
+    assert dur[0] == 100 and dur[2] == 40 and dur[4] == 20
+    t2 = np.array([50, 100, 10])  # previous core time 10 < 30: 20 cycles stay
+    _hide_packer(dur, pos, t2, pre)
+    assert dur[4] == 50 - 10
