@@ -18,7 +18,8 @@ Rules (docs/isa.md execution model; timing choices in docs/simulator.md):
   but earlier-scheduled transfer takes the idle gap before it (the channel keeps its busy
   intervals, not just its last end).
 - `sync` is a zero-length marker in a unit's queue: it starts once every earlier instruction
-  of that unit has completed (and its token is positive).
+  of that unit has completed (and its token is positive), and the unit starts nothing behind
+  it before then (in-order queue).
 """
 
 from __future__ import annotations
@@ -174,6 +175,9 @@ def schedule(kind, unit, wt, sg, dur, bus, latency, queue_depth):  # pragma: no 
                     s = ready
             if k == K_SYNC:
                 e = s
+                # the queue is in order: nothing behind the marker starts before it
+                if e > unit_free[u]:
+                    unit_free[u] = e
             elif bus[i] > 0:
                 # intervals that end before dispatch can no longer matter
                 while ch[0] < ch[1] and ch_e[ch[0]] <= d:

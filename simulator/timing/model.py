@@ -260,6 +260,8 @@ class TimingResult:
     dense_macs: int
     useful_macs: int
     notes: list[str] = field(default_factory=list)
+    # (start, end) cycle per executed instruction, kept on request (`simulate(keep_times=True)`)
+    times: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _check_masks(prep: PreparedProgram, masks: SparsityMasks) -> list[str]:
@@ -427,7 +429,11 @@ def _timeline(unit, start, end, dur, total, bins) -> dict[str, list[float]]:
 
 
 def simulate(
-    prep: PreparedProgram, masks: SparsityMasks, mode: str, timeline_bins: int = 200
+    prep: PreparedProgram,
+    masks: SparsityMasks,
+    mode: str,
+    timeline_bins: int = 200,
+    keep_times: bool = False,
 ) -> TimingResult:
     """Schedule the whole step in `mode` and aggregate per unit, instruction, layer, phase."""
     if mode not in _FLAGS:
@@ -495,6 +501,7 @@ def simulate(
         int(prep.dense_macs.sum()),
         int(sev[:, EVENT_ID["tc_macs"]].sum()),
         notes,
+        (start, end) if keep_times else None,
     )
 
 

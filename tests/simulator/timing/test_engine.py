@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.timing.engine import ST_DRAM, ST_QUEUE, schedule
-from simulator.timing.stream import K_BARRIER, K_CTRL, K_HALT, K_UNIT, UNITS
+from simulator.timing.stream import K_BARRIER, K_CTRL, K_HALT, K_SYNC, K_UNIT, UNITS
 
 LD, ST, TC, SFU = (UNITS.index(u) for u in ("ld", "st", "tc", "sfu"))
 
@@ -74,3 +74,21 @@ def test_dram_channel_serves_requests_in_time_order():
     assert s[2] == s[1] + 1000
     assert s[4] == s[2] + 100  # the long transfer waits for the store's interval to pass
     assert stall[LD, ST_DRAM] == s[4] - (s[3] + 100)
+
+
+def test_sync_blocks_its_units_queue_until_its_token():
+    """A `sync` waiting on a token holds back everything behind it in its unit's queue (the
+    queue is in order): here the SFU clears for 300 cycles and signals 5, a TC `sync` waits
+    for 5, and the TC op behind it must not start before the clear ends. (Until 2026-11-22
+    the marker waited but the op behind it did not.)"""
+    _d, s, e, _busy, _stall, status = run(
+        [
+            (K_UNIT, SFU, 0, 5, 300, 0),
+            (K_SYNC, TC, 5, 0, 0, 0),
+            (K_UNIT, TC, 0, 0, 50, 0),
+            (K_HALT, 0, 0, 0, 1, 0),
+        ]
+    )
+    assert status == 0
+    assert s[1] == e[0] == e[1]
+    assert s[2] >= e[0]
