@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from isa.program import DescriptorGeometry
@@ -192,93 +193,154 @@ def _lane_items(x: np.ndarray, geo: TcGeometry) -> np.ndarray:
     return x.reshape(e, n // geo.lanes, geo.lanes, r).transpose(0, 1, 3, 2)
 
 
-def _dynamic(n: np.ndarray, s: np.ndarray, geo: TcGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """The packer's cut of one tile's work list into per-core chunks (policy `dynamic`).
-
-    The work is a list of runs, group-major (a run belongs to one lane group, the 16
-    consecutive channels a core's lanes hold); run r has n[e, r] identical items, an item
-    costing s[e, r, i] steps on lane i of the core that takes it. The packer cuts the list into
-    n_tc contiguous chunks of equal work, measuring an item by its busiest lane (max_i s), cuts
-    on whole items; core t takes chunk t. Returns per instance, core and lane the steps of the
-    chunk (E, n_tc, lanes), and which runs each core takes (E, n_tc, R)."""
-    e, r = n.shape
-    s = np.broadcast_to(s, (e, r, s.shape[-1]))
-    m = s.max(axis=2)
-    wc = np.zeros((e, r + 1), np.int64)
-    np.cumsum(n * m, axis=1, out=wc[:, 1:])
-    nc = np.zeros((e, r + 1), np.int64)
-    np.cumsum(n, axis=1, out=nc[:, 1:])
-    ls = np.zeros((e, r + 1, s.shape[2]), np.int64)
-    np.cumsum(n[:, :, None] * s, axis=1, out=ls[:, 1:])
-    rows = np.arange(e)
-    cum = [np.zeros((e, s.shape[2]), np.int64)]
-    item = [np.zeros(e, np.int64)]
-    for t in range(1, geo.n_tc):
-        target = -(-t * wc[:, -1] // geo.n_tc)
-        ri = np.minimum((wc[:, 1:] < target[:, None]).sum(axis=1), r - 1)
-        mr = m[rows, ri]
-        o = np.where(mr > 0, -(-(target - wc[rows, ri]) // np.maximum(mr, 1)), 0)
-        o = np.minimum(o, n[rows, ri])
-        cum.append(ls[rows, ri] + o[:, None] * s[rows, ri])
-        item.append(nc[rows, ri] + o)
-    cum.append(ls[:, -1])
-    item.append(nc[:, -1])
-    lanes = np.stack([cum[t + 1] - cum[t] for t in range(geo.n_tc)], axis=1)
-    it = np.stack(item, axis=1)
-    lo = np.maximum(it[:, :-1, None], nc[:, None, :-1])
-    hi = np.minimum(it[:, 1:, None], nc[:, None, 1:])
-    return lanes, hi > lo
-
-
-def _steal(w: np.ndarray, cost: int, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lanes of one core sharing its chunk (policy `dynamic`): w (E, n_tc, lanes) steps per
-    lane. The packer plans, per core, that lanes with little work take over parts of the
-    busiest lanes' pixel (or output) ranges, each piece costing its helper `cost` cycles
-    (stationary-operand reload, pipeline refill) and ending on a whole item (up to `item`
-    steps more, (E,)). The finish time T is the least with sum (w - T)+ <= sum (T - w - cost)+
-    (each helper takes one piece), plus one item, never above the busiest lane.
-    Returns (E, n_tc) finish times and helper pieces."""
-    lo = -(-w.sum(axis=2) // w.shape[2])
-    top = w.max(axis=2)
-    hi = top.copy()
-    while np.any(lo < hi):
-        mid = (lo + hi) // 2
-        excess = np.clip(w - mid[..., None], 0, None).sum(axis=2)
-        room = np.clip(mid[..., None] - w - cost, 0, None)
-        ok = excess <= room.sum(axis=2)
-        hi = np.where(ok, mid, hi)
-        lo = np.where(ok, lo, mid + 1)
-    finish = np.minimum(top, lo + item[:, None])
-    steal = finish < top
-    excess = np.clip(w - lo[..., None], 0, None).sum(axis=2)
-    room = -np.sort(-np.clip(lo[..., None] - w - cost, 0, None), axis=2).cumsum(axis=2)
-    pieces = np.where(steal, (room < excess[..., None]).sum(axis=2) + 1, 0)
-    return finish, np.minimum(pieces, w.shape[2])
+@numba.njit(cache=True)
+def _packer(n, s, owner, owned, n_tc, cost, lane_bytes):  # pragma: no cover - numba
+    """Policy `dynamic` for E instances of one tile (see `_dynamic_work`); s is (E or 1, R,
+    lanes). Returns (4, E): busiest lane's cycles, the cores' reload cycles beyond it, the
+    packer's cycles, bytes reloaded."""
+    e_n, r_n = n.shape
+    lanes = s.shape[2]
+    groups = owned.shape[1]
+    out = np.zeros((4, e_n), np.int64)
+    m = np.zeros(r_n, np.int64)
+    wc = np.zeros(r_n + 1, np.int64)
+    nc = np.zeros(r_n + 1, np.int64)
+    ls = np.zeros((r_n + 1, lanes), np.int64)
+    cum = np.zeros((n_tc + 1, lanes), np.int64)
+    item = np.zeros(n_tc + 1, np.int64)
+    w = np.zeros(lanes, np.int64)
+    room = np.zeros(lanes, np.int64)
+    hasg = np.zeros(groups, np.bool_)
+    for e in range(e_n):
+        se = e if s.shape[0] > 1 else 0
+        # 1. the work list's prefix sums: an item weighs its busiest lane's steps
+        big = 0
+        for r in range(r_n):
+            mr = 0
+            for i in range(lanes):
+                if s[se, r, i] > mr:
+                    mr = s[se, r, i]
+            m[r] = mr
+            if n[e, r] > 0 and mr > big:
+                big = mr
+            wc[r + 1] = wc[r] + n[e, r] * mr
+            nc[r + 1] = nc[r] + n[e, r]
+            for i in range(lanes):
+                ls[r + 1, i] = ls[r, i] + n[e, r] * s[se, r, i]
+        # 2. n_tc contiguous chunks of equal work, cut on whole items
+        for i in range(lanes):
+            cum[0, i] = 0
+            cum[n_tc, i] = ls[r_n, i]
+        item[0] = 0
+        item[n_tc] = nc[r_n]
+        for t in range(1, n_tc):
+            target = -(-t * wc[r_n] // n_tc)
+            ri = 0
+            for r in range(r_n):
+                if wc[r + 1] < target:
+                    ri += 1
+            if ri > r_n - 1:
+                ri = r_n - 1
+            o = 0
+            if m[ri] > 0:
+                o = -(-(target - wc[ri]) // m[ri])
+            if o > n[e, ri]:
+                o = n[e, ri]
+            for i in range(lanes):
+                cum[t, i] = ls[ri, i] + o * s[se, ri, i]
+            item[t] = nc[ri] + o
+        t_max = 0
+        time_max = 0
+        moved = 0
+        for t in range(n_tc):
+            # 3. lanes of core t share its chunk: least finish T with
+            #    sum (w - T)+ <= sum (T - w - cost)+, plus one item, never above the busiest
+            tot = 0
+            top = 0
+            for i in range(lanes):
+                w[i] = cum[t + 1, i] - cum[t, i]
+                tot += w[i]
+                if w[i] > top:
+                    top = w[i]
+            lo = -(-tot // lanes)
+            hi = top
+            while lo < hi:
+                mid = (lo + hi) // 2
+                excess = 0
+                space = 0
+                for i in range(lanes):
+                    if w[i] > mid:
+                        excess += w[i] - mid
+                    if mid - w[i] - cost > 0:
+                        space += mid - w[i] - cost
+                if excess <= space:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            finish = min(top, lo + big)
+            pieces = 0
+            if finish < top:
+                excess = 0
+                for i in range(lanes):
+                    if w[i] > lo:
+                        excess += w[i] - lo
+                    room[i] = max(lo - w[i] - cost, 0)
+                room[:] = np.sort(room)[::-1]
+                acc = 0
+                for i in range(lanes):
+                    acc += room[i]
+                    if acc < excess:
+                        pieces += 1
+                pieces = min(pieces + 1, lanes)
+            # a core taking a lane group it does not hold under `static` reloads it
+            hasg[:] = False
+            for r in range(r_n):
+                if min(item[t + 1], nc[r + 1]) > max(item[t], nc[r]):
+                    hasg[owner[r]] = True
+            foreign = 0
+            for g in range(groups):
+                if hasg[g] and not owned[t, g]:
+                    foreign += 1
+            if finish > t_max:
+                t_max = finish
+            if finish + foreign * cost > time_max:
+                time_max = finish + foreign * cost
+            moved += foreign * lanes + pieces
+        out[0, e] = t_max
+        out[1, e] = time_max - t_max
+        out[2, e] = r_n + n_tc * lanes + n_tc
+        out[3, e] = moved * lane_bytes
+    return out
 
 
 def _dynamic_work(
     n, s, owner, share: int, geo: TcGeometry, reload: int, pipeline: int, lane_bytes: int
 ):
-    """Policy `dynamic` for one tile's instances: the packer's per-core chunks (`_dynamic`),
-    lanes sharing their core's chunk (`_steal`), and the costs. owner: the lane group of each
-    run (non-decreasing). A lane taking work of another lane, and a core taking a lane group
-    it does not hold under `static`, reload the stationary operands (`reload` cycles,
-    `lane_bytes` per lane) and refill the pipeline. The packer measures one run per cycle,
-    plans one lane per cycle and writes one descriptor per core, before the tile starts.
-    Returns per instance (4, E): busiest lane's cycles, the cores' reload cycles beyond it,
-    the packer's cycles, bytes reloaded."""
-    lanes, has = _dynamic(n, s, geo)
+    """Policy `dynamic` for one tile's instances. The work is a list of runs, group-major (a
+    run belongs to one lane group, the 16 consecutive channels a core's lanes hold; owner: the
+    lane group of each run, non-decreasing); run r has n[e, r] identical items, an item costing
+    s[e, r, i] steps on lane i of the core that takes it. The packer
+    1. cuts the list into n_tc contiguous chunks of equal work, measuring an item by its
+       busiest lane, on whole items: core t takes chunk t;
+    2. plans, per core, that lanes with little work take over parts of the busiest lanes'
+       pixel (or output) ranges, each piece costing its helper `reload + pipeline` cycles and
+       ending on a whole item: the core finishes at the least T with
+       sum (w - T)+ <= sum (T - w - cost)+ (each helper one piece), plus one item, never
+       later than its busiest lane.
+    A core taking a lane group it does not hold under `static` reloads that group's stationary
+    operands too (`lane_bytes` per lane). The packer measures one run per cycle, plans one lane
+    per cycle and writes one descriptor per core. Returns per instance (4, E): busiest lane's
+    cycles, the cores' reload cycles beyond it, the packer's cycles, bytes reloaded."""
+    n = np.ascontiguousarray(n, np.int64)
+    s = np.asarray(s, np.int64)
+    if s.ndim == 2:
+        s = s[None]
     groups = int(owner.max()) + 1
-    starts = np.searchsorted(owner, np.arange(groups))
-    hasg = np.logical_or.reduceat(has, starts, axis=2)  # (E, n_tc, groups)
-    foreign = (hasg & ~_owned(groups, geo, share)[None]).sum(axis=2)
-    item = (np.broadcast_to(s, (*n.shape, s.shape[-1])).max(axis=2) * (n > 0)).max(axis=1)
-    finish, pieces = _steal(lanes, reload + pipeline, item)
-    time = finish + foreign * (reload + pipeline)
-    max_steps = finish.max(axis=1)
-    plan = np.full(n.shape[0], n.shape[1] + geo.n_tc * geo.lanes + geo.n_tc, np.int64)
-    moved = (foreign.sum(axis=1) * geo.lanes + pieces.sum(axis=1)) * lane_bytes
-    return np.stack([max_steps, time.max(axis=1) - max_steps, plan, moved])
+    owned = _owned(groups, geo, share)
+    return _packer(
+        n, np.ascontiguousarray(s), np.ascontiguousarray(owner, np.int64), owned,
+        geo.n_tc, reload + pipeline, lane_bytes,
+    )  # fmt: skip
 
 
 def _pick(out: TcWork, at, static_steps: np.ndarray, dyn: np.ndarray) -> None:

@@ -260,3 +260,81 @@ def test_dynamic_with_gate_groups_narrower_or_offset_from_lane_groups(cg, kk, kn
         st, dy = (fn(t, SparsityView(GEO, wg, GI, cg, p, 4), g) for p in ("static", "dynamic"))
         assert (st.useful_macs == dy.useful_macs).all() and (st.lane_steps == dy.lane_steps).all()
         assert (dy.max_steps >= _balanced(dy)).all() and (dy.max_steps <= st.max_steps).all()
+
+
+# --- the packer kernel against a vectorised numpy statement of the same policy ---------------
+
+
+def _ref_dynamic_work(n, s, owner, share, geo, cost, lane_bytes):
+    """`tensor_core._dynamic_work` written with whole-array numpy (the kernel's earlier form),
+    kept as the oracle of the numba kernel."""
+    e, r = n.shape
+    s = np.broadcast_to(s, (e, r, s.shape[-1]))
+    m = s.max(axis=2)
+    wc = np.concatenate([np.zeros((e, 1), np.int64), np.cumsum(n * m, axis=1)], axis=1)
+    nc = np.concatenate([np.zeros((e, 1), np.int64), np.cumsum(n, axis=1)], axis=1)
+    ls = np.concatenate(
+        [np.zeros((e, 1, s.shape[2]), np.int64), np.cumsum(n[:, :, None] * s, axis=1)], axis=1
+    )
+    rows = np.arange(e)
+    cum, item = [np.zeros((e, s.shape[2]), np.int64)], [np.zeros(e, np.int64)]
+    for t in range(1, geo.n_tc):
+        target = -(-t * wc[:, -1] // geo.n_tc)
+        ri = np.minimum((wc[:, 1:] < target[:, None]).sum(axis=1), r - 1)
+        mr = m[rows, ri]
+        o = np.where(mr > 0, -(-(target - wc[rows, ri]) // np.maximum(mr, 1)), 0)
+        o = np.minimum(o, n[rows, ri])
+        cum.append(ls[rows, ri] + o[:, None] * s[rows, ri])
+        item.append(nc[rows, ri] + o)
+    cum.append(ls[:, -1])
+    item.append(nc[:, -1])
+    w = np.stack([cum[t + 1] - cum[t] for t in range(geo.n_tc)], axis=1)
+    it = np.stack(item, axis=1)
+    has = np.minimum(it[:, 1:, None], nc[:, None, 1:]) > np.maximum(
+        it[:, :-1, None], nc[:, None, :-1]
+    )
+    big = (m * (n > 0)).max(axis=1)
+    lo = -(-w.sum(axis=2) // w.shape[2])
+    top = w.max(axis=2)
+    hi = top.copy()
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        ok = np.clip(w - mid[..., None], 0, None).sum(axis=2) <= np.clip(
+            mid[..., None] - w - cost, 0, None
+        ).sum(axis=2)
+        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid + 1)
+    finish = np.minimum(top, lo + big[:, None])
+    excess = np.clip(w - lo[..., None], 0, None).sum(axis=2)
+    room = -np.sort(-np.clip(lo[..., None] - w - cost, 0, None), axis=2).cumsum(axis=2)
+    pieces = np.where(finish < top, (room < excess[..., None]).sum(axis=2) + 1, 0)
+    pieces = np.minimum(pieces, w.shape[2])
+    groups = int(owner.max()) + 1
+    hasg = np.stack([has[:, :, owner == g].any(axis=2) for g in range(groups)], axis=2)
+    t_ = np.arange(geo.n_tc)[:, None]
+    g_ = np.arange(groups)[None, :]
+    owned = (g_ % geo.n_tc == t_) if share == 1 else ((t_ // share == g_) & (t_ < groups * share))
+    foreign = (hasg & ~owned[None]).sum(axis=2)
+    time = finish + foreign * cost
+    steps = finish.max(axis=1)
+    plan = np.full(e, r + geo.n_tc * geo.lanes + geo.n_tc)
+    moved = (foreign.sum(axis=1) * geo.lanes + pieces.sum(axis=1)) * lane_bytes
+    return np.stack([steps, time.max(axis=1) - steps, plan, moved])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_packer_kernel_matches_numpy_statement(seed):
+    from simulator.timing.tensor_core import _dynamic_work
+
+    rng = np.random.default_rng(seed)
+    groups = int(rng.integers(1, 9))
+    per = int(rng.integers(1, 5))
+    owner = np.repeat(np.arange(groups), per)
+    e, r = 7, groups * per
+    n = rng.integers(0, 6, (e, r)) * (rng.random((e, r)) < 0.8)
+    s = rng.integers(0, 30, (e if seed % 2 else 1, r, GEO.lanes)) * (
+        rng.random((1, r, GEO.lanes)) < 0.6
+    )
+    share = 1 if groups >= GEO.n_tc else GEO.n_tc // groups
+    got = _dynamic_work(n, s, owner, share, GEO, 5, 2, 36)
+    want = _ref_dynamic_work(n, s, owner, share, GEO, 7, 36)
+    np.testing.assert_array_equal(got, want)
