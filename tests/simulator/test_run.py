@@ -85,3 +85,9 @@ def test_shipped_trace_by_name():
     name = min(names, key=lambda n: names[n].stat().st_size)
     w = load_workload(name)
     assert w.source["kind"] == "file" and w.trace.batch == w.masks.batch
+
+
+def test_run_checks_hazards_on_request():
+    res = CliRunner().invoke(main, ["run", "--trace", TINY, "--json", "--quiet", "--check-hazards"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["hazards"] == {m: [] for m in MODES}
