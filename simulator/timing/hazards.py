@@ -24,8 +24,9 @@ import numpy as np
 from isa.compiler import CompiledProgram
 from isa.spec import BUFFER, BY_MNEMONIC, LAYER_KIND, SFU_OP, TC_PASS
 from simulator.timing.masks import SparsityMasks
-from simulator.timing.model import PreparedProgram, simulate
+from simulator.timing.model import PreparedProgram, _descriptor, simulate
 from simulator.timing.stream import _count, _unroll, static_program
+from simulator.timing.tensor_core import LayerDesc
 
 BUFS = tuple(BUFFER.values)  # act, wgt, err, msk
 DRAM_WORD = 16
@@ -60,30 +61,14 @@ class Hazard:
 
 @dataclass
 class _Desc:
+    """A descriptor slot as the footprints need it: geometry, kind, gate group width."""
+
+    geo: LayerDesc
     kind: str
-    c: int
-    k: int
-    h: int
-    w: int
-    kh: int
-    kw: int
-    stride: int
-    pad: int
-    wsparse: bool
-    gate: bool
     group: int = 16
 
-    @property
-    def oh(self) -> int:
-        return (self.h + 2 * self.pad - self.kh) // self.stride + 1
-
-    @property
-    def ow(self) -> int:
-        return (self.w + 2 * self.pad - self.kw) // self.stride + 1
-
-    @property
-    def taps(self) -> int:
-        return self.kh * self.kw
+    def __getattr__(self, name: str):
+        return getattr(self.geo, name)
 
 
 Access = tuple[str, np.ndarray | slice, bool]  # space, byte index (array or slice), write
@@ -270,10 +255,7 @@ def executed_footprints(compiled: CompiledProgram) -> tuple[np.ndarray, list[lis
         ins = prog[i]
         a = ins.args
         if ins.op == "layer":
-            descs[a["desc"]] = _Desc(
-                LAYER_KIND.values[a["kind"]], a["c"], a["k"], a["h"], a["w"], a["kh"],
-                a["kw"], a["stride"], a["pad"], bool(a["wsparse"]), bool(a["gate"]),
-            )  # fmt: skip
+            descs[a["desc"]] = _Desc(_descriptor(a), LAYER_KIND.values[a["kind"]])
         elif ins.op == "cgcfg":
             descs[a["desc"]].group = a["group"]
         elif ins.op == "wscfg":
