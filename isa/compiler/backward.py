@@ -10,12 +10,17 @@ from isa.compiler.emitter import (
     BASE_B,
     BASE_C,
     C_IDX,
+    DONE,
+    FREE,
     G_OFF,
     GT_OFF,
     IMG,
     K_IDX,
     P_IDX,
     PERS,
+    SIDE,
+    SIDE2,
+    SIDE3,
     SLOT,
     TMP_A,
     TMP_B,
@@ -31,6 +36,7 @@ from isa.compiler.plan import (
     conv_shape,
 )
 from isa.compiler.tiling import (
+    ACC_BYTES,
     align,
     bp_tiling,
     channel_tile,
@@ -47,6 +53,8 @@ class BackwardLowering(BlockBuilder):
     def backward(self, layer: Layer) -> None:
         if layer.kind in ALIAS_KINDS or not self.needs_err(layer.name):
             return
+        if any(r is layer for r, _ in self.bp_merge.values()):
+            return  # merged and run in the data-gradient block of its first reader (bp_mac)
         self.block(layer.name, "bp")
         cons = self.consumers(layer.name)
         if len(cons) > 1:
@@ -55,10 +63,16 @@ class BackwardLowering(BlockBuilder):
             return
         if any(r is layer for r in self.bp_relu.values()):
             return  # its mask is applied in its batch norm's backward block (bp_norm)
+        if any(layer is f[1] or layer is f[2] for f in self.bp_pool.values()):
+            return  # run in the data-gradient block of the conv reading the pool (bp_mac)
+        if any(bn is layer for bn, _ in self.bp_norm_apply.values()):
+            return  # run in the data-gradient blocks of the convs around it (bp_mac)
         if layer.kind in MAC_KINDS:
             # BP first: the data gradient uses the forward pass's weights, not the updated ones
             if self.g.needs_data_gradient(layer.name):
                 self.bp_mac(layer)
+            if layer.name in self.bp_norm_apply:  # its sums are complete, gamma was used
+                self.bn_update(self.bp_norm_apply[layer.name][0])
             self.block(layer.name, "wu")
             self.wu_mac(layer)
         elif layer.kind in ("relu", "maxpool", "avgpool"):
@@ -131,7 +145,10 @@ class BackwardLowering(BlockBuilder):
         cn = t.cn
         bufs = tuple(per_c)
         nslots = e.begin_slots(t.slot_bases(self.cfg, bufs))
-        side = {"relu": (f"act:{layer.name}", "act"), "maxpool": (f"argmax:{layer.name}", "msk")}
+        # relu_bwd's operand b: the ReLU's output, or its input where the output stayed on
+        # chip (ReLU fused into its conv's forward block): both are positive at the same places
+        relu_b = layer.name if f"act:{layer.name}" not in self.mm.on_chip else layer.inputs[0]
+        side = {"relu": (f"act:{relu_b}", "act"), "maxpool": (f"argmax:{layer.name}", "msk")}
 
         def tile(c0: int = 0) -> None:
             # one channel tile at the base registers (stepped by channel_loop)
@@ -288,15 +305,37 @@ class BackwardLowering(BlockBuilder):
             self.block(layer.name, "bp")
 
     def bp_mac(self, layer: Layer) -> None:
-        """Data gradient with transposed weights: dX = W^T dY, per image."""
+        """Data gradient with transposed weights: dX = W^T dY, per image. Element-wise
+        backward work around the conv runs in its image loop (`GraphPlan` decides): on dY as
+        it is loaded, a batch norm's relu_bwd + norm_bwd (`bp_norm_load`); on dX once rounded,
+        a max-pool's and ReLU's backward (`bp_pool_tile`), a batch norm's gradient sums
+        (`bp_norm_stat_tile`) or a ReLU's error merge and backward (`bp_merge_tile`)."""
         e, mm, cfg = self.e, self.mm, self.cfg
         sh = conv_shape(layer)
         desc = self.descriptor(layer, layer.kind)
         gated, ws = self.gated(layer), self.wsparse(layer)
-        t = bp_tiling(sh, cfg, self.skip_bytes, gated, ws)
+        fuse = self.bp_pool.get(layer.name)  # (conv, relu, maxpool) whose backward runs here
+        taps = self.pool_taps(fuse[2]) if fuse is not None else 0
+        # batch norm whose sums this block accumulates on dX / which it applies to dY
+        stat, app = self.bp_norm_stat.get(layer.name), self.bp_norm_apply.get(layer.name)
+        nrm = stat or app
+        per_ch = BN_STAT_BYTES + BN_SUM_BYTES
+        norm = ("stat" if stat else "apply", per_ch) if nrm else None
+        mrg = self.bp_merge.get(layer.name)  # (ReLU, its other reader): merged on dX here
+        t = bp_tiling(sh, cfg, self.skip_bytes, gated, ws, taps, norm, merge=mrg is not None)
+        if fuse is not None:  # their descriptors, for bp_pool_tile
+            self.descriptor(fuse[1], "relu")
+            self.descriptor(fuse[2], "maxpool")
+        if nrm is not None:
+            self.descriptor(nrm[0], "norm")
+            self.descriptor(nrm[1], "relu")
+        if mrg is not None:  # add and relu_bwd: element-wise, one descriptor for both
+            self.descriptor(mrg[0], "relu")
         gc, group = cfg.wsu.group_in_channels, cfg.cgu.group_size_channels
         w = mm[f"w:{layer.name}"]
         dy = mm[f"err:{layer.name}"]
+        # where the output errors are read: the ReLU's error when the norm is applied here
+        dsrc = mm[f"err:{app[1].name}"] if app is not None else dy
         dx = mm[self.err_name(layer.inputs[0], layer.name)]
         pin = sh.h * sh.w
         if sh.groups > 1:
@@ -349,10 +388,29 @@ class BackwardLowering(BlockBuilder):
                     ch // gc,
                     note="group mask of the c-tile",
                 )
-            e.persistent_load(loads, ("tc",))
-            nslots = e.begin_slots(t.slot_bases(cfg, ("err", "msk") if gated else ("err",)))
+            units: tuple[str, ...] = ("tc",)
+            if nrm is not None:  # statistics (and sums) after the accumulators
+                loads += self.bp_norm_persistent(sh, t, nrm[0], app is not None)
+                units = ("tc", "sfu")
+            e.persistent_load(loads, units)
+            if stat is not None:
+                e.setr(TMP_O, align(ch * pin * ACC_BYTES) + BN_STAT_BYTES * sh.c)
+                self.sfu_zero(self.desc_of[stat[0].name], TMP_O, 2 * sh.c, "clear gradient sums",
+                              esz=2)  # fmt: skip
+            bufs = ("err", "msk") if gated else ("err",)
+            if fuse is not None:
+                bufs = ("act", "err", "msk")
+            if nrm is not None or mrg is not None:
+                bufs = ("act", *bufs)
+            nslots = e.begin_slots(t.slot_bases(cfg, bufs))
             e.emit("nop", sg=ACC)
             kn = t.kn if sh.groups == 1 else kspan
+            # the SFU reads the accumulators after the last k-step: with one k-step per image
+            # they are released (ACC, SIDE2) once it has read them and dX is stored, and the
+            # rest of its work overlaps the next image's tensor-core work (_side_paths)
+            split = (fuse is not None or stat is not None or mrg is not None) and kn == kspan
+            if split:
+                e.emit("nop", sg=SIDE2)
             wrow = ch if sh.groups == 1 else sh.cg
 
             def body(
@@ -362,8 +420,11 @@ class BackwardLowering(BlockBuilder):
                 ch: int = ch,
                 kn: int = kn,
                 wrow: int = wrow,
+                split: bool = split,
             ) -> None:
                 e.emit("sync", wt=ACC, unit=UNIT.values.index("tc"))
+                if split:
+                    e.emit("sync", wt=SIDE2, unit=UNIT.values.index("tc"))
                 for k0 in range(kbase, kbase + kspan, kn):
                     last = k0 + kn == kbase + kspan
                     loads = self.channels(
@@ -392,8 +453,12 @@ class BackwardLowering(BlockBuilder):
                             note="gate mask",
                         )
                     gm = self.skip_bytes + ((k0 - kbase) * (ch // gc) if ws else 0)
+                    pre = []
+                    if app is not None:  # dY through the ReLU's and the norm's backward
+                        pre = self.bp_norm_load(sh, t, app, dsrc, loads)
                     comp = [
-                        self.addr_op(TMP_A, SLOT["err"], 0),
+                        *pre,
+                        self.addr_op(TMP_A, SLOT["err"], align(kn * sh.oh * sh.ow) if pre else 0),
                         self.setr_op(TMP_B, (k0 - kbase) * sh.taps * wrow),
                         self.setr_op(K_IDX, k0),
                         self.setr_op(C_IDX, 0 if sh.groups > 1 else c0),
@@ -418,17 +483,297 @@ class BackwardLowering(BlockBuilder):
                         ),
                     ]
                     stores = []
+                    if app is not None:  # the normalised error, once (WU and the reference)
+                        px = sh.k * sh.oh * sh.ow
+                        stores += self.channels(
+                            "dma.st", "err", SLOT["err"], align(px), BASE_A, sh.k,
+                            sh.oh * sh.ow, 0, sh.k, note=f"error of {layer.name}",
+                            dram_off=dy.addr - dsrc.addr,
+                        )  # fmt: skip
                     if last:
-                        stores = self.channels(
+                        stores += self.channels(
                             "dma.st", "err", ZERO, 0, BASE_B, sh.c, pin, c0, ch, note="input errors"
                         )
+                        if fuse is not None:
+                            self.bp_pool_tile(sh, kn, c0, ch, fuse, loads, comp, stores)
+                        if stat is not None:
+                            self.bp_norm_stat_tile(sh, t, stat, dx, loads, comp, stores)
+                        if mrg is not None:
+                            self.bp_merge_tile(sh, t, mrg, app, dx, loads, comp, stores)
+                    dx_st = [o for o in stores if o.op == "dma.st" and o.note == "input errors"]
+                    if split:
+                        self._side_paths(comp)
+                    if app is not None:
+                        self._early_store(comp)
                     e.step(loads, comp, stores)
-                e.emit("sync", sg=ACC, unit=UNIT.values.index("st"))
+                    self._patch_stores(comp, stores, dx_st, split, app is not None)
+                if not split:
+                    e.emit("sync", sg=ACC, unit=UNIT.values.index("st"))
 
             gate = [(BASE_C, mm[f"gate:{layer.name}"])] if gated else []
-            self.batch_loop([(BASE_A, dy), (BASE_B, dx), *gate], body)
+            if fuse is not None:  # the conv's error (SLOT wgt is free in this block)
+                gate.append((SLOT["wgt"], mm[f"err:{fuse[0].name}"]))
+            self.batch_loop([(BASE_A, dsrc), (BASE_B, dx), *gate], body)
             e.emit("nop", wt=ACC)
+            if split:
+                e.emit("nop", wt=SIDE2)
             e.end_block(nslots)
+            if stat is not None:  # the batch's gradient sums, for the norm's other block
+                e.setr(TMP_A, mm[f"bngrad:{stat[0].name}"].addr)
+                at = align(ch * pin * ACC_BYTES) + BN_STAT_BYTES * sh.c
+                for o in self.e.dma("dma.st", "err", ZERO, at, TMP_A, 0, 1, BN_SUM_BYTES * sh.c,
+                                    0, 0, note=f"gradient sums of {stat[0].name}"):  # fmt: skip
+                    e.place(o)
+                e.emit("barrier")
+
+    def _early_store(self, comp: list) -> None:
+        """Consumer side of a fused batch norm: a `sync sfu` after norm_bwd signals SIDE3, for
+        the normalised error's store (the step's first) to go without waiting for the tensor
+        cores."""
+        i = max(j for j, o in enumerate(comp) if o.op == "sfu" and j < _tc_index(comp))
+        comp.insert(i + 1, self.e.make("sync", unit=UNIT.values.index("sfu")))
+        comp[i + 1].sg = SIDE3
+
+    def _side_paths(self, comp: list) -> None:
+        """Producer side (fused work on dX, one k-step): a `sync tc` after tc.bwd signals SIDE
+        (dX may be stored), a `sync sfu` after the first SFU op after it, which reads the
+        accumulators, signals SIDE2 (the next image's tensor-core work may overwrite them)."""
+        t = _tc_index(comp)
+        comp.insert(t + 1, self.e.make("sync", unit=UNIT.values.index("tc")))
+        comp[t + 1].sg = SIDE
+        f = next(j for j, o in enumerate(comp) if o.op == "sfu" and j > t)
+        comp.insert(f + 1, self.e.make("sync", unit=UNIT.values.index("sfu")))
+        comp[f + 1].sg = SIDE2
+
+    def _patch_stores(self, comp: list, stores: list, dx_st: list, split: bool, early: bool):
+        """After `step` (which made the first store wait for DONE and the last signal FREE):
+        the normalised error's store (first, `early`) waits for SIDE3; with `split` dX's
+        store waits for SIDE and releases the accumulators (ACC) and the stores after it wait
+        for DONE (the SFU chain), the slot freed by the last of them or by the last SFU op;
+        otherwise dX's store waits for DONE."""
+        sts = [o for o in stores if o.op == "dma.st"]
+        if not sts:
+            return
+        if early:
+            sts[0].wt = SIDE3
+        if not dx_st:
+            return
+        if not split:
+            dx_st[0].wt = DONE
+            return
+        dx_st[0].wt, dx_st[-1].sg = SIDE, ACC
+        rest = sts[sts.index(dx_st[-1]) + 1 :]
+        if rest:
+            rest[0].wt = DONE
+        else:
+            [o for o in comp if o.op == "sfu"][-1].sg = FREE
+
+    def bp_norm_persistent(self, sh, t, bn: Layer, apply: bool) -> list:
+        """Loads of a fused batch norm's statistics (whole images, one c-tile): after the
+        accumulators (err) where its sums are taken here, or, where it is applied here, to
+        the weight buffer after the weights and gamma, beta, with its gradient sums after
+        them (`_norm_at`)."""
+        mm = self.mm
+        n = sh.k if apply else sh.c  # the norm's channels: dY's or dX's
+        buf, at = ("wgt", self._norm_at(sh)) if apply else ("err", self._acc_end(sh))
+        self.e.setr(TMP_A, mm[f"bnstat:{bn.name}"].addr)
+        loads = self.e.dma("dma.ld", buf, ZERO, at, TMP_A, 0, 1, BN_STAT_BYTES * n, 0, 0,
+                           note=f"statistics of {bn.name}")  # fmt: skip
+        if apply:
+            self.e.setr(TMP_B, mm[f"bngrad:{bn.name}"].addr)
+            self.e.setr(K_IDX, mm[f"bn:{bn.name}"].addr)  # TMP_O may hold the group map's
+            loads += self.e.dma("dma.ld", "wgt", ZERO, at + BN_STAT_BYTES * n, TMP_B, 0, 1,
+                                BN_SUM_BYTES * n, 0, 0,
+                                note=f"gradient sums of {bn.name}")  # fmt: skip
+            loads += self.e.dma("dma.ld", "wgt", ZERO, align(sh.k * sh.taps * sh.c), K_IDX, 0, 1,
+                                2 * n, 0, 0, note=f"gamma, beta of {bn.name}")  # fmt: skip
+        return loads
+
+    @staticmethod
+    def _acc_end(sh) -> int:
+        """End of a whole-input data-gradient block's accumulators (err)."""
+        return align(sh.c * sh.h * sh.w * ACC_BYTES)
+
+    @staticmethod
+    def _norm_at(sh) -> int:
+        """Weight-buffer address of an applied norm's statistics: after the weights of the
+        block (all k, all c) and gamma, beta."""
+        return align(sh.k * sh.taps * sh.c) + align(2 * sh.k)
+
+    def bp_norm_load(self, sh, t, app, src, loads: list) -> list:
+        """A fused batch norm applied to the output errors of one image (one k-step, whole
+        image): loads of the ReLU's output and the norm's input x (act slot; at fixed
+        distances from the ReLU's error, read at BASE_A), then relu_bwd in place on dY and
+        norm_bwd to the slot after it, which the tensor cores read (TMP_A)."""
+        mm = self.mm
+        bn, relu = app
+        px = sh.k * sh.oh * sh.ow
+        pix = sh.oh * sh.ow
+        at = self._norm_at(sh)
+        for off, name, what in ((0, relu.name, "output"), (align(px), sh.name, "input")):
+            loads += self.channels(
+                "dma.ld", "act", SLOT["act"], off, BASE_A, sh.k, pix, 0, sh.k,
+                note=f"{what} of {relu.name if off == 0 else bn.name}",
+                dram_off=mm[f"act:{name}"].addr - src.addr,
+            )  # fmt: skip
+        return [
+            self.sfu("relu_bwd", self.desc_of[relu.name], ("err", SLOT["err"]),
+                     ("act", SLOT["act"]), ("err", SLOT["err"]), px, note=f"fused {relu.name}"),
+            self.setr_op(TMP_B, at),
+            self.addr_op(TMP_O, SLOT["act"], align(px)),
+            self.addr_op(TMP_A, SLOT["err"], align(px)),
+            self.sfu("norm_bwd", self.desc_of[bn.name], ("err", SLOT["err"]), ("wgt", TMP_B),
+                     ("err", TMP_A), px, c=("act", TMP_O), pa=align(sh.k * sh.taps * sh.c),
+                     ch=sh.k, note=f"fused {bn.name}"),
+        ]  # fmt: skip
+
+    def bp_norm_stat_tile(self, sh, t, stat, dx, loads: list, comp: list, stores: list) -> None:
+        """A fused batch norm's gradient sums on one image's dX (the ReLU's error, at err 0
+        once the tensor cores rounded it; still stored for the norm's applying block and the
+        reference): loads of the ReLU's output and the norm's input x (act slot; at fixed
+        distances from dX's region, BASE_B), relu_bwd to the slot after the output errors,
+        norm_bwd_stat into the sums after the statistics (one op per image, in image
+        order). `Emitter.step` orders ld -> tc -> sfu -> st."""
+        mm = self.mm
+        bn, relu = stat
+        pix = sh.h * sh.w
+        px = sh.c * pix
+        x = self.real(bn.inputs[0])
+        at = align(sh.c * pix * ACC_BYTES)
+        for off, name, what in ((0, relu.name, "output"), (align(px), x, "input")):
+            loads += self.channels(
+                "dma.ld", "act", SLOT["act"], off, BASE_B, sh.c, pix, 0, sh.c,
+                note=f"{what} of {relu.name if off == 0 else bn.name}",
+                dram_off=mm[f"act:{name}"].addr - dx.addr,
+            )  # fmt: skip
+        comp += [
+            self.addr_op(TMP_B, SLOT["err"], align(t.kn * sh.oh * sh.ow)),
+            self.sfu("relu_bwd", self.desc_of[relu.name], ("err", ZERO), ("act", SLOT["act"]),
+                     ("err", TMP_B), px, note=f"fused {relu.name}"),
+            self.addr_op(TMP_A, SLOT["act"], align(px)),
+            self.setr_op(K_IDX, at),
+            self.setr_op(C_IDX, at + BN_STAT_BYTES * sh.c),
+            self.sfu("norm_bwd_stat", self.desc_of[bn.name], ("err", TMP_B), ("act", TMP_A),
+                     ("err", C_IDX), px, c=("err", K_IDX), ch=sh.c,
+                     note=f"gradient sums of {bn.name}"),
+        ]  # fmt: skip
+
+    def bp_merge_tile(self, sh, t, mrg, app, dx, loads: list, comp: list, stores: list) -> None:
+        """The merge and backward of the ReLU whose error dX is one part of
+        (`GraphPlan.bp_merge`), on one image's dX (at err 0 once the tensor cores rounded it;
+        still stored as this conv's part): loads of the other part and the ReLU's output
+        (act slot, after the fused norm's operands when one is applied here), `add` to the
+        sum (err slot: over the output errors, or after them and the normalised error when
+        it does not fit there), stored as the
+        ReLU's error, relu_bwd to the ReLU's input error after it, stored. Every tensor
+        has dX's per-image size: all move at fixed distances from dX's region (BASE_B)."""
+        mm = self.mm
+        relu, other = mrg
+        pix = sh.h * sh.w
+        px = sh.c * pix
+        dy_px = align(t.kn * sh.oh * sh.ow)
+        out_px = sh.k * sh.oh * sh.ow
+        a0 = 2 * align(out_px) if app is not None else 0
+        e0 = dy_px + (align(out_px) if app is not None else 0)
+        part = mm[self.err_name(relu.name, other)]
+        for off, reg, what in (
+            (a0, part, f"error part of {relu.name} from {other}"),
+            (a0 + align(px), mm[f"act:{relu.name}"], f"output of {relu.name}"),
+        ):
+            loads += self.channels("dma.ld", "act", SLOT["act"], off, BASE_B, sh.c, pix, 0, sh.c,
+                                   note=what, dram_off=reg.addr - dx.addr)  # fmt: skip
+        desc = self.desc_of[relu.name]
+        # the sum over the output errors when it fits: the cores (and a fused norm, before
+        # them on the SFU) have read them once `add` runs (it waits for the cores)
+        m_off, n_off = (0, e0) if px <= dy_px else (e0, e0 + align(px))
+        comp += [
+            self.addr_op(TMP_B, SLOT["act"], a0),
+            self.addr_op(TMP_A, SLOT["err"], m_off),
+            self.sfu("add", desc, ("err", ZERO), ("act", TMP_B), ("err", TMP_A), px,
+                     note=f"merge the error of {relu.name}"),
+            self.addr_op(K_IDX, SLOT["act"], a0 + align(px)),
+            self.addr_op(C_IDX, SLOT["err"], n_off),
+            self.sfu("relu_bwd", desc, ("err", TMP_A), ("act", K_IDX), ("err", C_IDX), px,
+                     note=f"fused {relu.name}"),
+        ]  # fmt: skip
+        din = mm[self.err_name(relu.inputs[0], relu.name)]
+        for off, reg, what in (
+            (m_off, mm[f"err:{relu.name}"], f"error of {relu.name}"),
+            (n_off, din, f"input error of {relu.name}"),
+        ):
+            stores += self.channels("dma.st", "err", SLOT["err"], off, BASE_B, sh.c, pix, 0, sh.c,
+                                    note=what, dram_off=reg.addr - dx.addr)  # fmt: skip
+
+    def bn_update(self, bn: Layer) -> None:
+        """SGD on a fused batch norm's gamma and beta with the batch's gradient sums
+        (bngrad:), after the block that applied the norm (it read gamma)."""
+        e, mm = self.e, self.mm
+        self.block(bn.name, "wu")
+        c = chw(bn.in_shape)[0]
+        vaddr = align(BN_SUM_BYTES * c)
+        e.setr(TMP_A, mm[f"bn:{bn.name}"].addr)
+        e.setr(TMP_B, mm[f"bngrad:{bn.name}"].addr)
+        e.setr(TMP_O, mm[f"bnv:{bn.name}"].addr)
+        loads = self.e.dma("dma.ld", "wgt", ZERO, 0, TMP_A, 0, 1, 2 * c, 0, 0, note="gamma, beta")
+        loads += self.e.dma("dma.ld", "err", ZERO, 0, TMP_B, 0, 1, BN_SUM_BYTES * c, 0, 0,
+                            note="gradient sums")  # fmt: skip
+        loads += self.e.dma("dma.ld", "err", ZERO, vaddr, TMP_O, 0, 1, 2 * c, 0, 0,
+                            note="momentum of gamma, beta")  # fmt: skip
+        e.persistent_load(loads, ("sfu",))
+        e.setr(TMP_B, vaddr)
+        e.emit("sgd", rw=ZERO, rg=ZERO, rv=TMP_B, n=2 * c, note="update gamma, beta")
+        e.emit("barrier")
+        e.setr(TMP_A, mm[f"bn:{bn.name}"].addr)
+        for o in self.e.dma("dma.st", "wgt", ZERO, 0, TMP_A, 0, 1, 2 * c, 0, 0):
+            e.place(o)
+        e.setr(TMP_O, mm[f"bnv:{bn.name}"].addr)
+        for o in self.e.dma("dma.st", "err", ZERO, vaddr, TMP_O, 0, 1, 2 * c, 0, 0):
+            e.place(o)
+        e.emit("barrier")
+
+    def bp_pool_tile(self, sh, kn: int, c0: int, ch: int, fuse, loads, comp, stores) -> None:
+        """The backward of the ReLU and max-pool before this conv (`GraphPlan.bp_pool`),
+        appended to an image's last k-step of c-tile [c0, c0 + ch): once the tensor cores
+        have rounded dX (the pool's output error, at err 0, still stored for the reference's
+        rounding record), relu_bwd with the pooled output as b (act slot) and maxpool_bwd with
+        the argmax (msk slot, after the gate mask) write the conv's error (err slot, after the
+        output errors), stored at SLOT wgt. The pooled output and argmax are read at fixed
+        distances from dX's region (same per-image size). `Emitter.step` orders ld -> tc ->
+        sfu -> st; with one k-step per image `_side_paths` / `_side_tokens` let dX's store
+        follow the tensor cores directly and release the accumulators (ACC, SIDE2) once it
+        and relu_bwd have read them."""
+        mm, cfg = self.mm, self.cfg
+        conv, relu, pool = fuse
+        pin = sh.h * sh.w
+        taps = self.pool_taps(pool)
+        dx = mm[self.err_name(self.layers[sh.name].inputs[0], sh.name)]
+        group = cfg.cgu.group_size_channels
+        gated = self.gated(self.layers[sh.name])
+        moff = align(sh.oh * sh.ow * (kn // group)) if gated else 0
+        roff = align(kn * sh.oh * sh.ow)
+        ooff = roff + align(ch * pin)
+        loads += self.channels(
+            "dma.ld", "act", SLOT["act"], 0, BASE_B, sh.c, pin, c0, ch,
+            note=f"output of {pool.name}", dram_off=mm[f"act:{pool.name}"].addr - dx.addr,
+        )  # fmt: skip
+        loads += self.channels(
+            "dma.ld", "msk", SLOT["msk"], moff, BASE_B, sh.c, pin, c0, ch,
+            note=f"argmax of {pool.name}", dram_off=mm[f"argmax:{pool.name}"].addr - dx.addr,
+        )  # fmt: skip
+        # registers are read at dispatch: TMP_A / TMP_B / K_IDX are free once tc.bwd issued
+        comp += [
+            self.addr_op(TMP_B, SLOT["err"], roff),
+            self.sfu("relu_bwd", self.desc_of[relu.name], ("err", ZERO), ("act", SLOT["act"]),
+                     ("err", TMP_B), ch * pin, note=f"fused {relu.name} (pooled positions)"),
+            self.addr_op(TMP_A, SLOT["msk"], moff),
+            self.addr_op(K_IDX, SLOT["err"], ooff),
+            self.sfu("maxpool_bwd", self.desc_of[pool.name], ("err", TMP_B), ("msk", TMP_A),
+                     ("err", K_IDX), ch * pin, note=f"fused {pool.name}"),
+        ]  # fmt: skip
+        stores += self.channels(
+            "dma.st", "err", SLOT["err"], ooff, SLOT["wgt"], sh.c, pin * taps, c0, ch,
+            note=f"error of {conv.name}",
+        )  # fmt: skip
 
     def wu_mac(self, layer: Layer) -> None:
         """Weight gradient over the batch per (k, c) tile, then SGD and group-Lasso pruning.
@@ -632,3 +977,7 @@ class BackwardLowering(BlockBuilder):
             )
         e.step(loads, comp, stores)
         e.end_block(nslots)
+
+
+def _tc_index(comp: list) -> int:
+    return next(j for j, o in enumerate(comp) if o.op == "tc.bwd")

@@ -136,9 +136,11 @@ class BlockBuilder(GraphPlan):
         cn: int,
         pix0: int = 0,
         note: str = "",
+        dram_off: int = 0,
     ) -> list[Op]:
         """Move channels [c0, c0+cn) of `pixels` pixels (from pixel pix0) of a [pixel][c]
-        tensor with c channels; compact [pixel][cn] in the buffer."""
+        tensor with c channels; compact [pixel][cn] in the buffer. `dram_off`: a byte offset
+        added to the DRAM address (another tensor at a fixed distance from register rdram)."""
         if cn == c:  # contiguous: rows of whole pixels, fewer descriptors
             per = max(1, min(pixels, 65535 // c))
             while pixels % per:
@@ -149,14 +151,16 @@ class BlockBuilder(GraphPlan):
                 rbuf,
                 boff,
                 rdram,
-                pix0 * c,
+                dram_off + pix0 * c,
                 pixels // per,
                 per * c,
                 per * c,
                 per * c,
                 note,
             )
-        return self.e.dma(kind, buf, rbuf, boff, rdram, pix0 * c + c0, pixels, cn, c, cn, note)
+        return self.e.dma(
+            kind, buf, rbuf, boff, rdram, dram_off + pix0 * c + c0, pixels, cn, c, cn, note
+        )
 
     def sfu(
         self,

@@ -30,6 +30,10 @@ FW_OFF, FG_OFF, FGT_OFF = SLOT["wgt"], SLOT["err"], TMP_A
 # one signal.
 FREE, LOADED, DONE, PERS, ACC = 1, 2, 3, 5, 6
 STAT = 12  # a forward conv's output tile is ready for the statistics pass one image later
+# Backward side paths in a data-gradient step (isa.compiler.backward.bp_mac): SIDE (tc) and
+# SIDE3 (sfu) hand a result to a store that need not wait for the rest of the step, SIDE2
+# releases the accumulators once the SFU has read them.
+SIDE, SIDE2, SIDE3 = 13, 14, 15
 CHAIN = (4, 7, 8, 9, 10, 11)
 
 MAX_ROWS = (1 << 12) - 1  # dma `rows` field

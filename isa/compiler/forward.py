@@ -51,6 +51,8 @@ class ForwardLowering(BlockBuilder):
     def forward(self, layer: Layer) -> None:
         if layer.kind in ALIAS_KINDS or layer.kind == "input" or layer.name in self.fused_into:
             return  # nothing to run, or run inside its chain's batch-norm block
+        if layer.name in self.pool_fused:
+            return  # ReLU / max-pool run in the producing conv's block (fp_tile)
         if any(h is layer for h in self.norm_of.values()):
             return  # normalised by the conv that reads it (fp_tile), statistics by its producer
         self.block(layer.name, "fp")
@@ -80,7 +82,12 @@ class ForwardLowering(BlockBuilder):
                 g=cfg.cgu.base_fraction_denominator,
                 group=cfg.cgu.group_size_channels,
             )
-        t = fp_tiling(sh, cfg, gated, self.skip_bytes, ws)
+        pool = self.fwd_pool.get(layer.name)
+        taps = self.pool_taps(pool[1]) if pool is not None else 0
+        t = fp_tiling(sh, cfg, gated, self.skip_bytes, ws, taps)
+        if pool is not None:  # their descriptors, for the fused ops in fp_tile
+            self.descriptor(pool[0], "relu")
+            self.descriptor(pool[1], "maxpool")
         ngc = -(-sh.cg // cfg.wsu.group_in_channels)  # group-mask bytes per output channel
         group = cfg.cgu.group_size_channels
         if sh.groups == 1:
@@ -112,6 +119,7 @@ class ForwardLowering(BlockBuilder):
         ngc = -(-sh.cg // cfg.wsu.group_in_channels)
         base_c = sh.c // cfg.cgu.base_fraction_denominator
         wbytes = t.kn * sh.taps * sh.cg
+        rt = C_IDX if layer.name in self.fwd_pool else TMP_B
         # persistent data; each load reads its own base register when placed
         e.addr(BASE_C, FW_OFF, w.addr)
         loads = self.channels(
@@ -184,7 +192,8 @@ class ForwardLowering(BlockBuilder):
         if bn is not None:
             bn_desc = self.descriptor(bn, "norm")
             self.sfu_zero(bn_desc, ZERO, 2 * sh.k, "clear statistics of " + bn.name, esz=4)
-        slot_bases = t.slot_bases(cfg, ("act", "msk") if gated else ("act",))
+        pool = self.fwd_pool.get(layer.name)  # ReLU and max-pool applied to the output here
+        slot_bases = t.slot_bases(cfg, ("act", "msk") if gated or pool else ("act",))
         nslots = e.begin_slots(slot_bases)
         cload = sh.c if c_off is None else t.kn // sh.kg * sh.cg
         skew = cfg.buffers.activation.word_bytes
@@ -294,7 +303,8 @@ class ForwardLowering(BlockBuilder):
                             **{"pass": tc_pass("base")},
                             **tc,
                         ),
-                        self.setr_op(TMP_B, align(wbytes)),
+                        # the threshold's address (C_IDX when TMP_B is the pool's DRAM base)
+                        self.setr_op(rt, align(wbytes)),
                         e.make(
                             "cg.gate",
                             desc=desc,
@@ -303,7 +313,7 @@ class ForwardLowering(BlockBuilder):
                             rp=P_IDX,
                             pn=t.pn,
                             ra=TMP_O,
-                            rt=TMP_B,
+                            rt=rt,
                             rm=SLOT["msk"],
                         ),
                         self.setr_op(C_IDX, base_c),
@@ -362,6 +372,8 @@ class ForwardLowering(BlockBuilder):
                         pix0=p0 * sh.ow,
                         note="gate map",
                     )
+                if pool is not None:
+                    comp, stores = self.fp_pool_tile(sh, t, pool, xbytes, comp, stores)
                 e.step(loads, comp, stores)
                 if stat_prev is not None:
                     # the tensor cores wait for the normalisation only: the op before the
@@ -373,6 +385,8 @@ class ForwardLowering(BlockBuilder):
                     e.emit("sync", sg=STAT, unit=UNIT.values.index("tc"))
 
         bases = [(BASE_A, x), (BASE_B, y, K_IDX)]
+        if pool is not None:  # the pooled output (the argmax at a fixed distance)
+            bases.append((TMP_B, mm[f"act:{pool[1].name}"], K_IDX))
         if gated:
             bases.append((BASE_C, mm[f"gate:{layer.name}"], FGT_OFF))
         if res is not None:
@@ -392,6 +406,45 @@ class ForwardLowering(BlockBuilder):
         e.end_block(nslots)
         if bn is not None:
             self.store_stats(bn, 0, sh.k)
+
+    def fp_pool_tile(self, sh, t, pool, xbytes: int, comp: list, stores: list):
+        """The fused ReLU and max-pool of a forward output tile (whole images, `t.pn` = oh):
+        relu_fwd from the FP8 outputs to the ReLU's tile after the accumulators, maxpool_fwd
+        from there to the pooled tile after it, the argmax after the gate mask; stores of the
+        pooled output and the argmax at TMP_B (channel k0 of the pooled output). The step's
+        tokens order tc -> sfu -> st (`Emitter.step`)."""
+        relu, mp = pool
+        mm, cfg = self.mm, self.cfg
+        rdesc, pdesc = self.desc_of[relu.name], self.desc_of[mp.name]
+        out = t.kn * t.pn * sh.ow
+        pout = out // self.pool_taps(mp)
+        roff = xbytes + align(t.kn * t.pn * sh.ow * ACC_BYTES)
+        poff = roff + align(out)
+        group = cfg.cgu.group_size_channels
+        moff = align(t.pn * sh.ow * (t.kn // group)) if self.gated(self.layers[sh.name]) else 0
+        # registers read at dispatch: P_IDX / C_IDX / TMP_O are free once the tc ops issued
+        comp = [
+            *comp,
+            self.addr_op(P_IDX, SLOT["act"], roff),
+            self.sfu("relu_fwd", rdesc, ("act", TMP_O), ("act", ZERO), ("act", P_IDX), out,
+                     note=f"fused {relu.name}"),
+            self.addr_op(C_IDX, SLOT["act"], poff),
+            self.addr_op(TMP_O, SLOT["msk"], moff),
+            self.sfu("maxpool_fwd", pdesc, ("act", P_IDX), ("msk", TMP_O), ("act", C_IDX), out,
+                     note=f"fused {mp.name}"),
+        ]  # fmt: skip
+        _, poh, pow_ = chw(mp.out_shape)
+        delta = mm[f"argmax:{mp.name}"].addr - mm[f"act:{mp.name}"].addr
+        stores = stores + self.channels(
+            "dma.st", "act", SLOT["act"], poff, TMP_B, sh.k, poh * pow_, 0, t.kn,
+            note=f"output of {mp.name}",
+        )  # fmt: skip
+        stores += self.channels(
+            "dma.st", "msk", SLOT["msk"], moff, TMP_B, sh.k, poh * pow_, 0, t.kn,
+            note=f"argmax of {mp.name}", dram_off=delta,
+        )  # fmt: skip
+        assert pout == poh * pow_ * t.kn
+        return comp, stores
 
     def store_stats(self, bn: Layer, c0: int, cn: int) -> None:
         """Store the statistics of channels [c0, c0 + cn) of batch norm `bn` (FP32 sum and

@@ -52,6 +52,9 @@ class MemoryMap:
     aliases: dict[str, str] = field(default_factory=dict)
     # tensors that never reach DRAM: name -> where they live (e.g. fused into a block)
     on_chip: dict[str, str] = field(default_factory=dict)
+    # tensors stored although no block reads them back: name -> why (the rounding record of a
+    # value a fused block consumed on chip, which `fp8sim verify`'s reference reads)
+    records: dict[str, str] = field(default_factory=dict)
     top: int = 0
 
     def add(
@@ -117,4 +120,5 @@ class MemoryMap:
             ],
             "aliases": dict(sorted(self.aliases.items())),
             "on_chip": dict(sorted(self.on_chip.items())),
+            "records": dict(sorted(self.records.items())),
         }

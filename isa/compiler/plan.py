@@ -101,6 +101,18 @@ class GraphPlan:
         self.stat_of: dict[str, Layer] = {}  # conv -> the batch norm whose statistics it takes
         self.bp_relu: dict[str, Layer] = {}  # batch norm -> the ReLU its backward applies
         self.norm_of: dict[str, Layer] = {}  # conv -> batch norm it normalises its input with
+        # conv -> ReLU -> max-pool (see _pool_fusion): forward in the conv's block, backward in
+        # the data-gradient block of the conv that reads the pooled output
+        self.fwd_pool: dict[str, tuple[Layer, Layer]] = {}  # conv -> (relu, maxpool)
+        self.bp_pool: dict[str, tuple[Layer, Layer, Layer]] = {}  # reader -> (conv, relu, pool)
+        self.pool_fused: set[str] = set()  # ReLU / max-pool layers run inside a conv block
+        # batch-norm backward inside the convs' data-gradient blocks (see _bp_norm_fusion):
+        # conv -> (batch norm, its ReLU)
+        self.bp_norm_stat: dict[str, tuple[Layer, Layer]] = {}  # reads the ReLU's output
+        self.bp_norm_apply: dict[str, tuple[Layer, Layer]] = {}  # produces the norm's input
+        # conv -> (ReLU, the ReLU's other reader): the merge of the ReLU's two error parts and
+        # its backward run in the conv's data-gradient block (see _merge_fusion)
+        self.bp_merge: dict[str, tuple[Layer, str]] = {}
         if batch < 1:
             raise CompileError(f"batch must be at least 1, got {batch}")
         msk_word = cfg.buffers.mask.word_bytes
@@ -255,6 +267,147 @@ class GraphPlan:
             if t.kn == sh.k and stat_bytes <= self.cfg.buffers.error.size_bytes:
                 self.stat_of[src.name] = layer
         self._norm_into_conv()
+        self._pool_fusion()
+        self._bp_norm_fusion()
+        self._merge_fusion()
+
+    def _merge_fusion(self) -> None:
+        """A ReLU read by two layers, the first (in graph order, so the last whose backward
+        runs) a conv P: P's data-gradient block adds the other reader's error part (already
+        in DRAM) to each image's dX in the buffer, stores the sum (the ReLU's error) and
+        applies relu_bwd (operand b: the ReLU's output), storing the ReLU's input error:
+        the ReLU's merge and backward passes disappear (residual blocks: the block output's
+        error, from the next block's first conv and its residual add)."""
+        fused = {r.name for _, r in self.bp_relu.items()}
+        fused |= {r.name for _, r, _ in self.bp_pool.values()} | self.pool_fused
+        for relu in self.g.layers:
+            if relu.kind != "relu" or relu.name in fused or not self.needs_err(relu.name):
+                continue
+            cons = self.consumers(relu.name)
+            if len(cons) != 2 or "loss" in cons:
+                continue
+            p = self.layers[cons[0]]
+            if p.kind != "conv" or p.groups != 1 or not self.g.needs_data_gradient(p.name):
+                continue
+            if p.name in self.bp_pool or p.name in self.bp_norm_stat or p.name in self.bp_merge:
+                continue
+            app = self.bp_norm_apply.get(p.name)
+            norm = ("apply", BN_STAT_BYTES + BN_SUM_BYTES) if app is not None else None
+            try:
+                t = bp_tiling(conv_shape(p), self.cfg, self.skip_bytes, self.gated(p),
+                              self.wsparse(p), 0, norm, merge=True)  # fmt: skip
+            except CompileError:
+                continue
+            if t.double or not self.cfg.buffers.double_buffered:
+                # single-buffered, the block would serialise its transfers with the tensor
+                # cores and lose more than the separate passes cost
+                self.bp_merge[p.name] = (relu, cons[1])
+
+    def _bp_norm_fusion(self) -> None:
+        """conv C -> batch norm -> ReLU -> conv P (each the only reader of the one before;
+        the ReLU's backward already fused into the norm's, `bp_relu`). Backward, mirroring the
+        forward pass: P's data-gradient block applies relu_bwd (operand b: the ReLU's output)
+        to each image's dX in the buffer and accumulates the norm's gradient sums
+        (norm_bwd_stat, one op per image, images in order) after its accumulators; the sums
+        go to DRAM (bngrad:) after the batch. C's data-gradient block applies relu_bwd and
+        norm_bwd to each image's output error as it loads it, before the tensor cores read
+        it, and stores the result once (C's error: its weight update reads it). The norm's
+        two DRAM-bound passes disappear; the update of gamma and beta follows C's BP. Both
+        convs take whole images in one tile (one op per image for the norm)."""
+        cfg = self.cfg
+        per_ch = BN_STAT_BYTES + BN_SUM_BYTES
+        for bn_name, relu in self.bp_relu.items():
+            bn = self.layers[bn_name]
+            cons = self.consumers(relu.name)
+            if len(cons) != 1 or cons[0] == "loss":
+                continue
+            p, c = self.layers[cons[0]], self.layers[self.real(bn.inputs[0])]
+            if p.kind != "conv" or c.kind != "conv" or p.groups != 1 or c.groups != 1:
+                continue
+            if self.consumers(c.name) != [bn.name]:
+                continue
+            if not (self.g.needs_data_gradient(p.name) and self.g.needs_data_gradient(c.name)):
+                continue
+            if (
+                p.name in self.bp_norm_stat
+                or p.name in self.bp_norm_apply
+                or p.name in self.bp_pool
+            ):
+                continue
+            if (
+                c.name in self.bp_norm_stat
+                or c.name in self.bp_norm_apply
+                or c.name in self.bp_pool
+            ):
+                continue
+            try:
+                ps, cs = conv_shape(p), conv_shape(c)
+                bp_tiling(ps, cfg, self.skip_bytes, self.gated(p), self.wsparse(p), 0,
+                          ("stat", per_ch))  # fmt: skip
+                bp_tiling(cs, cfg, self.skip_bytes, self.gated(c), self.wsparse(c), 0,
+                          ("apply", per_ch))  # fmt: skip
+            except CompileError:
+                continue
+            self.bp_norm_stat[p.name] = (bn, relu)
+            self.bp_norm_apply[c.name] = (bn, relu)
+
+    def pool_taps(self, pool: Layer) -> int:
+        """Taps of a max-pool whose windows tile its input (window = stride, no padding,
+        exact division); 0 otherwise."""
+        if pool.kind != "maxpool" or pool.kernel is None or pool.stride is None:
+            return 0
+        (kh, kw), (sh_, sw), pad = pool.kernel, pool.stride, pool.padding or (0, 0)
+        _, h, w = chw(pool.in_shape)
+        if (kh, kw) != (sh_, sw) or any(pad) or h % kh or w % kw:
+            return 0
+        return kh * kw
+
+    def _pool_fusion(self) -> None:
+        """conv -> ReLU -> max-pool (each the only reader of the one before, windows that
+        tile the input). Forward: the conv's image loop applies relu_fwd and maxpool_fwd to
+        its output tile in the buffer and stores the conv output (the reference's rounding
+        record), the pooled output and the argmax; the ReLU's output stays on chip.
+        Backward: a conv that reads the pooled output applies, after its data gradient of
+        each image (still in the error buffer, stored as before), relu_bwd with the pooled
+        output as operand b (the window's maximum is positive exactly where the ReLU passed
+        the error at the argmax, the only tap that receives it) and maxpool_bwd, and stores
+        the conv's error: the ReLU's and the pool's separate passes disappear."""
+        cfg = self.cfg
+        for conv in self.g.layers:
+            if conv.kind != "conv" or conv.groups != 1 or conv.name in self.stat_of:
+                continue
+            cons = self.consumers(conv.name)
+            if len(cons) != 1 or cons[0] == "loss" or self.layers[cons[0]].kind != "relu":
+                continue
+            relu = self.layers[cons[0]]
+            cons = self.consumers(relu.name)
+            if len(cons) != 1 or cons[0] == "loss":
+                continue
+            pool = self.layers[cons[0]]
+            taps = self.pool_taps(pool)
+            if not taps:
+                continue
+            sh = conv_shape(conv)
+            if conv.name not in self.norm_of:
+                try:
+                    fp_tiling(sh, cfg, self.gated(conv), self.skip_bytes, self.wsparse(conv), taps)
+                    self.fwd_pool[conv.name] = (relu, pool)
+                except CompileError:
+                    pass
+            readers = self.consumers(pool.name)
+            if len(readers) != 1 or readers[0] == "loss":
+                continue
+            q = self.layers[readers[0]]
+            if q.kind != "conv" or q.groups != 1 or not self.g.needs_data_gradient(q.name):
+                continue
+            try:
+                qs = conv_shape(q)
+                bp_tiling(qs, cfg, self.skip_bytes, self.gated(q), self.wsparse(q), taps)
+            except CompileError:
+                continue
+            self.bp_pool[q.name] = (conv, relu, pool)
+        for relu, pool in self.fwd_pool.values():
+            self.pool_fused.update((relu.name, pool.name))
 
     def _norm_into_conv(self) -> None:
         """A batch norm whose statistics a conv took, and whose chain's output is first read
@@ -305,6 +458,12 @@ class GraphPlan:
             for head, chain in self.chain.items()
             for x in [self.layers[head], *chain[:-1]]
         }
+        for conv, (relu, _) in self.fwd_pool.items():
+            on_chip[relu.name] = f"fused into the forward block of {conv}"
+        # the error of a conv whose ReLU and max-pool backward run in a later conv's block is
+        # stored in the ReLU's error region (the pool's backward output, whose rounding
+        # record the reference reads; relu_bwd and maxpool_bwd only move values)
+        bp_conv = {conv.name: relu.name for conv, relu, _ in self.bp_pool.values()}
         gate_group = self.cfg.cgu.group_size_channels
         gc = self.cfg.wsu.group_in_channels
         for layer in self.g.layers:
@@ -383,6 +542,17 @@ class GraphPlan:
                     layer=n,
                     layout="[gamma|beta][channel]",
                 )
+                if any(bn is layer for bn, _ in self.bp_norm_apply.values()):
+                    mm.add(
+                        f"bngrad:{n}",
+                        "norm_grads",
+                        (2, c),
+                        batch=None,
+                        layer=n,
+                        layout="[d_gamma|d_beta][channel] (backward sums, between blocks)",
+                        dtype="fp16",
+                        elem_bytes=2,
+                    )
                 mm.add(
                     f"bnstat:{n}",
                     "norm_stats",
@@ -403,6 +573,8 @@ class GraphPlan:
             if layer.kind in ALIAS_KINDS or layer.kind == "input" or not self.needs_err(n):
                 continue
             cons = self.consumers(n)
+            if n in bp_conv:
+                continue  # aliased below, once the ReLU's region exists
             if n in self.bp_relu:
                 mm.keep_on_chip(f"err:{n}", f"fused into the backward block of {n}")
                 continue
@@ -426,3 +598,17 @@ class GraphPlan:
                             layer=n,
                             layout="as the activation",
                         )
+        for conv, relu in bp_conv.items():
+            self.mm.alias(f"err:{conv}", f"err:{relu}")
+        # stored only for the rounding record (SR words per byte) that the reference of
+        # `fp8sim verify` reads: the fused blocks consume these values on chip
+        why = "rounding record: consumed on chip by the fused block of {}"
+        for conv, (relu, _) in self.fwd_pool.items():
+            if not any(relu is r for _, r, _ in self.bp_pool.values()):
+                continue  # the ReLU's own backward pass reads the conv output
+            mm.records[f"act:{conv}"] = why.format(conv)
+        for q, (_, _, pool) in self.bp_pool.items():
+            mm.records[mm.resolve_name(self.err_name(pool.name, q))] = why.format(q)
+        for p, (relu, _) in self.bp_merge.items():
+            mm.records[mm.resolve_name(f"err:{relu.name}")] = why.format(p)
+            mm.records[mm.resolve_name(self.err_name(relu.name, p))] = why.format(p)

@@ -133,10 +133,17 @@ def _groups(cfg: HardwareConfig, cn: int) -> int:
 
 
 def fp_tiling(
-    sh: ConvShape, cfg: HardwareConfig, gated: bool, reserved_msk: int, wsparse: bool = False
+    sh: ConvShape,
+    cfg: HardwareConfig,
+    gated: bool,
+    reserved_msk: int,
+    wsparse: bool = False,
+    pool: int = 0,
 ) -> Tiling:
     """Forward: weights (and their group mask) of a k-tile stay resident; per image, steps
-    over row tiles."""
+    over row tiles. `pool` > 0: a ReLU and a max-pool of `pool` taps (window = stride, no
+    padding) run on each output tile in the buffer (whole images only: pn = oh): the
+    ReLU's output and the pooled output follow the accumulators, the argmax the gate mask."""
     group = cfg.cgu.group_size_channels
 
     def cands():
@@ -146,9 +153,16 @@ def fp_tiling(
             wbytes = kn * sh.taps * sh.cg
             cload = sh.c if sh.groups == 1 else kn // sh.kg * sh.cg
             for pn in divisors(sh.oh):
+                if pool and pn != sh.oh:
+                    continue
                 x = align(sh.rows_in(pn) * sh.w * cload)
                 acc = kn * pn * sh.ow * ACC_BYTES
-                needs = {"act": x + acc, "msk": pn * sh.ow * -(-kn // group) if gated else 0}
+                gate = pn * sh.ow * -(-kn // group) if gated else 0
+                needs = {"act": x + acc, "msk": gate}
+                if pool:
+                    out = kn * pn * sh.ow
+                    needs["act"] = x + align(acc) + align(out) + out // pool
+                    needs["msk"] = align(gate) + out // pool
                 steps = (sh.k // kn) * (sh.oh // pn)
                 cost = (steps * x, steps)
                 pers = {"wgt": align(wbytes) + (16 if gated else 0)}  # + gate threshold
@@ -165,10 +179,24 @@ def bp_tiling(
     reserved_msk: int,
     gated: bool = False,
     wsparse: bool = False,
+    pool: int = 0,
+    norm: tuple[str, int] | None = None,
+    merge: bool = False,
 ) -> Tiling:
     """Backward data: a c-tile of weights (all k, with their group mask) and the image's dX
     accumulators stay resident; steps over k-tiles of the error (the reduction), each with the
-    gate mask of its outputs."""
+    gate mask of its outputs. `pool` > 0: the input is a max-pool (of `pool` taps) of a ReLU,
+    whose backward runs on the c-tile's dX (`GraphPlan.bp_pool`): the last k-step's slots
+    also hold the pooled activations (act), the masked error and the pool's input error
+    (err, after the output errors) and the argmax (msk, after the gate mask).
+    `norm` = ("stat", bytes per channel) or ("apply", bytes per channel): a batch norm's
+    backward runs in the image loop (`GraphPlan.bp_norm_stat` / `bp_norm_apply`), on whole
+    images in one tile; its statistics and sums stay after the accumulators (err) or, when
+    applied, after the weights and gamma, beta (wgt); each step also holds two
+    activation tensors (act) and the ReLU-masked or normalised error (err).
+    `merge`: dX is one of two error parts of a ReLU's output, merged and passed through the
+    ReLU in the image loop (`GraphPlan.bp_merge`, one c-tile): the step also holds the other
+    part and the ReLU's output (act) and the sum and the ReLU's input error (err)."""
     group, gc = cfg.cgu.group_size_channels, cfg.wsu.group_in_channels
 
     def cands():
@@ -191,8 +219,36 @@ def bp_tiling(
                 needs = {"err": kn * sh.oh * sh.ow}
                 if gated:
                     needs["msk"] = sh.oh * sh.ow * (kn // group)
+                if norm is not None:
+                    if norm[0] == "stat":  # dX's channels: the whole input, one c-tile
+                        if cn != sh.c:
+                            continue
+                        px = cn * sh.h * sh.w
+                        tpers = {**pers, "err": align(pers["err"]) + norm[1] * cn}
+                    else:  # the output errors' channels, one k-step
+                        if kn != sh.k:
+                            continue
+                        px = kn * sh.oh * sh.ow
+                        # gamma, beta, then the statistics and sums after the weights
+                        tpers = {**pers, "wgt": align(pers["wgt"]) + align(2 * kn) + norm[1] * kn}
+                    needs["act"] = 2 * align(px)
+                    needs["err"] = align(needs["err"]) + px
+                if merge:
+                    if cn != sh.c:
+                        continue
+                    px = cn * sh.h * sh.w
+                    needs["act"] = align(needs.get("act", 0)) + align(px) + px
+                    # the sum overwrites the output errors (dead once the cores read them)
+                    # when it fits there
+                    sum_px = 0 if px <= align(kn * sh.oh * sh.ow) else align(px)
+                    needs["err"] = align(needs["err"]) + sum_px + px
+                if pool:
+                    pin = cn * sh.h * sh.w
+                    needs["act"] = pin
+                    needs["err"] = align(needs["err"]) + align(pin) + pin * pool
+                    needs["msk"] = align(needs.get("msk", 0)) + pin
                 nc, nk = sh.c // cn, sh.k // kn
-                yield kn, cn, sh.oh, pers, needs, (nc, nc * nk)
+                yield kn, cn, sh.oh, pers if norm is None else tpers, needs, (nc, nc * nk)
 
     return _search(sh.name, "backward", cfg, cands(), reserved_msk)
 

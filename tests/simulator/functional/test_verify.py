@@ -91,7 +91,7 @@ def test_tiny_stochastic_rounding_same_bits(tiny, rounding):
     assert all(la["changed_codes"] > 0 for la in res["layers"])
 
 
-def _sparse_cfg(rounding="sr", confidence=0.3):
+def _sparse_cfg(rounding="sr", confidence=0.4):
     cfg = config_for(rounding)
     gsu = cfg.gsu.model_copy(update={"threshold": confidence, "criterion": "confident"})
     wsu = cfg.wsu.model_copy(update={"threshold": 0.64})  # about 1 group in 10 (conv2)
