@@ -2,14 +2,14 @@
 speedup comes from, measured by removing one mechanism at a time (what-if configurations and
 traces; ref28 itself is never changed). `python -m simulator.report.calibration [-o FILE]`.
 
-Rows: the calibration workload on ref28; the same with a faster DRAM channel (how memory-bound
-the program is); with uniform instead of realistic mask skew (how much lane imbalance costs);
-the chip's own test-vector network (VGG-7); and the assumed `dynamic` lane work
-distribution (tensor_core.lane_distribution) instead of `static`. Every row prints cycles
-dense/all, speedup, the executed-MAC reduction, tensor-core busy cycles against the balanced
-ideal (lane steps / lanes: what the busiest lane costs), DMA and SFU busy cycles, and the
-efficiency at its best operating point. docs/simulator.md ("Calibration") reads the gap
-from these numbers.
+Rows: the calibration workload on ref28; the same with the two parameters that calibration
+chose put back to their earlier values (the `static` lane work distribution, a 16-wide SFU),
+which shows what each choice is worth; with a faster DRAM channel (how memory-bound the program
+is); with uniform instead of realistic mask skew (how much lane imbalance costs); and the
+chip's own test-vector network (VGG-7). Every row prints cycles dense/all, speedup, the
+executed-MAC reduction, tensor-core busy cycles against the balanced ideal (lane steps / lanes:
+what the busiest lane costs), DMA and SFU busy cycles, and the efficiency at its best operating
+point. docs/simulator.md ("Calibration") reads the gap from these numbers.
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ def _with_lanes(cfg: HardwareConfig, policy: str) -> HardwareConfig:
     return validate_config(d)
 
 
+def _with_sfu(cfg: HardwareConfig, elements_per_cycle: int) -> HardwareConfig:
+    d = json.loads(canonical_json(cfg))
+    d["sfu"]["throughput_elements_per_cycle"] = elements_per_cycle
+    d["name"] = f"{cfg.name}-sfu{elements_per_cycle}"
+    return validate_config(d)
+
+
 def _workload(name: str, skew: str | None = None) -> Workload:
     if skew is not None:
         NAMED_TRACES[f"{name}-{skew}"] = replace(NAMED_TRACES[name], skew=skew)
@@ -51,19 +58,20 @@ def study() -> list[dict]:
     ref = load_config("ref28")
     base = _workload("resnet20-cal")
     uniform = _workload("resnet20-cal", "uniform")
+    vgg = _workload("vgg7-cal")
+    before = _with_sfu(_with_lanes(ref, "static"), 16)
     cases = [
         ("ref28, resnet20-cal (realistic skew)", ref, base),
+        ("static lane distribution", _with_lanes(ref, "static"), base),
+        ("SFU 16 elements/cycle", _with_sfu(ref, 16), base),
+        ("static lanes + SFU 16 (ref28 before calibration)", before, base),
+        ("DRAM 2x (32 B/cycle)", _with_dram(ref, 32), base),
         ("DRAM 4x (64 B/cycle)", _with_dram(ref, 64), base),
         ("DRAM unlimited (4096 B/cycle)", _with_dram(ref, 4096), base),
         ("uniform mask skew", ref, uniform),
-        ("uniform skew + DRAM unlimited", _with_dram(ref, 4096), uniform),
-        ("VGG-7 (vgg7-cal) on ref28", ref, _workload("vgg7-cal")),
-        # the assumed `dynamic` lane distribution (docs/simulator.md): a design alternative,
-        # not a fit to the chip
-        ("dynamic lane distribution", _with_lanes(ref, "dynamic"), base),
-        ("dynamic lanes + DRAM unlimited", _with_lanes(_with_dram(ref, 4096), "dynamic"), base),
-        ("VGG-7, dynamic lane distribution", _with_lanes(ref, "dynamic"), _workload("vgg7-cal")),
-    ]
+        ("VGG-7 (vgg7-cal) on ref28", ref, vgg),
+        ("VGG-7, DRAM unlimited", _with_dram(ref, 4096), vgg),
+    ]  # fmt: skip
     rows = []
     for label, cfg, w in cases:
         res = run_workload(w, cfg)
@@ -74,6 +82,8 @@ def study() -> list[dict]:
             {
                 "case": label,
                 "lane_distribution": cfg.tensor_core.lane_distribution,
+                "sfu_elements_per_cycle": cfg.sfu.throughput_elements_per_cycle,
+                "dram_bytes_per_cycle": cfg.dma.dram_bytes_per_cycle,
                 "flops_reduction_trace": round(s["flops_reduction"], 2),
                 "mac_reduction_executed": round(s["flops_reduction_executed"]["all"], 2),
                 "cycles_dense": s["cycles"]["dense"],
@@ -85,6 +95,7 @@ def study() -> list[dict]:
                 "tc_ideal_all": round(
                     res.timings["all"].useful_macs / cfg.tensor_core.macs_per_cycle
                 ),
+                "dma_busy_dense": busy["dense"]["busy"]["ld"] + busy["dense"]["busy"]["st"],
                 "dma_busy": busy["all"]["busy"]["ld"] + busy["all"]["busy"]["st"],
                 "sfu_busy_all": busy["all"]["busy"]["sfu"],
                 "tflops_per_w_dense_eq": round(s["tflops_per_w"]["dense_equivalent"], 2),
