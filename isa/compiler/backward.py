@@ -27,6 +27,7 @@ from isa.compiler.emitter import (
     TMP_O,
     W_OFF,
     ZERO,
+    unit_of,
 )
 from isa.compiler.plan import (
     ALIAS_KINDS,
@@ -490,10 +491,13 @@ class BackwardLowering(BlockBuilder):
                             sh.oh * sh.ow, 0, sh.k, note=f"error of {layer.name}",
                             dram_off=dy.addr - dsrc.addr,
                         )  # fmt: skip
-                    if last:
+                    # dX is a rounding record where the fused work below consumes it on chip
+                    keep_dx = not (last and self.dropped(dx.name))
+                    if last and keep_dx:
                         stores += self.channels(
                             "dma.st", "err", ZERO, 0, BASE_B, sh.c, pin, c0, ch, note="input errors"
                         )
+                    if last:
                         if fuse is not None:
                             self.bp_pool_tile(sh, kn, c0, ch, fuse, loads, comp, stores)
                         if stat is not None:
@@ -502,11 +506,11 @@ class BackwardLowering(BlockBuilder):
                             self.bp_merge_tile(sh, t, mrg, app, dx, loads, comp, stores)
                     dx_st = [o for o in stores if o.op == "dma.st" and o.note == "input errors"]
                     if split:
-                        self._side_paths(comp)
+                        self._side_paths(comp, keep_dx)
                     if app is not None:
                         self._early_store(comp)
                     e.step(loads, comp, stores)
-                    self._patch_stores(comp, stores, dx_st, split, app is not None)
+                    self._patch_stores(comp, stores, dx_st, split, app is not None, keep_dx)
                 if not split:
                     e.emit("sync", sg=ACC, unit=UNIT.values.index("st"))
 
@@ -534,24 +538,48 @@ class BackwardLowering(BlockBuilder):
         comp.insert(i + 1, self.e.make("sync", unit=UNIT.values.index("sfu")))
         comp[i + 1].sg = SIDE3
 
-    def _side_paths(self, comp: list) -> None:
+    def _side_paths(self, comp: list, keep_dx: bool = True) -> None:
         """Producer side (fused work on dX, one k-step): a `sync tc` after tc.bwd signals SIDE
         (dX may be stored), a `sync sfu` after the first SFU op after it, which reads the
-        accumulators, signals SIDE2 (the next image's tensor-core work may overwrite them)."""
+        accumulators, signals SIDE2 (the next image's tensor-core work may overwrite them).
+        Without dX's store (a rounding record left out) there is no SIDE, and a second `sync
+        sfu` releases the accumulators (ACC) in the store's place."""
         t = _tc_index(comp)
-        comp.insert(t + 1, self.e.make("sync", unit=UNIT.values.index("tc")))
-        comp[t + 1].sg = SIDE
+        if keep_dx:
+            comp.insert(t + 1, self.e.make("sync", unit=UNIT.values.index("tc")))
+            comp[t + 1].sg = SIDE
         f = next(j for j, o in enumerate(comp) if o.op == "sfu" and j > t)
         comp.insert(f + 1, self.e.make("sync", unit=UNIT.values.index("sfu")))
         comp[f + 1].sg = SIDE2
+        if not keep_dx:
+            comp.insert(f + 2, self.e.make("sync", unit=UNIT.values.index("sfu")))
+            comp[f + 2].sg = ACC
 
-    def _patch_stores(self, comp: list, stores: list, dx_st: list, split: bool, early: bool):
+    def _patch_stores(
+        self,
+        comp: list,
+        stores: list,
+        dx_st: list,
+        split: bool,
+        early: bool,
+        keep_dx: bool = True,
+    ):
         """After `step` (which made the first store wait for DONE and the last signal FREE):
         the normalised error's store (first, `early`) waits for SIDE3; with `split` dX's
         store waits for SIDE and releases the accumulators (ACC) and the stores after it wait
         for DONE (the SFU chain), the slot freed by the last of them or by the last SFU op;
-        otherwise dX's store waits for DONE."""
+        otherwise dX's store waits for DONE. Without dX's store the first store after the
+        early one waits for DONE, or the chain's last op frees the slot."""
         sts = [o for o in stores if o.op == "dma.st"]
+        if not keep_dx:
+            rest = sts[1:] if early else sts
+            if early:
+                sts[0].wt = SIDE3
+            if rest:
+                rest[0].wt = DONE
+            else:
+                [o for o in comp if unit_of(o.op) != "ctrl"][-1].sg = FREE
+            return
         if not sts:
             return
         if early:
@@ -701,6 +729,8 @@ class BackwardLowering(BlockBuilder):
             (m_off, mm[f"err:{relu.name}"], f"error of {relu.name}"),
             (n_off, din, f"input error of {relu.name}"),
         ):
+            if self.dropped(reg.name):  # the sum, a rounding record
+                continue
             stores += self.channels("dma.st", "err", SLOT["err"], off, BASE_B, sh.c, pix, 0, sh.c,
                                     note=what, dram_off=reg.addr - dx.addr)  # fmt: skip
 

@@ -94,18 +94,25 @@ def compile_graph(
     train: TrainParams | None = None,
     *,
     sparse: bool = True,
+    records: bool = False,
 ) -> CompiledProgram:
     """One training step (FP, loss and skip decision, BP, WU) of `graph` over `batch` images.
 
     `sparse=False` compiles the dense program of the same step, the baseline the chip runs
     without sparsity: no channel-gating passes (base + conditional), no group masks, every
-    mechanism off in its `mode` instruction."""
+    mechanism off in its `mode` instruction.
+
+    `records=True` also stores the rounding records (`MemoryMap.records`): values a fused
+    block consumes on chip, which only `fp8sim verify`'s reference reads (it looks up the
+    SRUs' random words per DRAM byte). Programs that feed the functional simulator's
+    reference need them; the timing model and the chip do not (their regions then stay
+    allocated but unwritten)."""
     if cfg.controller.instruction_width_bits != INSTRUCTION_BITS:
         raise CompileError(
             f"config {cfg.name}: controller.instruction_width_bits is "
             f"{cfg.controller.instruction_width_bits}, the ISA's is {INSTRUCTION_BITS}"
         )
-    lowering = Lowering(graph, cfg, batch, train or TrainParams(), sparse)
+    lowering = Lowering(graph, cfg, batch, train or TrainParams(), sparse, records)
     emitter, memmap = lowering.run()
     program = emitter.instructions()
     depth = max_loop_depth(program)

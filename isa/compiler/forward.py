@@ -345,19 +345,20 @@ class ForwardLowering(BlockBuilder):
                         )
                     )
                 # BASE_B points at output channel k0, BASE_C at the tile's first gate group
-                stores += self.channels(
-                    "dma.st",
-                    "act",
-                    SLOT["act"],
-                    xbytes,
-                    BASE_B,
-                    sh.k,
-                    t.pn * sh.ow,
-                    0,
-                    t.kn,
-                    pix0=p0 * sh.ow,
-                    note="output rows",
-                )
+                if not self.dropped(f"act:{layer.name}"):  # else only the pool's outputs
+                    stores += self.channels(
+                        "dma.st",
+                        "act",
+                        SLOT["act"],
+                        xbytes,
+                        BASE_B,
+                        sh.k,
+                        t.pn * sh.ow,
+                        0,
+                        t.kn,
+                        pix0=p0 * sh.ow,
+                        note="output rows",
+                    )
                 if gated:
                     stores += self.channels(
                         "dma.st",

@@ -55,6 +55,9 @@ class MemoryMap:
     # tensors stored although no block reads them back: name -> why (the rounding record of a
     # value a fused block consumed on chip, which `fp8sim verify`'s reference reads)
     records: dict[str, str] = field(default_factory=dict)
+    # whether the program stores the records (compiled with `records=True`, for `fp8sim
+    # verify`); without, their regions stay allocated (same addresses) but are never written
+    records_stored: bool = True
     top: int = 0
 
     def add(
@@ -121,4 +124,5 @@ class MemoryMap:
             "aliases": dict(sorted(self.aliases.items())),
             "on_chip": dict(sorted(self.on_chip.items())),
             "records": dict(sorted(self.records.items())),
+            "records_stored": self.records_stored,
         }

@@ -85,11 +85,16 @@ class GraphPlan:
         batch: int,
         train: TrainParams,
         sparse: bool = True,
+        records: bool = False,
     ) -> None:
         self.g, self.cfg, self.batch, self.train = graph, cfg, batch, train
         self.sparse = sparse  # False: the dense program (no gating passes, no group masks)
+        # False: leave out the stores of rounding records (`MemoryMap.records`), which only
+        # `fp8sim verify`'s reference reads; True: the verification program, which has them
+        self.records = records
         self.e = Emitter()
         self.mm = MemoryMap(min(cfg.dma.dram_bytes, 1 << 32))  # 32-bit address registers
+        self.mm.records_stored = records
         self.layers = {layer.name: layer for layer in graph.layers}
         self.desc_of: dict[str, int] = {}
         self._gated: dict[str, bool] = {}
@@ -126,6 +131,11 @@ class GraphPlan:
         self._plan()
 
     # ------------------------------------------------------------ graph facts
+    def dropped(self, name: str) -> bool:
+        """Tensor `name` is a rounding record (`MemoryMap.records`) and this program, compiled
+        without records, does not store it."""
+        return not self.records and self.mm.resolve_name(name) in self.mm.records
+
     def real(self, name: str) -> str:
         """The layer whose output tensor `name` denotes (through flatten/identity/...)."""
         while self.layers[name].kind in ALIAS_KINDS:

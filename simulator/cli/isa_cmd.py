@@ -80,6 +80,12 @@ def disasm(binary: Path) -> None:
     help="Output prefix: writes PREFIX.bin, .s, .memmap.json, .annotations.json.",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option(
+    "--records",
+    is_flag=True,
+    help="Also store the rounding records (values fused blocks consume on chip) that "
+    "`fp8sim verify`'s reference reads; off: the program a chip runs.",
+)
 def compile_cmd(
     model: str | None,
     trace: Path | None,
@@ -87,6 +93,7 @@ def compile_cmd(
     batch: int | None,
     output: Path,
     force: bool,
+    records: bool,
 ) -> None:
     """Compile one training step (FP, loss, skip decision, BP, WU) of a model."""
     from isa.compiler import CompileError, compile_graph
@@ -101,7 +108,7 @@ def compile_cmd(
     graph, trace_batch = _load_graph(model, trace)
     batch = batch or trace_batch or 128
     try:
-        program = compile_graph(graph, cfg, batch)
+        program = compile_graph(graph, cfg, batch, records=records)
         paths = program.write(output, force=force)
     except CompileError as err:
         raise click.ClickException(str(err)) from None

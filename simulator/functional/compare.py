@@ -96,7 +96,7 @@ def prepare_model(
             f"model {name}: grouped (depthwise) convolutions are not modelled by the functional "
             "simulator yet (docs/functional.md)"
         )
-    prog = compile_graph(graph, cfg, batch)
+    prog = compile_graph(graph, cfg, batch, records=True)
     data = load_digits(shape)
     if batch > len(data.labels):
         raise VerifyError(f"batch {batch} exceeds the {len(data.labels)} digits images")

@@ -70,6 +70,12 @@ def test_compile_writes_program_files(tmp_path: Path):
     assert r.exit_code == 0 and (tmp_path / "re.bin").read_bytes() == binary
     r = run("compile", "--model", "vgg7", "--batch", "4", "-o", str(prefix))
     assert r.exit_code == 1 and "use --force" in r.output
+    assert memmap["records"] and memmap["records_stored"] is False
+    # --records: the verification program, which also stores the rounding records
+    r = run("compile", "--model", "vgg7", "--batch", "4", "--records", "-o", str(tmp_path / "v"))
+    assert r.exit_code == 0, r.output
+    assert json.loads(Path(f"{tmp_path / 'v'}.memmap.json").read_text())["records_stored"]
+    assert len(Path(f"{tmp_path / 'v'}.bin").read_bytes()) > len(binary)
 
 
 def test_compile_from_a_graph_file_and_bad_options(tmp_path: Path):

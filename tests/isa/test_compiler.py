@@ -71,15 +71,18 @@ def test_every_model_compiles_round_trips_and_does_the_dense_work(model):
     assert {"setup", "fp", "loss", "bp", "wu", "end"} <= phases
 
 
+@pytest.mark.parametrize("records", [False, True])
 @pytest.mark.parametrize("model", ["vgg7_bn", "resnet20", "mobilenet_v1_half"])
-def test_every_output_tensor_is_written_exactly_once(model):
-    prog = compile_graph(graph(model), ref28(), BATCH)
+def test_every_output_tensor_is_written_exactly_once(model, records):
+    prog = compile_graph(graph(model), ref28(), BATCH, records=records)
     counts = dram_write_counts(prog.instructions, prog.memmap.top)
     for r in prog.memmap.regions.values():
         seg = counts[r.addr : r.addr + r.nbytes]
         if r.kind in ("target", "gate_threshold") or r.name == "act:x":
             # inputs of the step (and the gate thresholds, not trained by the program yet)
             assert not seg.any(), r.name
+        elif r.name in prog.memmap.records and not records:
+            assert not seg.any(), (r.name, "is a record but stored")  # verification only
         else:
             assert (seg == 1).all(), (r.name, int(seg.min()), int(seg.max()))
     # and every tensor is read by someone: activations by the next layer or the loss, errors by
