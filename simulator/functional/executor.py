@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numba
 
 from isa.encoding import Instruction
-from isa.program import HardwareLoops, step_registers
+from isa.program import step_registers
 from isa.spec import (
     GSKIP_CRITERION,
     LAYER_KIND,
@@ -24,6 +24,7 @@ from isa.spec import (
     SRU_TARGET,
     TC_PASS,
 )
+from simulator.functional.fastops import copy_rows
 from simulator.functional.sfu import SFU
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor, FunctionalError, Machine, Modes, f32
@@ -31,6 +32,31 @@ from simulator.functional.tensor_core import TensorCore
 from simulator.functional.units import SparsityUnits
 
 _NO_DATA = frozenset({"nop", "barrier", "sync"})
+# pre-decoded instruction kinds (Executor._decode)
+_GENERIC, _SETR, _ADDR, _XORR, _LOOP, _HALT, _NOP, _DMA = range(8)
+
+
+class _DmaOp:
+    """A DMA instruction's static fields; `fast`: its rows do not overlap (one copy)."""
+
+    __slots__ = ("args", "boff", "bs", "bspan", "buf", "ds", "dspan", "fast", "flat", "gsk",
+                 "load", "op", "rb", "rbuf", "rdram", "rimg", "rows")  # fmt: skip
+
+    def __init__(self, op: str, a) -> None:
+        self.op, self.args, self.load = op, a, op == "dma.ld"
+        self.buf = ("act", "wgt", "err", "msk")[a["buf"]]
+        self.gsk, self.rimg = a.get("gsk", 0), a.get("rimg", 0)
+        self.rbuf, self.boff, self.rdram = a["rbuf"], a["boff"], a["rdram"]
+        self.rows, self.rb, self.ds, self.bs = a["rows"], a["row_bytes"], a["dstride"], a["bstride"]
+        self.fast = self.rows >= 1 and self.ds >= self.rb and self.bs >= self.rb
+        # one run of bytes on both sides: a slice copy
+        self.flat = self.rows == 1 or (self.ds == self.rb and self.bs == self.rb)
+        if self.flat:
+            self.fast = self.rows >= 1
+        self.bspan = self.bs * (self.rows - 1) + self.rb
+        self.dspan = self.ds * (self.rows - 1) + self.rb
+        if self.flat:
+            self.bspan = self.dspan = self.rows * self.rb
 
 
 class Executor:
@@ -61,26 +87,77 @@ class Executor:
         finally:
             numba.set_num_threads(threads)
 
+    def _decode(self, program: Sequence[Instruction]) -> list[tuple]:
+        """Each static instruction once: (kind, operands...) for the register ops, loops,
+        DMA and the ops that move no data; (GENERIC, ins) for the rest (`step`)."""
+        out: list[tuple] = []
+        for ins in program:
+            op, a = ins.op, ins.args
+            if op == "setr":
+                out.append((_SETR, a["rd"], a["imm"], 0))
+            elif op == "addr":
+                out.append((_ADDR, a["rd"], a["rs"], a["imm"]))
+            elif op == "xorr":
+                out.append((_XORR, a["rd"], a["rs"], a["imm"]))
+            elif op == "loop":
+                out.append((_LOOP, a["end"], a["count"], 0))
+            elif op == "halt":
+                out.append((_HALT, 0, 0, 0))
+            elif op in _NO_DATA:
+                out.append((_NOP, 0, 0, 0))
+            elif op in ("dma.ld", "dma.st"):
+                out.append((_DMA, ins, _DmaOp(op, a), 0))
+            else:
+                out.append((_GENERIC, ins, 0, 0))
+        return out
+
     def _run(self, program: Sequence[Instruction], max_instructions: int) -> int:
         n = len(program)
-        loops = HardwareLoops()
+        code = self._decode(program)
+        regs = self.m.regs
+        loops: list[list[int]] = []  # hardware loops: [body start, end, iterations left]
         pc = 0
-        while pc < n:
-            ins = program[pc]
-            self.executed += 1
-            if self.executed > max_instructions:
-                raise FunctionalError(f"more than {max_instructions} instructions executed")
-            if ins.op == "halt":
-                break
-            if ins.op == "loop":
-                loops.enter(pc, ins)
-            else:
-                try:
-                    self.m.pc = pc
-                    self.step(ins)
-                except FunctionalError as exc:
-                    raise FunctionalError(f"instruction {pc} ({ins.op}): {exc}") from None
-            pc = loops.next_pc(pc)
+        executed = self.executed
+        try:
+            while pc < n:
+                kind, x, y, z = code[pc]
+                executed += 1
+                if executed > max_instructions:
+                    raise FunctionalError(f"more than {max_instructions} instructions executed")
+                if kind == _ADDR:
+                    regs[x] = (regs[y] + z) % (1 << 32)
+                    regs[0] = 0
+                elif kind == _XORR:
+                    regs[x] = regs[y] ^ z
+                    regs[0] = 0
+                elif kind == _SETR:
+                    regs[x] = y
+                    regs[0] = 0
+                elif kind == _NOP:
+                    pass
+                elif kind == _LOOP:
+                    loops.append([pc + 1, pc + x, y])  # as isa.program.HardwareLoops
+                elif kind == _HALT:
+                    break
+                else:
+                    try:
+                        self.m.pc = pc
+                        if kind == _DMA:
+                            self._dma_fast(y)
+                        else:
+                            self.step(x)
+                    except FunctionalError as exc:
+                        ins = program[pc]
+                        raise FunctionalError(f"instruction {pc} ({ins.op}): {exc}") from None
+                pc += 1
+                while loops and pc == loops[-1][1]:
+                    loops[-1][2] -= 1
+                    if loops[-1][2] > 0:
+                        pc = loops[-1][0]
+                        break
+                    loops.pop()
+        finally:
+            self.executed = executed
         return self.executed
 
     def step(self, ins: Instruction) -> None:
@@ -134,6 +211,41 @@ class Executor:
             m.sgd_lr, m.sgd_momentum, m.sgd_wd = f32(a["lr"]), f32(a["momentum"]), f32(a["wd"])
         else:
             raise FunctionalError(f"opcode {op!r} has no functional semantics")
+
+    def _dma_fast(self, d: _DmaOp) -> None:
+        """A pre-decoded transfer: strided copies of non-overlapping rows in one kernel call
+        (with bounds checks), anything else through `_dma`."""
+        m = self.m
+        if not d.fast:
+            self._dma(d.op, d.args)
+            return
+        regs = m.regs
+        if d.gsk and m.skipped(regs[d.rimg]):
+            return  # BP/WU transfer of a skipped image: no data moves
+        base, dram0 = regs[d.rbuf] + d.boff, regs[d.rdram]
+        mem = m.buffers[d.buf]
+        if base < 0 or base + d.bspan > mem.size:
+            m.view(d.buf, base, d.bspan)  # raises
+        if dram0 < 0 or dram0 + d.dspan > m.dram.size:
+            m.view("dram", dram0, d.dspan)  # raises
+        if d.flat:
+            n = d.bspan
+            if d.load:
+                mem[base : base + n] = m.dram[dram0 : dram0 + n]
+                if m.bits is not None:
+                    m.bits[d.buf][base : base + n] = m.bits["dram"][dram0 : dram0 + n]
+            else:
+                m.dram[dram0 : dram0 + n] = mem[base : base + n]
+                if m.bits is not None:
+                    m.bits["dram"][dram0 : dram0 + n] = m.bits[d.buf][base : base + n]
+        elif d.load:
+            copy_rows(m.dram, dram0, d.ds, mem, base, d.bs, d.rows, d.rb)
+            if m.bits is not None:
+                copy_rows(m.bits["dram"], dram0, d.ds, m.bits[d.buf], base, d.bs, d.rows, d.rb)
+        else:
+            copy_rows(mem, base, d.bs, m.dram, dram0, d.ds, d.rows, d.rb)
+            if m.bits is not None:
+                copy_rows(m.bits[d.buf], base, d.bs, m.bits["dram"], dram0, d.ds, d.rows, d.rb)
 
     def _dma(self, op: str, a) -> None:
         m = self.m

@@ -5,7 +5,7 @@ Tensors are FP8 codes [pixel][channel] with `ch` channels; the statistics are 8 
 channel (FP32 sum, FP32 sum of squares), the gradient sums FP16 (accumulator format) d_gamma
 of the channels then d_beta, gamma and beta FP8 in the weight buffer at `pa` and `pa + ch`.
 Every operation is FP32 with RNE (numpy float32 scalars and arrays, no fused multiply-add);
-the running sums are strictly sequential over the pixels (`np.add.accumulate`, which, unlike
+the running sums are strictly sequential over the pixels (`fastops.seq_sum`, which, unlike
 `np.sum`, does not reorder).
 """
 
@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.functional.fastops import (
+    norm_bwd_sums,
+    norm_bwd_values,
+    norm_fwd_values,
+    rne_codes,
+    seq_sum,
+    value_tables,
+    values,
+)
 from simulator.functional.state import Descriptor, FunctionalError, Machine
-from simulator.numerics import decode, encode, quantize
+from simulator.numerics import decode
 
 EPS = np.float32(1e-5)
 STAT_BYTES = 8  # FP32 sum and sum of squares per channel
 NORM_OPS = frozenset({"norm_stat", "norm_fwd", "norm_bwd_stat", "norm_bwd"})
-
-
-def seq_sum(start: np.ndarray, vals: np.ndarray) -> np.ndarray:
-    """start (ch,) + vals[0] + vals[1] + ... per channel, in FP32, left to right."""
-    arr = np.concatenate([start[None, :].astype(np.float32), vals.astype(np.float32)], axis=0)
-    return np.add.accumulate(arr, axis=0, dtype=np.float32)[-1]
 
 
 def derived(s: np.ndarray, q: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,9 +47,13 @@ class Norm:
         self.m, self.sfu = m, sfu
         self.fmt = m.cfg.tensor_core.operand_format
         self.accf = m.cfg.tensor_core.accumulator_format
+        self.t32 = value_tables(self.fmt)[0]
 
     def _fp8(self, buf: str, addr: int, n: int) -> np.ndarray:
-        return decode(self.m.view(buf, addr, n).copy(), self.fmt).astype(np.float32)
+        return values(self.m.view(buf, addr, n), self.fmt, np.float32)
+
+    def _codes(self, buf: str, addr: int, pix: int, ch: int) -> np.ndarray:
+        return self.m.view(buf, addr, pix * ch).reshape(pix, ch)
 
     def _stats(self, buf: str, addr: int, ch: int) -> tuple[np.ndarray, np.ndarray]:
         st = self.m.f32s(buf, addr, 2 * ch).reshape(ch, 2)
@@ -75,38 +82,34 @@ class Norm:
             pa = a["pa"]
             gamma = self._fp8("wgt", pa, ch)
             beta = self._fp8("wgt", pa + ch, ch)
-        if name == "norm_fwd":
-            x = self._fp8(bufa, ra, n).reshape(pix, ch)
+        if name == "norm_fwd":  # xh = (x - mean) rstd; y = xh gamma + beta
             mean, rstd = derived(*self._stats(bufb, rb, ch), count)
-            xh = ((x - mean).astype(np.float32) * rstd).astype(np.float32)
-            y = ((xh * gamma).astype(np.float32) + beta).astype(np.float32)
+            y = np.empty((pix, ch), np.float32)
+            norm_fwd_values(self._codes(bufa, ra, pix, ch), self.t32, mean, rstd, gamma, beta, y)
             self.sfu._write(bufo, ro, y)
             if m.bits is not None:
                 m.norm_words.append((m.pc, m.reg(a["rimg"]), ch, m.bits[bufo][ro : ro + n].copy()))
             return
-        if name == "norm_bwd_stat":
-            dy = self._fp8(bufa, ra, n).reshape(pix, ch)
-            x = self._fp8(bufb, rb, n).reshape(pix, ch)
+        if name == "norm_bwd_stat":  # running sums of dy xh and dy, xh = (x - mean) rstd
             mean, rstd = derived(*self._stats(bufc, rc, ch), count)
-            xh = ((x - mean).astype(np.float32) * rstd).astype(np.float32)
             g = m.u16(bufo, ro, 2 * ch)
             sums = decode(g.copy(), self.accf).astype(np.float32)
-            sg = seq_sum(sums[:ch], (dy * xh).astype(np.float32))
-            sb = seq_sum(sums[ch:], dy)
-            q = quantize(np.concatenate([sg, sb]).astype(np.float32), self.accf, "rne")
-            g[:] = np.asarray(encode(q + np.float32(0.0), self.accf)).astype(np.uint16)
+            sg, sb = sums[:ch].copy(), sums[ch:].copy()
+            dy, x = self._codes(bufa, ra, pix, ch), self._codes(bufb, rb, pix, ch)
+            norm_bwd_sums(dy, x, self.t32, mean, rstd, sg, sb)
+            g[:] = rne_codes(np.concatenate([sg, sb]).astype(np.float32), self.accf)
             return
         if name == "norm_bwd":
-            dy = self._fp8(bufa, ra, n).reshape(pix, ch)
-            x = self._fp8(bufc, rc, n).reshape(pix, ch)
+            dy, x = self._codes(bufa, ra, pix, ch), self._codes(bufc, rc, pix, ch)
             mean, rstd = derived(*self._stats(bufb, rb, ch), count)
             sums = decode(m.u16(bufb, rb + STAT_BYTES * ch, 2 * ch).copy(), self.accf)
             sums = sums.astype(np.float32)
             nn = np.float32(count)
             gm, bm = (sums[:ch] / nn).astype(np.float32), (sums[ch:] / nn).astype(np.float32)
-            xh = ((x - mean).astype(np.float32) * rstd).astype(np.float32)
             k = (gamma * rstd).astype(np.float32)
-            t = ((dy - bm).astype(np.float32) - (xh * gm).astype(np.float32)).astype(np.float32)
-            self.sfu._write(bufo, ro, (k * t).astype(np.float32))
+            # dx = k ((dy - bm) - xh gm), xh = (x - mean) rstd
+            out = np.empty((pix, ch), np.float32)
+            norm_bwd_values(dy, x, self.t32, mean, rstd, k, bm, gm, out)
+            self.sfu._write(bufo, ro, out)
             return
         raise FunctionalError(f"sfu {name}: not a norm op")  # pragma: no cover

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.functional.fastops import values
 from simulator.functional.norm import NORM_OPS, Norm
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor, FunctionalError, Machine
@@ -27,7 +28,7 @@ class SFU:
         self.norm = Norm(m, self)
 
     def _vals(self, buf: str, addr: int, n: int) -> np.ndarray:
-        return decode(self.m.view(buf, addr, n).copy(), self.fmt).astype(np.float64)
+        return values(self.m.view(buf, addr, n), self.fmt)
 
     def _write(self, buf: str, addr: int, vals: np.ndarray) -> None:
         stream = "err" if buf == "err" else "act"
@@ -82,7 +83,7 @@ class SFU:
             raise FunctionalError(f"sfu {name}: n={n} is not whole channels of the window grid")
         tiled = d.stride == d.kh == d.kw and d.pad == 0 and d.h == oh * d.kh and d.w == ow * d.kw
         win = []  # per tap: (valid (oh, ow), input row, input col)
-        for ty in range(0 if tiled and name.startswith("max") else d.kh):
+        for ty in range(0 if tiled else d.kh):  # the tiled cases below need no window list
             for tx in range(d.kw):
                 iy = np.arange(oh) * d.stride - d.pad + ty
                 ix = np.arange(ow) * d.stride - d.pad + tx
@@ -117,6 +118,15 @@ class SFU:
                 yy, xx, cc = np.nonzero(sel)
                 np.add.at(out, (iy[yy], ix[xx], cc), e[yy, xx, cc])
             self._write(bufo, ro, out)
+        elif name == "avgpool_fwd" and tiled:
+            # windows tile the input: the window sums are exact in float64 in any order
+            x = self._vals(bufa, ra, n).reshape(oh, d.kh, ow, d.kw, cn)
+            self._write(bufo, ro, x.sum(axis=(1, 3)) / d.taps)
+        elif name == "avgpool_bwd" and tiled:
+            # one window per input: its error is the window's quotient
+            e = self._vals(bufa, ra, n).reshape(oh, 1, ow, 1, cn) / d.taps
+            out = np.broadcast_to(e, (oh, d.kh, ow, d.kw, cn)).reshape(d.h, d.w, cn)
+            self._write(bufo, ro, out + 0.0)
         elif name == "avgpool_fwd":
             x = self._vals(bufa, ra, n).reshape(d.h, d.w, cn)
             tot = sum(np.where(ok[..., None], x[iy][:, ix], 0.0) for ok, iy, ix in win)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simulator.functional.fastops import rne_codes
 from simulator.functional.state import FunctionalError, Machine
 from simulator.functional.tree import acc_encode
 from simulator.numerics import STOCHASTIC, quantize
@@ -55,6 +56,12 @@ class SRUs:
         address) is where the caller writes them: with a bit-recording machine the random word
         of every result is tagged there too, and travels with it through the DMA."""
         st = self.streams.get(target) or Stream()  # an unconfigured stream rounds RNE
+        m = self.machine
+        if st.rounding == "rne":  # one pass (fastops.rne_codes: quantize, +0, encode)
+            codes = rne_codes(values, self.fmt)
+            if dest is not None and m is not None and m.bits is not None:
+                m.bits[dest[0]][dest[1] : dest[1] + codes.size] = 0
+            return codes
         flat = np.ascontiguousarray(values).reshape(-1)
         bits = None
         if st.rounding in STOCHASTIC:
@@ -63,7 +70,6 @@ class SRUs:
             q = quantize(flat, self.fmt, st.rounding, r=st.r, random_bits=bits)
         else:
             q = quantize(flat, self.fmt, st.rounding)
-        m = self.machine
         if dest is not None and m is not None and m.bits is not None:
             m.bits[dest[0]][dest[1] : dest[1] + flat.size] = 0 if bits is None else bits
         q = q + np.asarray(0.0, q.dtype)  # one zero: the SRU writes +0

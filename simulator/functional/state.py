@@ -58,7 +58,7 @@ class Machine:
     cfg: HardwareConfig
     dram: np.ndarray
     buffers: dict[str, np.ndarray] = field(default_factory=dict)
-    regs: np.ndarray = field(default_factory=lambda: np.zeros(16, np.int64))
+    regs: list[int] = field(default_factory=lambda: [0] * 16)  # r0 stays 0
     desc: dict[int, Descriptor] = field(default_factory=dict)
     modes: Modes = field(default_factory=Modes)
     forced_modes: Modes | None = None
@@ -118,7 +118,7 @@ class Machine:
         return self.view(space, addr, 4 * n).view("<f4")
 
     def reg(self, r: int) -> int:
-        return 0 if r == 0 else int(self.regs[r])
+        return self.regs[r]
 
     @property
     def mode(self) -> Modes:

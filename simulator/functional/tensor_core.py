@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from simulator.functional.fastops import gather
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor, FunctionalError, Machine
 from simulator.functional.tree import (
@@ -62,6 +63,74 @@ class TensorCore:
                 t += 1
         idx.setflags(write=False)
         return idx.reshape(h * w, kh * kw)
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def _patch_index(
+        h: int,
+        w: int,
+        kh: int,
+        kw: int,
+        stride: int,
+        pad: int,
+        ow: int,
+        p0: int,
+        pn: int,
+        cols: int,
+        c0: int,
+        cn: int,
+        cpad: int,
+    ) -> np.ndarray:
+        """(pn ow, taps, cn rounded up to cpad) int32: the byte, in the buffer region of the
+        input rows from max(0, p0 stride - pad) (`cols` channels per pixel), of channel c0 + c
+        under each output pixel and tap; -1 for padding pixels and channels (zeros)."""
+        r0 = max(0, p0 * stride - pad)
+        cnp = -(-cn // cpad) * cpad
+        iy = (p0 + np.arange(pn))[:, None] * stride - pad + np.arange(kh)[None, :]  # (pn, kh)
+        ix = np.arange(ow)[:, None] * stride - pad + np.arange(kw)[None, :]  # (ow, kw)
+        oky, okx = (iy >= 0) & (iy < h), (ix >= 0) & (ix < w)
+        off = ((iy - r0)[:, None, :, None] * w + ix[None, :, None, :]) * cols + c0
+        ok = oky[:, None, :, None] & okx[None, :, None, :]  # (pn, ow, kh, kw)
+        idx = np.full((pn, ow, kh, kw, cnp), -1, np.int64)
+        idx[..., :cn] = np.where(ok, off, -1)[..., None] + np.arange(cn)
+        idx[..., :cn][~ok] = -1
+        out = idx.reshape(pn * ow, kh * kw, cnp).astype(np.int32)
+        out.setflags(write=False)
+        return out
+
+    def _fwd_index(self, d: Descriptor, p0: int, pn: int, c0: int, cn: int) -> np.ndarray:
+        """(P, S, dp) gather indices of tc.fwd's A (patches in dp-wide channel chunks)."""
+        idx = self._patch_index(
+            d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, d.c, c0, cn, self.dp
+        )
+        return idx.reshape(idx.shape[0], -1, self.dp)
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def _wgr_index(
+        h: int,
+        w: int,
+        kh: int,
+        kw: int,
+        stride: int,
+        pad: int,
+        ow: int,
+        p0: int,
+        pn: int,
+        cn: int,
+        dp: int,
+    ) -> np.ndarray:
+        """(taps cn, S, dp) gather indices of tc.wgr's B: the patches transposed, pixels in
+        dp-wide chunks (-1 pads the last)."""
+        idx = TensorCore._patch_index(h, w, kh, kw, stride, pad, ow, p0, pn, cn, 0, cn, 1)
+        P = idx.shape[0]
+        t = idx.reshape(P, -1).T
+        padn = -P % dp
+        if padn:
+            t = np.concatenate([t, np.full((t.shape[0], padn), -1, np.int32)], axis=1)
+        out = np.ascontiguousarray(t).reshape(t.shape[0], -1, dp)
+        out.setflags(write=False)
+        return out
 
     def _bwd_index(self, d: Descriptor, p0: int, pn: int) -> np.ndarray:
         return self._bwd_index_cached(d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn)
@@ -139,35 +208,19 @@ class TensorCore:
             raise FunctionalError(f"{op} tile k{k0}+{kn} c{c0}+{cn} p{p0}+{pn} out of range")
         return k0, kn, c0, cn, p0, pn
 
-    def _padded_rows(
-        self, d: Descriptor, ra: int, p0: int, pn: int, cols: int, c0: int, cn: int
-    ) -> np.ndarray:
-        """Input rows needed by output rows [p0, p0+pn), zero-padded: (rows, w + 2 pad, cn).
-
-        The buffer holds rows from max(0, p0 stride - pad) with `cols` channels each."""
+    def _rows(self, d: Descriptor, addr: int, p0: int, pn: int, cols: int) -> np.ndarray:
+        """The buffer bytes of the input rows output rows [p0, p0+pn) need (bounds checked):
+        rows from max(0, p0 stride - pad) with `cols` channels each."""
         first = p0 * d.stride - d.pad
         last = (p0 + pn - 1) * d.stride - d.pad + d.kh  # exclusive
         r0, r1 = max(0, first), min(d.h, last)
-        x = self.m.view("act", ra, (r1 - r0) * d.w * cols).reshape(r1 - r0, d.w, cols)
-        out = np.zeros((last - first, d.w + 2 * d.pad, cn), np.uint8)
-        out[r0 - first : r1 - first, d.pad : d.pad + d.w] = x[:, :, c0 : c0 + cn]
-        return out
-
-    def _patches(self, d: Descriptor, xp: np.ndarray, pn: int) -> np.ndarray:
-        """(pn ow, taps, cn) input codes under each output pixel and tap."""
-        ow, s = d.ow, d.stride
-        taps = []
-        for dy in range(d.kh):
-            for dx in range(d.kw):
-                taps.append(xp[dy : dy + (pn - 1) * s + 1 : s, dx : dx + (ow - 1) * s + 1 : s])
-        return np.stack(taps, axis=2).reshape(pn * ow, d.taps, xp.shape[-1])
+        return self.m.view("act", addr, (r1 - r0) * d.w * cols)
 
     # -- the ops
     def fwd(self, a: dict[str, int], d: Descriptor, pass_: str) -> None:
         _, kn, c0, cn, p0, pn = self._tile(a, d, "tc.fwd")
         m = self.m
-        xp = self._padded_rows(d, m.reg(a["ra"]), p0, pn, d.c, c0, cn)
-        X = self._patches(d, xp, pn)  # (P, taps, cn)
+        X = gather(self._rows(d, m.reg(a["ra"]), p0, pn, d.c), self._fwd_index(d, p0, pn, c0, cn))
         W = self._group_mask(d, a["gm"], self._weights(d, m.reg(a["rb"]), kn, d.c))
         W = W[:, :, c0 : c0 + cn]
         P = pn * d.ow
@@ -180,7 +233,7 @@ class TensorCore:
             (0, m.reg(a["rb"]), kn, c0, cn), self._chunks(W).reshape(kn, -1, self.dp)
         )
         tree_accumulate(
-            self._chunks(X).reshape(P, -1, self.dp),
+            X,
             Wp,
             acc,
             operand_format=self.opf,
@@ -232,8 +285,8 @@ class TensorCore:
         gate = self._gate(d, m.reg(a["rm"]), P, kn)
         if gate is not None:
             dy[~gate] = 0
-        xp = self._padded_rows(d, m.reg(a["rb"]), p0, pn, cn, 0, cn)
-        X = self._patches(d, xp, pn).reshape(P, d.taps * cn)  # (P, taps cn)
+        geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, cn, self.dp)
+        XT = gather(self._rows(d, m.reg(a["rb"]), p0, pn, cn), self._wgr_index(*geom))
         ro = m.reg(a["ro"])
         acc = self._acc_in("err", ro, (kn, d.taps * cn), a["acc"])
         if d.wsparse and m.mode.wsparse:  # zero groups' gradients are not computed
@@ -243,13 +296,17 @@ class TensorCore:
             active = active.reshape(kn, -1)
         else:
             active = None
+        # the rule is symmetric in its operands (products, their order within a step, the
+        # fast path's bounds): the patches go in as the row operand and the small dY tile is
+        # the one decoded for the kernel, so the accumulators are taken transposed
+        accT = np.ascontiguousarray(acc.T)
         tree_accumulate(
-            self._chunks(np.ascontiguousarray(dy.T)),
-            self._chunks(np.ascontiguousarray(X.T)),
-            acc,
+            XT,
+            prepare_operand(self._chunks(np.ascontiguousarray(dy.T)), self.opf),
+            accT,
             operand_format=self.opf,
             accumulator_format=self.accf,
             align_bits=self.align,
-            active=active,
+            active=None if active is None else np.ascontiguousarray(active.T),
         )
-        self._acc_out("err", ro, acc, a["fin"], "err")
+        self._acc_out("err", ro, accT.T, a["fin"], "err")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.functional.state import Descriptor, FunctionalError, Machine
+from simulator.functional.tree import acc_decode
 from simulator.numerics import decode
 
 
@@ -24,7 +25,7 @@ class SparsityUnits:
         if kn % g:
             raise FunctionalError(f"cg.gate: {kn} channels are not whole groups of {g}")
         npix = pn * d.ow
-        acc = decode(m.u16("act", m.reg(a["ra"]), npix * kn).copy(), self.accf)
+        acc = acc_decode(m.u16("act", m.reg(a["ra"]), npix * kn), self.accf)
         thr = decode(m.u16("wgt", m.reg(a["rt"]), 1).copy(), self.thrf)[0]
         mean = acc.reshape(npix, kn // g, g).astype(np.float64).mean(axis=2)
         m.view("msk", m.reg(a["rm"]), npix * (kn // g))[:] = (mean > thr).reshape(-1)

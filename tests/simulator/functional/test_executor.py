@@ -56,3 +56,44 @@ def test_tensor_op_without_descriptor_is_an_error():
                 fin=0, rm=0, gm=0, **{"pass": 0})  # fmt: skip
     with pytest.raises(FunctionalError, match="descriptor 3"):
         Executor(m).run([Ins("tc.fwd", args)])
+
+
+def _dma(op, buf=0, rdram=2, rows=1, rb=4, ds=0, bs=0, boff=0):
+    return Ins(op, {"buf": buf, "rbuf": 0, "boff": boff, "rdram": rdram, "rows": rows,
+                    "row_bytes": rb, "dstride": ds, "bstride": bs})  # fmt: skip
+
+
+@pytest.mark.parametrize("record", [False, True])
+def test_dma_shapes(record):
+    """One row with stride 0, contiguous rows, strided rows, overlapping rows (in order: a
+    later row overwrites), the random-word record travelling with the bytes."""
+    m = Machine.create(load_config("ref28"), 4096, record_bits=record)
+    m.dram[:512] = np.arange(512) % 251
+    if record:
+        m.bits["dram"][:512] = np.arange(512) * 7
+    prog = [
+        Ins("setr", {"rd": 2, "imm": 100}),
+        Ins("setr", {"rd": 3, "imm": 2000}),
+        _dma("dma.ld", rows=1, rb=6, ds=0, bs=0, boff=0),  # act[0:6] = dram[100:106]
+        _dma("dma.ld", rows=3, rb=5, ds=5, bs=5, boff=10),  # act[10:25] = dram[100:115]
+        _dma("dma.ld", rows=4, rb=3, ds=10, bs=4, boff=30),  # strided both sides
+        _dma("dma.ld", rows=3, rb=4, ds=4, bs=2, boff=50),  # overlapping rows in the buffer
+        _dma("dma.st", rdram=3, rows=2, rb=8, ds=16, bs=30, boff=0),  # strided store
+    ]
+    assert Executor(m).run(prog) == len(prog)
+    act, dram = m.buffers["act"], m.dram
+    src = np.arange(512) % 251
+    assert list(act[0:6]) == list(src[100:106])
+    assert list(act[10:25]) == list(src[100:115])
+    for i in range(4):
+        assert list(act[30 + 4 * i : 33 + 4 * i]) == list(src[100 + 10 * i : 103 + 10 * i])
+    ref = np.zeros(10, np.uint8)
+    for i in range(3):
+        ref[2 * i : 2 * i + 4] = src[100 + 4 * i : 104 + 4 * i]
+    assert list(act[50:58]) == list(ref[:8])
+    assert list(dram[2000:2008]) == list(act[0:8])
+    assert list(dram[2016:2024]) == list(act[30:38])
+    if record:
+        b = m.bits["act"]
+        assert list(b[10:25]) == list(np.arange(100, 115) * 7)
+        assert list(m.bits["dram"][2016:2024]) == list(b[30:38])

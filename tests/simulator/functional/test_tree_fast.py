@@ -9,7 +9,7 @@ below the smallest normal, and accumulators (including -0) that raise or lower t
 import numpy as np
 import pytest
 
-from simulator.functional.tree import acc_decode, acc_encode, tree_accumulate
+from simulator.functional.tree import acc_decode, acc_encode, prepare_operand, tree_accumulate
 from simulator.numerics import decode, encode
 from simulator.numerics.dot_product import dot_product_step
 
@@ -124,3 +124,21 @@ def test_accumulator_words_round_trip():
     c = np.arange(256, dtype=np.uint8)  # the FP8 operands (the SRUs' output codes)
     v8 = decode(c, OPF)
     assert np.array_equal(acc_encode(v8.astype(np.float64), OPF), encode(v8, OPF))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("fast", [True, False])
+def test_operands_swapped(kind, fast):
+    """The rule is symmetric in A and B (tc.wgr passes its patches as A and the dY tile as
+    the prepared B, accumulators transposed): equal bit for bit, zeros' signs included."""
+    rng = np.random.default_rng(len(kind) + 100 * fast)
+    A, B, acc = _case(kind, rng, 29, 13, 17)
+    acc[rng.random(acc.shape) < 0.1] = -0.0
+    A[3] = 0
+    B[2, 5] = 0
+    active = rng.random(acc.shape) < 0.85
+    ab = _run(A, B, acc, 24, fast, active)
+    accT = np.ascontiguousarray(acc.T)
+    tree_accumulate(B, prepare_operand(A, OPF), accT, operand_format=OPF, accumulator_format=ACCF,
+                    align_bits=24, fast=fast, active=np.ascontiguousarray(active.T))  # fmt: skip
+    assert np.array_equal(ab.view(np.int64), accT.T.view(np.int64))

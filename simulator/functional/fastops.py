@@ -1,0 +1,181 @@
+"""Small one-pass helpers of the executor's per-instruction work (docs/functional.md, Speed).
+
+Each one is a shortcut for a composition of `simulator.numerics` calls that gives the same
+bits (tests/simulator/functional/test_fastops.py compares them):
+- `values(codes, fmt)`: `decode(codes, fmt)` of 8-bit codes as one table lookup;
+- `rne_codes(x, fmt)`: `encode(quantize(x, fmt, "rne") + 0.0, fmt)` (the SRU's RNE result,
+  zeros written as +0) in one pass on the float64 bits, for 8- and 16-bit formats without subnormals
+  and Inf/NaN that saturate (`e5m2_chip`); other formats, and NaN inputs (which `quantize`
+  refuses), take the composition itself;
+- `seq_sum(start, vals)`: the FP32 running sums of batch norm, pixel after pixel;
+- `gather(src, idx)`: `src[idx]` for byte arrays with int32 indices, 0 where idx < 0;
+- `copy_rows`: a strided DMA's rows.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numba import njit
+
+from simulator.numerics import decode, encode, get_format, quantize
+
+
+@lru_cache(maxsize=8)
+def value_tables(fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """float32 and float64 value of every 8-bit code of `fmt` (read-only)."""
+    t32 = decode(np.arange(256, dtype=np.uint8), fmt).astype(np.float32)
+    t64 = t32.astype(np.float64)
+    t32.setflags(write=False)
+    t64.setflags(write=False)
+    return t32, t64
+
+
+@njit(cache=True)
+def _lookup(codes, table, out):
+    for i in range(codes.shape[0]):
+        out[i] = table[codes[i]]
+
+
+def values(codes: np.ndarray, fmt: str, dtype=np.float64) -> np.ndarray:
+    """`decode(codes, fmt).astype(dtype)` for uint8 codes (a new array of codes' shape)."""
+    t32, t64 = value_tables(fmt)
+    table = t64 if dtype == np.float64 else t32
+    flat = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1)
+    out = np.empty(flat.shape, table.dtype)
+    _lookup(flat, table, out)
+    return out.reshape(np.shape(codes))
+
+
+@lru_cache(maxsize=8)
+def _rne_params(fmt: str) -> tuple[int, ...] | None:
+    """(fraction bits dropped, largest value's bits, smallest normal's bits, half of it,
+    bias, mantissa bits, sign bit) of an 8- or 16-bit saturating format without subnormals
+    and Inf/NaN."""
+    f = get_format(fmt)
+    if f.bits not in (8, 16) or f.subnormals or f.inf_nan.name != "NONE" or not f.saturate:
+        return None
+    emin = 1 - f.bias
+    b = np.array([float(f.max_value), 2.0**emin, 2.0 ** (emin - 1)]).view(np.int64)
+    return 52 - f.man_bits, int(b[0]), int(b[1]), int(b[2]), f.bias, f.man_bits, f.bits - 1
+
+
+@njit(cache=True)
+def _rne(x, out, db, maxbits, minbits, halfbits, bias, man, sbit):
+    """RNE of float64 values into the format's codes (zero -> +0); the index of the first NaN,
+    or -1."""
+    absm = np.int64(0x7FFFFFFFFFFFFFFF)
+    rnd = (np.int64(1) << (db - 1)) - 1
+    keep = ~((np.int64(1) << db) - 1)
+    mmask = (np.int64(1) << man) - 1
+    xb = x.view(np.int64)
+    for i in range(xb.shape[0]):
+        w = xb[i]
+        m = w & absm
+        if m > np.int64(0x7FF0000000000000):
+            return i
+        r = (m + rnd + ((m >> db) & 1)) & keep
+        r = min(r, maxbits)
+        if m < minbits:
+            r = minbits if m > halfbits else np.int64(0)
+        if r == 0:
+            out[i] = 0
+        else:
+            e = (r >> 52) - 1023 + bias
+            out[i] = (((w >> 63) & 1) << sbit) | (e << man) | ((r >> db) & mmask)
+    return -1
+
+
+def rne_codes(x: np.ndarray, fmt: str) -> np.ndarray:
+    """Codes of `x` (float32/float64) rounded to nearest even into `fmt`, zeros as +0:
+    `encode(quantize(x, fmt, "rne") + 0.0, fmt)`; same shape."""
+    p = _rne_params(fmt)
+    arr = np.asarray(x)
+    if p is not None:
+        flat = np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
+        out = np.empty(flat.shape, np.uint8 if p[-1] == 7 else np.uint16)
+        if _rne(flat, out, *(np.int64(v) for v in p)) < 0:
+            return out.reshape(arr.shape)
+    q = quantize(arr, fmt, "rne")  # raises on NaN where the format has none
+    return np.asarray(encode(q + np.asarray(0.0, q.dtype), fmt)).reshape(arr.shape)
+
+
+@njit(cache=True)
+def _seq_sum(start, vals, out):
+    for c in range(start.shape[0]):
+        out[c] = start[c]
+    for p in range(vals.shape[0]):
+        for c in range(vals.shape[1]):
+            out[c] = out[c] + vals[p, c]
+
+
+def seq_sum(start: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """start (ch,) + vals[0] + vals[1] + ... per channel, in FP32, left to right."""
+    out = np.empty(start.shape[0], np.float32)
+    _seq_sum(
+        np.ascontiguousarray(start, dtype=np.float32),
+        np.ascontiguousarray(vals, dtype=np.float32),
+        out,
+    )
+    return out
+
+
+@njit(cache=True)
+def _gather(src, idx, out):
+    for i in range(idx.shape[0]):
+        j = idx[i]
+        out[i] = src[j] if j >= 0 else np.uint8(0)
+
+
+def gather(src: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """src[idx] with 0 where idx < 0 (1-D uint8 source, int32 indices of any shape below
+    src.size: the caller checks, nothing here does)."""
+    flat = idx.reshape(-1)
+    out = np.empty(flat.shape, np.uint8)
+    _gather(np.ascontiguousarray(src).reshape(-1), flat, out)
+    return out.reshape(idx.shape)
+
+
+@njit(cache=True)
+def copy_rows(src, s0, sstride, dst, d0, dstride, rows, row_bytes):
+    """dst[d0 + i dstride + j] = src[s0 + i sstride + j] for rows i, bytes j < row_bytes
+    (a strided DMA; distinct arrays, ranges checked by the caller)."""
+    for i in range(rows):
+        a, b = s0 + i * sstride, d0 + i * dstride
+        for j in range(row_bytes):
+            dst[b + j] = src[a + j]
+
+
+# ---- batch norm's element-wise FP32 work (norm.py); every operation rounds to FP32 (no
+# fused multiply-add: numba emits separate IEEE float32 operations without fastmath)
+
+
+@njit(cache=True)
+def norm_fwd_values(codes, table, mean, rstd, gamma, beta, out):
+    """out[p, c] = ((x - mean) rstd) gamma + beta in FP32, x = table[codes[p, c]]."""
+    for p in range(codes.shape[0]):
+        for c in range(codes.shape[1]):
+            xh = (table[codes[p, c]] - mean[c]) * rstd[c]
+            out[p, c] = xh * gamma[c] + beta[c]
+
+
+@njit(cache=True)
+def norm_bwd_sums(dcodes, xcodes, table, mean, rstd, sg, sb):
+    """sg[c] += dy (x - mean) rstd and sb[c] += dy, pixel after pixel, in FP32."""
+    for p in range(dcodes.shape[0]):
+        for c in range(dcodes.shape[1]):
+            dy = table[dcodes[p, c]]
+            xh = (table[xcodes[p, c]] - mean[c]) * rstd[c]
+            sg[c] = sg[c] + dy * xh
+            sb[c] = sb[c] + dy
+
+
+@njit(cache=True)
+def norm_bwd_values(dcodes, xcodes, table, mean, rstd, k, bm, gm, out):
+    """out[p, c] = k ((dy - bm) - xh gm) in FP32, xh = (x - mean) rstd."""
+    for p in range(dcodes.shape[0]):
+        for c in range(dcodes.shape[1]):
+            xh = (table[xcodes[p, c]] - mean[c]) * rstd[c]
+            t = (table[dcodes[p, c]] - bm[c]) - xh * gm[c]
+            out[p, c] = k[c] * t

@@ -1,0 +1,188 @@
+"""The executor's one-pass helpers (`simulator.functional.fastops`) and the tensor core's cached
+gather indices equal the numpy compositions they replace, bit for bit."""
+
+import numpy as np
+import pytest
+
+from simulator.config import load_config
+from simulator.functional import Machine
+from simulator.functional.fastops import (
+    copy_rows,
+    gather,
+    norm_bwd_sums,
+    norm_bwd_values,
+    norm_fwd_values,
+    rne_codes,
+    seq_sum,
+    value_tables,
+    values,
+)
+from simulator.functional.norm import derived
+from simulator.functional.sru import SRUs
+from simulator.functional.state import Descriptor
+from simulator.functional.tensor_core import TensorCore
+from simulator.numerics import decode, encode, quantize
+
+OPF, ACCF = "e5m2_chip", "fp16_chip"
+
+
+def _slow_codes(x, fmt):
+    q = quantize(x, fmt, "rne")
+    return encode(q + np.asarray(0.0, q.dtype), fmt)
+
+
+def _edges(fmt):
+    """Values around every grid point's rounding boundaries, the smallest normal, its half,
+    the largest value, overflow, zeros and infinities."""
+    t = decode(
+        np.arange(1 << (8 if fmt == OPF else 16), dtype=np.uint16 if fmt == ACCF else np.uint8), fmt
+    )
+    g = np.unique(np.abs(t.astype(np.float64)))
+    mid = (g[:-1] + g[1:]) / 2
+    low = g[1:2] / 2  # half the smallest normal
+    near = [np.nextafter(mid, 0), np.nextafter(mid, np.inf), low, np.nextafter(low, 1), low / 2]
+    pts = np.concatenate([g, mid, *near, g[-1:] * 1.2, [1e300, np.inf]])
+    return np.concatenate([pts, -pts, [0.0, -0.0]])
+
+
+@pytest.mark.parametrize("fmt", [OPF, ACCF])
+def test_rne_codes_equals_quantize_encode(fmt):
+    rng = np.random.default_rng(0)
+    x64 = np.concatenate(
+        [_edges(fmt), rng.standard_normal(20000) * 2.0 ** rng.integers(-30, 30, 20000)]
+    )
+    bits = rng.integers(0, 1 << 32, 200000, dtype=np.uint64).astype(np.uint32)
+    x32 = bits.view(np.float32)
+    x32 = x32[~np.isnan(x32)]
+    with np.errstate(over="ignore"):
+        x64_32 = x64.astype(np.float32)
+    for x in (x64, x64_32, x32):
+        got = rne_codes(x, fmt)
+        assert got.dtype == (np.uint8 if fmt == OPF else np.uint16)
+        assert np.array_equal(got, _slow_codes(x, fmt))
+    assert rne_codes(x64.reshape(-1, 2), fmt).shape == (x64.size // 2, 2)
+    with pytest.raises(ValueError):  # NaN: quantize refuses it for a format without NaN
+        rne_codes(np.array([1.0, np.nan]), fmt)
+
+
+def test_rne_codes_other_formats_take_the_composition():
+    x = np.random.default_rng(1).standard_normal(1000).astype(np.float32)
+    assert np.array_equal(rne_codes(x, "e4m3"), _slow_codes(x, "e4m3"))
+
+
+def test_values_and_sru_rne():
+    c = np.arange(256, dtype=np.uint8)
+    ref = decode(c, OPF)
+    assert np.array_equal(values(c, OPF).view(np.int64), ref.astype(np.float64).view(np.int64))
+    assert np.array_equal(values(c.reshape(16, 16), OPF, np.float32), ref.reshape(16, 16))
+    assert np.array_equal(value_tables(OPF)[0], ref)
+    srus = SRUs(OPF, 16)  # an unconfigured stream rounds RNE, zeros as +0
+    x = np.concatenate([_edges(OPF), [-1e-30, -0.0]])
+    assert np.array_equal(srus.round("act", x), _slow_codes(x, OPF))
+
+
+def test_seq_sum_is_sequential_float32():
+    rng = np.random.default_rng(2)
+    vals = (rng.standard_normal((300, 7)) * 2.0 ** rng.integers(-10, 10, (300, 7))).astype(
+        np.float32
+    )
+    start = rng.standard_normal(7).astype(np.float32)
+    arr = np.concatenate([start[None], vals])
+    ref = np.add.accumulate(arr, axis=0, dtype=np.float32)[-1]
+    assert np.array_equal(seq_sum(start, vals).view(np.int32), ref.view(np.int32))
+
+
+def test_norm_kernels_equal_numpy_float32():
+    rng = np.random.default_rng(3)
+    pix, ch = 50, 12
+    dy = rng.integers(0, 256, (pix, ch)).astype(np.uint8)
+    xc = rng.integers(0, 256, (pix, ch)).astype(np.uint8)
+    t32 = value_tables(OPF)[0]
+    x, d = t32[xc], t32[dy]
+    s = np.float32(3) * x.sum(axis=0).astype(np.float32)
+    q = np.float32(3) * (x * x).sum(axis=0).astype(np.float32)
+    mean, rstd = derived(s, q, 3 * pix)
+    gamma, beta = t32[rng.integers(0, 256, ch)], t32[rng.integers(0, 256, ch)]
+    f32 = np.float32
+    xh = ((x - mean).astype(f32) * rstd).astype(f32)
+    y = np.empty((pix, ch), f32)
+    norm_fwd_values(xc, t32, mean, rstd, gamma, beta, y)
+    ref = ((xh * gamma).astype(f32) + beta).astype(f32)
+    assert np.array_equal(y.view(np.int32), ref.view(np.int32))
+    sg0, sb0 = rng.standard_normal(ch).astype(f32), rng.standard_normal(ch).astype(f32)
+    sg, sb = sg0.copy(), sb0.copy()
+    norm_bwd_sums(dy, xc, t32, mean, rstd, sg, sb)
+    assert np.array_equal(sg, seq_sum(sg0, (d * xh).astype(f32)))
+    assert np.array_equal(sb, seq_sum(sb0, d))
+    k = (gamma * rstd).astype(f32)
+    bm, gm = (sb / f32(7)).astype(f32), (sg / f32(7)).astype(f32)
+    out = np.empty((pix, ch), f32)
+    norm_bwd_values(dy, xc, t32, mean, rstd, k, bm, gm, out)
+    t = ((d - bm).astype(f32) - (xh * gm).astype(f32)).astype(f32)
+    ref = (k * t).astype(f32)
+    assert np.array_equal(out.view(np.int32), ref.view(np.int32))
+
+
+def test_gather_and_copy_rows():
+    rng = np.random.default_rng(4)
+    src = rng.integers(0, 256, 1000).astype(np.uint8)
+    idx = rng.integers(-1, 1000, (7, 11, 8)).astype(np.int32)
+    assert np.array_equal(gather(src, idx), np.where(idx >= 0, src[np.maximum(idx, 0)], 0))
+    for dt in (np.uint8, np.uint32):
+        a = rng.integers(0, 256, 500).astype(dt)
+        b = np.zeros(600, dt)
+        copy_rows(a, 3, 20, b, 7, 33, 9, 17)
+        ref = np.zeros(600, dt)
+        for i in range(9):
+            ref[7 + 33 * i : 7 + 33 * i + 17] = a[3 + 20 * i : 3 + 20 * i + 17]
+        assert np.array_equal(b, ref)
+
+
+def _old_patches(d, buf, p0, pn, cols, c0, cn):
+    """The previous gathering: zero-padded rows, then one slice per tap."""
+    first = p0 * d.stride - d.pad
+    last = (p0 + pn - 1) * d.stride - d.pad + d.kh
+    r0, r1 = max(0, first), min(d.h, last)
+    x = buf[: (r1 - r0) * d.w * cols].reshape(r1 - r0, d.w, cols)
+    xp = np.zeros((last - first, d.w + 2 * d.pad, cn), np.uint8)
+    xp[r0 - first : r1 - first, d.pad : d.pad + d.w] = x[:, :, c0 : c0 + cn]
+    ow, s = d.ow, d.stride
+    taps = [
+        xp[dy : dy + (pn - 1) * s + 1 : s, dx : dx + (ow - 1) * s + 1 : s]
+        for dy in range(d.kh)
+        for dx in range(d.kw)
+    ]
+    return np.stack(taps, axis=2).reshape(pn * ow, d.taps, cn)
+
+
+GEOMS = [  # h, w, kh, kw, stride, pad, c, p0, pn, c0, cn
+    (8, 8, 3, 3, 1, 1, 16, 0, 8, 0, 16),
+    (8, 8, 3, 3, 1, 1, 16, 3, 2, 8, 8),
+    (9, 7, 3, 3, 2, 1, 3, 1, 3, 0, 3),
+    (8, 8, 1, 1, 2, 0, 24, 0, 4, 8, 16),
+    (6, 6, 5, 5, 1, 2, 10, 2, 4, 1, 9),
+    (4, 4, 4, 4, 1, 0, 8, 0, 1, 0, 8),
+]
+
+
+@pytest.mark.parametrize("g", GEOMS)
+def test_patch_indices_equal_the_slices(g):
+    h, w, kh, kw, stride, pad, c, p0, pn, c0, cn = g
+    d = Descriptor("conv", c, 8, h, w, kh, kw, stride, pad, 1, False, False)
+    m = Machine.create(load_config("ref28"), 64)
+    tc = TensorCore(m, SRUs(OPF, 16, machine=m))
+    buf = np.random.default_rng(5).integers(1, 256, h * w * c).astype(np.uint8)
+    ref = _old_patches(d, buf, p0, pn, c, c0, cn)  # (P, taps, cn)
+    A = gather(buf, tc._fwd_index(d, p0, pn, c0, cn))
+    dp = tc.dp
+    cnp = -(-cn // dp) * dp
+    padded = np.zeros((ref.shape[0], d.taps, cnp), np.uint8)
+    padded[:, :, :cn] = ref
+    assert np.array_equal(A, padded.reshape(ref.shape[0], -1, dp))
+    # tc.wgr's patches transposed, pixels in dp-wide chunks (channels from 0, `cn` per pixel)
+    refw = _old_patches(d, buf, p0, pn, cn, 0, cn).reshape(ref.shape[0], -1).T
+    XT = gather(buf, tc._wgr_index(h, w, kh, kw, stride, pad, d.ow, p0, pn, cn, dp))
+    P = refw.shape[1]
+    chunked = np.zeros((refw.shape[0], -(-P // dp) * dp), np.uint8)
+    chunked[:, :P] = refw
+    assert np.array_equal(XT, chunked.reshape(refw.shape[0], -1, dp))
