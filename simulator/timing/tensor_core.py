@@ -406,6 +406,46 @@ def _fwd_items(t: OpTiles, s: SparsityView, gates, kk: int, sel, steps, groups: 
     return np.ones((e, groups * npx), np.int64), x, np.repeat(np.arange(groups), npx)
 
 
+@numba.njit(cache=True)
+def _bwd_gated(bits, per_group, part, share, dp, taps, lanes, want_items):  # pragma: no cover
+    """BP tiles of gated layers: bits (E, Gr, P) ungated (group, dY pixel); per_group (Gr, cn)
+    nonzero weights of each input channel per channel group. Per (image, dY pixel, input
+    channel) the lane needs ceil(nonzero k / dp) steps per tap. Returns the lane steps per
+    (instance, channel, core share), the nonzero products, and (want_items) the packer's items
+    (instance, lane group x pixel, lane)."""
+    e_n, gr, p_n = bits.shape
+    cn = per_group.shape[1]
+    groups = -(-cn // lanes)
+    work = np.zeros((e_n, cn, share), np.int64)
+    useful = np.zeros(e_n, np.int64)
+    items = np.zeros((e_n, groups * p_n if want_items else 0, lanes), np.int64)
+    top = 0
+    for c in range(cn):
+        tot = 0
+        for g in range(gr):
+            tot += per_group[g, c]
+        top = max(top, tot)
+    steps_of = np.zeros(top + 1, np.int64)  # a table: no integer division in the loop
+    for k in range(top + 1):
+        steps_of[k] = (k + dp - 1) // dp * taps
+    nnz = np.zeros(cn, np.int64)
+    for e in range(e_n):
+        for p in range(p_n):
+            j = part[p]
+            nnz[:] = 0
+            for g in range(gr):
+                if bits[e, g, p]:
+                    for c in range(cn):
+                        nnz[c] += per_group[g, c]
+            for c in range(cn):
+                steps = steps_of[nnz[c]]
+                work[e, c, j] += steps
+                useful[e] += nnz[c] * taps
+                if want_items:
+                    items[e, (c // lanes) * p_n + p, c % lanes] = steps
+    return work, useful, items
+
+
 def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
     """BP op work (lanes own input channels; per dY pixel the nonzero k are compacted)."""
     d, kn, cn, pn, k0, c0, p0, img = t.d, t.kn, t.cn, t.pn, t.k0, t.c0, t.p0, t.img
@@ -443,16 +483,14 @@ def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
                 rs = sel[p0[sel] == r0]
                 pos = np.nonzero(np.isin(sel, rs))[0]
                 bits = gate[img[rs], g_lo:g_hi, r0 : r0 + pn, :]  # (E', Gr, pn, OW)
-                bits = bits.reshape(len(rs), g_hi - g_lo, -1).transpose(0, 2, 1)
-                nnz = bits.astype(np.int32) @ per_group.astype(np.int32)  # (E', P, cn)
-                st = -(-nnz // geo.dp)
+                bits = np.ascontiguousarray(bits.reshape(len(rs), g_hi - g_lo, -1), np.uint8)
                 part = (int(r0) * ow + q) % share
-                for j in range(share):
-                    work[pos, :, j] = st[:, part == j, :].sum(axis=1) * d.taps
-                useful[pos] = nnz.sum(axis=(1, 2)) * d.taps
+                w_, u_, x = _bwd_gated(
+                    bits, per_group.astype(np.int64), part, share, geo.dp, d.taps, geo.lanes, dyn
+                )
+                work[pos] = w_
+                useful[pos] = u_
                 if dyn:  # items: (lane group, dY pixel), each its own cost
-                    x = _lane_items(st.transpose(0, 2, 1) * d.taps, geo)
-                    x = x.reshape(len(rs), -1, geo.lanes)
                     n_ = np.ones(x.shape[:2], np.int64)
                     dynamic(n_, x, np.repeat(np.arange(groups), len(q)), sel[pos])
         work = _pad_lanes(np.asarray(work), cn, geo)
