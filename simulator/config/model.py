@@ -206,8 +206,8 @@ class SfuConfig(StrictModel):
         "channel-gating unit compares base sums at the same width).",
         source="ours: one element per dot-product lane (n_tc x lanes = 64), so element-wise "
         "work keeps pace with the tensor cores' output once sparsity removes most MACs; set in "
-        "calibration against the chip's 4.7x (16 gave 1.93x / 2.13x static / dynamic lanes "
-        "on resnet20-cal, docs/simulator.md)",
+        "calibration against the chip's 4.7x (on resnet20-cal 16 gives 2.06x, 64 gives 2.34x; "
+        "docs/simulator.md, 'Calibration')",
         gt=0,
     )
 
