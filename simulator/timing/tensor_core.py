@@ -429,7 +429,13 @@ def _bwd_gated(bits, per_group, part, share, dp, taps, lanes, want_items):  # pr
     for k in range(top + 1):
         steps_of[k] = (k + dp - 1) // dp * taps
     nnz = np.zeros(cn, np.int64)
+    row = np.zeros(cn, np.int64)  # item row and lane of channel c (no division in the loop)
+    lane = np.zeros(cn, np.int64)
+    for c in range(cn):
+        row[c] = (c // lanes) * p_n
+        lane[c] = c % lanes
     for e in range(e_n):
+        total = 0
         for p in range(p_n):
             j = part[p]
             nnz[:] = 0
@@ -440,9 +446,10 @@ def _bwd_gated(bits, per_group, part, share, dp, taps, lanes, want_items):  # pr
             for c in range(cn):
                 steps = steps_of[nnz[c]]
                 work[e, c, j] += steps
-                useful[e] += nnz[c] * taps
+                total += nnz[c]
                 if want_items:
-                    items[e, (c // lanes) * p_n + p, c % lanes] = steps
+                    items[e, row[c] + p, lane[c]] = steps
+        useful[e] = total * taps
     return work, useful, items
 
 
