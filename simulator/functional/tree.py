@@ -25,6 +25,7 @@ cannot be reached. B can be decoded once (`prepare_operand`) and reused across c
 from __future__ import annotations
 
 import math
+import os
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -39,10 +40,11 @@ from simulator.numerics import decode, encode, get_format
 from simulator.numerics._kernels import decide
 
 # Tiles with at least this many products use every numba thread (smaller ones stay on one).
-# No VGG-7 tile reaches it (the largest has 4.7M): on the shared 2-core machine a parallel
-# launch of the tile kernel made the whole step 3-6x slower whenever other jobs held a core
-# (a launch waits for its slowest thread), and the kernel is a quarter of the step.
-PARALLEL_MACS = 1 << 24
+# No VGG-7 tile reaches the default (the largest has 4.7M): on the shared 2-core machine a
+# parallel launch of the tile kernel made the whole step 3-6x slower whenever other jobs held
+# a core (a launch waits for its slowest thread). On an idle machine, or one with cores to
+# spare, a low threshold (FP8SIM_PARALLEL_MACS=4096) pays: docs/functional.md, "Speed".
+PARALLEL_MACS = int(os.environ.get("FP8SIM_PARALLEL_MACS", 1 << 24))
 ROUNDING_CODE = {"rne": 0, "rna": 1, "rtz": 2, "sr": 3, "sr_half": 4, "sr_corrected": 5}
 
 
