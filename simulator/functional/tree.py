@@ -319,14 +319,13 @@ def fast_tables(fmt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 
 @njit(cache=True)
 def _prep_b(B, val, slotz, lsbz, pow2):
-    """B (K, S, D) codes as float64 (S, D, K), unit stride over k, and per (step, k) its
-    operands' span (largest slot - smallest LSB; -4096 when all are zero), 2**largest slot
-    and 2**smallest LSB (0 and inf when all are zero: every bound passes)."""
+    """B (K, S, D) codes decoded into one (S, D + 3, K) float64 array, unit stride over k:
+    rows 0..D-1 the operands' values; per (step, k), row D the operands' span (largest slot -
+    smallest LSB; -4096 when all are zero), rows D + 1 and D + 2 2**largest slot and
+    2**smallest LSB (0 and inf when all are zero: every bound passes). One array, so the
+    kernel's loops over k read few arrays (LLVM vectorises them with few alias checks)."""
     K, S, D = B.shape
-    Bv = np.empty((S, D, K), np.float64)
-    Bspan = np.empty((S, K), np.float64)
-    Bhi = np.empty((S, K), np.float64)
-    Blo = np.empty((S, K), np.float64)
+    Bv = np.empty((S, D + 3, K), np.float64)
     for s in range(S):
         for k in range(K):
             h = np.int64(-4096)
@@ -337,17 +336,40 @@ def _prep_b(B, val, slotz, lsbz, pow2):
                 h = max(h, slotz[c])
                 lw = min(lw, lsbz[c])
             if h == -4096:  # no nonzero operand: no product, every bound passes
-                Bspan[s, k], Bhi[s, k], Blo[s, k] = -4096.0, 0.0, np.inf
+                Bv[s, D, k], Bv[s, D + 1, k], Bv[s, D + 2, k] = -4096.0, 0.0, np.inf
             else:
-                Bspan[s, k] = float(h - lw)
-                Bhi[s, k] = pow2[h + POW2_OFF]
-                Blo[s, k] = pow2[lw + POW2_OFF]
-    return Bv, Bspan, Bhi, Blo
+                Bv[s, D, k] = float(h - lw)
+                Bv[s, D + 1, k] = pow2[h + POW2_OFF]
+                Bv[s, D + 2, k] = pow2[lw + POW2_OFF]
+    return Bv
 
 
-@njit(parallel=True, cache=True)
-def _tree_rne(A, B, Bv, Bspan, Bhi, Blo, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot,
-              sgn, align, man, emin, low, emax_f, maxbits, minbits, halfbits):  # fmt: skip
+@njit(cache=True, inline="always")
+def _rne_bits(w, db, rnd, keep, absm, maxbits, minbits, halfbits):
+    """The float64 bits w rounded RNE into the accumulator format (saturating, below the
+    smallest normal to 0 or it), as float64; a zero result is +0."""
+    m = w & absm
+    r = (m + rnd + ((m >> db) & 1)) & keep
+    r = min(r, maxbits)
+    r = (minbits if m > halfbits else np.int64(0)) if m < minbits else r
+    return _i2f((r | (w & ~absm)) if r != 0 else np.int64(0))
+
+
+@njit(cache=True, inline="always")
+def _a_bounds(A, p, s, slotz, lsbz):
+    """Largest slot and smallest LSB of A[p, s]'s nonzero operands (-4096, 4096 if none)."""
+    h = np.int64(-4096)
+    lw = np.int64(4096)
+    for d in range(A.shape[2]):
+        c = A[p, s, d]
+        h = max(h, slotz[c])
+        lw = min(lw, lsbz[c])
+    return h, lw
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _tree_rne(A, B, Bv, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn, align, man,
+              emin, low, emax_f, maxbits, minbits, halfbits):  # fmt: skip
     """RNE steps with an exact-sum fast path vectorised over the outputs k of a row p.
 
     A step of output (p, k) takes the fast path when no addend can fall below the grid. With
@@ -358,7 +380,10 @@ def _tree_rne(A, B, Bv, Bspan, Bhi, Blo, acc, active, val, slotz, lsbz, pow2, si
     addend is a multiple of 2**(U - align) below 2**U (U the largest possible slot), so the
     float64 sum is exact in any order, the tree truncates nothing, and the rule is one RNE of
     that sum into the accumulator format (done on the float64 bits: no subnormals, saturating).
-    Other steps run the integer rule (`_step_exact`)."""
+    Other steps run the integer rule (`_step_exact`): the fast pass marks them NaN in y (the
+    accumulators are finite), so its loop over k stores to one array only. `contract` lets
+    LLVM fuse a product into a sum (FMA): on a fast-path step the products and every partial
+    sum are exact, so fusing changes no bit, and other steps' fast values are discarded."""
     P, S, D = A.shape
     K = B.shape[0]
     db = np.int64(52) - man  # float64 fraction bits below the accumulator's significand
@@ -372,17 +397,11 @@ def _tree_rne(A, B, Bv, Bspan, Bhi, Blo, acc, active, val, slotz, lsbz, pow2, si
             x[k] = acc[p, k]
         y = np.empty(K, np.float64)
         t = np.empty(K, np.float64)
-        bad = np.empty(K, np.int64)
         for s in range(S):
-            h = np.int64(-4096)
-            lw = np.int64(4096)
-            for d in range(D):
-                c = A[p, s, d]
-                h = max(h, slotz[c])
-                lw = min(lw, lsbz[c])
+            h, lw = _a_bounds(A, p, s, slotz, lsbz)
             if h == -4096:
                 continue  # A's operands all zero: no product, the accumulators are unchanged
-            sa = float(h - lw)
+            sr = fa - float(h - lw)  # B's span may be at most this
             fh = pow2[h - align + man + POW2_OFF]
             fl = pow2[lw + align + POW2_OFF]
             nbad = np.int64(0)
@@ -399,21 +418,15 @@ def _tree_rne(A, B, Bv, Bspan, Bhi, Blo, acc, active, val, slotz, lsbz, pow2, si
                     t1 = (a4 * Bv[s, 4, k] + a5 * Bv[s, 5, k]) + (
                         a6 * Bv[s, 6, k] + a7 * Bv[s, 7, k]
                     )
-                    tk = t0 + t1
                     xk = x[k]
                     ax = abs(xk)
-                    ok = (sa + Bspan[s, k] <= fa) & (
-                        (xk == 0.0) | ((ax >= fh * Bhi[s, k]) & (ax < fl * Blo[s, k]))
+                    ok = (Bv[s, 8, k] <= sr) & (
+                        (xk == 0.0) | ((ax >= fh * Bv[s, 9, k]) & (ax < fl * Bv[s, 10, k]))
                     )
-                    b = np.int64(1) - np.int64(ok)
-                    bad[k] = b
-                    nbad += b
-                    w = _f2i(xk + tk)
-                    m = w & absm
-                    r = (m + rnd + ((m >> db) & 1)) & keep
-                    r = min(r, maxbits)
-                    r = (minbits if m > halfbits else np.int64(0)) if m < minbits else r
-                    y[k] = _i2f((r | (w & ~absm)) if r != 0 else np.int64(0))
+                    nbad += np.int64(1) - np.int64(ok)
+                    r = _rne_bits(_f2i(xk + (t0 + t1)), db, rnd, keep, absm, maxbits, minbits,
+                                  halfbits)  # fmt: skip
+                    y[k] = r if ok else np.nan
             else:
                 for k in range(K):
                     t[k] = 0.0
@@ -425,23 +438,20 @@ def _tree_rne(A, B, Bv, Bspan, Bhi, Blo, acc, active, val, slotz, lsbz, pow2, si
                 for k in range(K):
                     xk = x[k]
                     ax = abs(xk)
-                    ok = (sa + Bspan[s, k] <= fa) & (
-                        (xk == 0.0) | ((ax >= fh * Bhi[s, k]) & (ax < fl * Blo[s, k]))
+                    ok = (Bv[s, D, k] <= sr) & (
+                        (xk == 0.0) | ((ax >= fh * Bv[s, D + 1, k]) & (ax < fl * Bv[s, D + 2, k]))
                     )
-                    b = np.int64(1) - np.int64(ok)
-                    bad[k] = b
-                    nbad += b
-                    w = _f2i(xk + t[k])
-                    m = w & absm
-                    r = (m + rnd + ((m >> db) & 1)) & keep
-                    r = min(r, maxbits)
-                    r = (minbits if m > halfbits else np.int64(0)) if m < minbits else r
-                    y[k] = _i2f((r | (w & ~absm)) if r != 0 else np.int64(0))
+                    nbad += np.int64(1) - np.int64(ok)
+                    r = _rne_bits(_f2i(xk + t[k]), db, rnd, keep, absm, maxbits, minbits,
+                                  halfbits)  # fmt: skip
+                    y[k] = r if ok else np.nan
             if nbad != 0:
                 for k in range(K):
-                    if bad[k] != 0 and active[p, k]:
+                    if y[k] != y[k] and active[p, k]:  # NaN: the bounds failed
                         y[k] = _step_exact(x[k], A[p, s], B[k, s], sig, lsb, slot, sgn, align,
                                            np.int64(0), man, emin, low, emax_f)  # fmt: skip
+                    elif y[k] != y[k]:
+                        y[k] = x[k]  # an inactive output (never stored)
             x, y = y, x
         for k in range(K):
             if active[p, k]:
@@ -450,14 +460,11 @@ def _tree_rne(A, B, Bv, Bspan, Bhi, Blo, acc, active, val, slotz, lsbz, pow2, si
 
 class PreparedB(NamedTuple):
     """A streamed operand B (K, S, D) of `tree_accumulate`, decoded for the RNE kernel once
-    (the weights of a tile serve every image of the batch)."""
+    (the weights of a tile serve every image of the batch): `v` (S, D + 3, K), `_prep_b`."""
 
     codes: np.ndarray
     fmt: str
     v: np.ndarray
-    span: np.ndarray
-    hi: np.ndarray
-    lo: np.ndarray
 
 
 def prepare_operand(B: np.ndarray, operand_format: str) -> PreparedB:
@@ -465,7 +472,7 @@ def prepare_operand(B: np.ndarray, operand_format: str) -> PreparedB:
     if B.ndim != 3:
         raise ValueError(f"B {B.shape} must be (K, S, D)")
     val, slotz, lsbz, pow2 = fast_tables(operand_format)
-    return PreparedB(B, operand_format, *_prep_b(B, val, slotz, lsbz, pow2))
+    return PreparedB(B, operand_format, _prep_b(B, val, slotz, lsbz, pow2))
 
 
 @lru_cache(maxsize=8)
@@ -474,6 +481,38 @@ def _acc_bits(fmt: str) -> tuple[np.int64, np.int64, np.int64]:
     _, emin, _, maxv, _ = acc_params(fmt)
     b = np.array([maxv, 2.0**emin, 2.0 ** (emin - 1)]).view(np.int64)
     return b[0], b[1], b[2]
+
+
+@lru_cache(maxsize=32)
+def _rne_args(operand_format: str, accumulator_format: str, align_bits: int) -> tuple | None:
+    """`_tree_rne`'s arguments after acc and active for these formats and align_bits, or None
+    where the RNE kernel does not apply (align_bits outside [accumulator width, 49])."""
+    sig, lsb, slot, sgn = operand_tables(operand_format)
+    man, emin, low, maxv, _ = acc_params(accumulator_format)
+    if not man + 1 <= align_bits <= 49:
+        return None
+    val, slotz, lsbz, pow2 = fast_tables(operand_format)
+    bits = _acc_bits(accumulator_format)
+    return (val, slotz, lsbz, pow2, sig, lsb, slot, sgn, np.int64(align_bits), np.int64(man),
+            np.int64(emin), np.int64(low), np.int64(math.frexp(maxv)[1] - 1), bits[0], bits[1],
+            bits[2])  # fmt: skip
+
+
+def _checked(A, B, acc, operand_format, active):
+    """tree_accumulate's operands checked: (A, B codes, B's PreparedB or None, active)."""
+    prepared = B if isinstance(B, PreparedB) else None
+    if prepared is not None and prepared.fmt != operand_format:
+        raise ValueError(f"B was prepared for {prepared.fmt}, not {operand_format}")
+    A = np.ascontiguousarray(A, dtype=np.uint8)
+    B = prepared.codes if prepared is not None else np.ascontiguousarray(B, dtype=np.uint8)
+    if A.ndim != 3 or B.ndim != 3 or A.shape[1:] != B.shape[1:]:
+        raise ValueError(f"A {A.shape} and B {B.shape} must be (P, S, D) and (K, S, D)")
+    if acc.shape != (A.shape[0], B.shape[0]) or acc.dtype != np.float64:
+        raise ValueError(f"acc must be float64 of shape {(A.shape[0], B.shape[0])}")
+    if active is None:
+        active = np.ones(acc.shape, dtype=np.bool_)
+    active = np.ascontiguousarray(active, dtype=np.bool_)
+    return A, B, prepared, active
 
 
 def tree_accumulate(
@@ -499,37 +538,26 @@ def tree_accumulate(
         raise ValueError(f"per-step accumulator rounding must be deterministic, not {rounding!r}")
     if align_bits < 1:
         raise ValueError("the functional tensor core models the tree (alignment_width_bits >= 1)")
+    if fast and rounding == "rne":
+        consts = _rne_args(operand_format, accumulator_format, align_bits)
+        if consts is not None:  # the RNE kernel: checks as below, no per-call table work
+            A, B, prepared, active = _checked(A, B, acc, operand_format, active)
+            pb = prepared if prepared is not None else prepare_operand(B, operand_format)
+            if A.size * B.shape[0] < PARALLEL_MACS:
+                _tree_rne(A, B, pb.v, acc, active, *consts)
+                return acc
+            threads = numba.get_num_threads()
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+            try:
+                _tree_rne(A, B, pb.v, acc, active, *consts)
+            finally:
+                numba.set_num_threads(threads)
+            return acc
     sig, lsb, slot, sgn = operand_tables(operand_format)
     man, emin, low, maxv, _ = acc_params(accumulator_format)
-    prepared = B if isinstance(B, PreparedB) else None
-    if prepared is not None and prepared.fmt != operand_format:
-        raise ValueError(f"B was prepared for {prepared.fmt}, not {operand_format}")
-    A = np.ascontiguousarray(A, dtype=np.uint8)
-    B = prepared.codes if prepared is not None else np.ascontiguousarray(B, dtype=np.uint8)
-    if A.ndim != 3 or B.ndim != 3 or A.shape[1:] != B.shape[1:]:
-        raise ValueError(f"A {A.shape} and B {B.shape} must be (P, S, D) and (K, S, D)")
-    if acc.shape != (A.shape[0], B.shape[0]) or acc.dtype != np.float64:
-        raise ValueError(f"acc must be float64 of shape {(A.shape[0], B.shape[0])}")
-    if active is None:
-        active = np.ones(acc.shape, dtype=np.bool_)
-    active = np.ascontiguousarray(active, dtype=np.bool_)
+    A, B, prepared, active = _checked(A, B, acc, operand_format, active)
     work = A.size * B.shape[0]
     threads = numba.get_num_threads()
-    if fast and rounding == "rne" and man + 1 <= align_bits <= 49:
-        val, slotz, lsbz, pow2 = fast_tables(operand_format)
-        pb = prepared if prepared is not None else prepare_operand(B, operand_format)
-        bits = _acc_bits(accumulator_format)
-        if work >= PARALLEL_MACS:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        try:
-            _tree_rne(A, B, pb.v, pb.span, pb.hi, pb.lo, acc, active, val, slotz, lsbz, pow2, sig,
-                      lsb, slot, sgn, np.int64(align_bits), np.int64(man), np.int64(emin),
-                      np.int64(low), np.int64(math.frexp(maxv)[1] - 1), bits[0], bits[1],
-                      bits[2])  # fmt: skip
-        finally:
-            if work >= PARALLEL_MACS:
-                numba.set_num_threads(threads)
-        return acc
     # the integer kernel (other roundings, align_bits below the accumulator's width).
     # Narrow copies for the streamed operand: B is read once per output row, so its size in
     # cache matters more than the widening (the kernel computes in int64)
