@@ -139,7 +139,8 @@ def load_workload(trace: str | Path | None) -> Workload:
 
 @dataclass
 class RunResult:
-    """Everything one `run` measured (JSON via `to_json`)."""
+    """Everything one `run` measured (JSON via `to_json`). `cfg` is the chip at the operating
+    point the modes were simulated at (`HardwareConfig.at_operating_point`)."""
 
     workload: Workload
     cfg: HardwareConfig
@@ -149,19 +150,34 @@ class RunResult:
     instructions: list[dict] = field(default_factory=list)  # per static instruction
 
 
+@dataclass(frozen=True)
+class PointRun:
+    """The efficiency mode (and dense, when run) simulated at one operating point."""
+
+    cfg: HardwareConfig
+    preps: dict[str, Any]
+    timings: dict[str, TimingResult]
+
+
 def run_workload(
     w: Workload,
     cfg: HardwareConfig,
     modes: tuple[str, ...] = MODES,
     progress: Callable[[str], None] | None = None,
+    point: str | None = None,
 ) -> RunResult:
-    """Compile the workload's step for `cfg`, simulate every mode, and summarise.
+    """Compile the workload's step for `cfg`, simulate every mode at operating point `point`
+    (default: the config's default point), and summarise.
 
     Mode `dense` runs the dense program (`compile_graph(..., sparse=False)`: what the chip runs
     without sparsity, no gating passes); the other modes run the sparse program with the
-    mechanisms of the mode switched on."""
+    mechanisms of the mode switched on. Cycles depend on the operating point only through the
+    DRAM channel (`dma.dram_clock`), so the efficiency sweep re-simulates the efficiency mode
+    (and dense) at each point whose channel differs."""
     from isa.compiler import compile_graph
 
+    base = cfg
+    cfg = base.at_operating_point(point or base.default_operating_point)
     wall: dict[str, float] = {}
     t0 = time.perf_counter()
     if progress:
@@ -186,10 +202,29 @@ def run_workload(
         t0 = time.perf_counter()
         timings[m] = simulate(preps[m], w.masks, m)
         wall[m] = time.perf_counter() - t0
-    summary = summarise(w, cfg, preps, timings, program.summary())
+    key = efficiency_mode(modes)
+    points: dict[str, PointRun] = {}
+    t0 = time.perf_counter()
+    for p in base.operating_points:
+        pc = base.at_operating_point(p.name)
+        ms = [m for m in (key, "dense") if m in modes]
+        if pc.dma == cfg.dma:  # same channel in cycles: the same schedule
+            points[p.name] = PointRun(pc, {m: preps[m] for m in ms}, {m: timings[m] for m in ms})
+            continue
+        if progress:
+            progress(f"point {p.name}")
+        pp = {m: prepare(dense_program if m == "dense" else program, pc) for m in ms}
+        points[p.name] = PointRun(pc, pp, {m: simulate(pp[m], w.masks, m) for m in ms})
+    wall["operating_points"] = time.perf_counter() - t0
+    summary = summarise(w, cfg, preps, timings, program.summary(), points)
     res = RunResult(w, cfg, timings, summary, wall)
     res.instructions = instruction_rows(preps, timings)
     return res
+
+
+def efficiency_mode(modes) -> str:
+    """The mode whose efficiency the report gives: `all`, or the last mode run."""
+    return "all" if "all" in modes else list(modes)[-1]
 
 
 def instruction_rows(preps: dict, timings: dict[str, TimingResult]) -> list[dict]:
@@ -218,7 +253,12 @@ def _energies(cfg, prep, timing, point=None):
 
 
 def summarise(
-    w: Workload, cfg, preps: dict, timings: dict[str, TimingResult], prog_summary
+    w: Workload,
+    cfg,
+    preps: dict,
+    timings: dict[str, TimingResult],
+    prog_summary,
+    points: dict[str, PointRun] | None = None,
 ) -> dict:
     dense = timings.get("dense")
     base = dense.cycles if dense else None
@@ -228,7 +268,14 @@ def summarise(
         w.trace.graph, w.trace.batch, it.gates, w.trace.gate_layers, it.wgroups,
         w.trace.group_in, it.skip,
     )  # fmt: skip
-    out: dict[str, Any] = {"units": {"cycles": "clock cycles", "energy_pj": "pJ per step"}}
+    out: dict[str, Any] = {
+        "units": {
+            "cycles": "core clock cycles at `operating_point`",
+            "energy_pj": "pJ per step",
+            "dram_bytes_per_cycle": "bytes per core cycle",
+            "dram_gb_per_s": "GB/s (1e9 bytes per second)",
+        }
+    }
     out["cycles"] = {m: t.cycles for m, t in timings.items()}
     out["speedup"] = {m: (base / t.cycles if base else None) for m, t in timings.items()}
     out["flops_reduction"] = sm.reduction
@@ -238,6 +285,12 @@ def summarise(
     }
     en = {m: _energies(cfg, preps[m], t) for m, t in timings.items()}
     out["operating_point"] = cfg.operating_point().name
+    out["dram"] = {
+        "clock": cfg.dma.dram_clock,
+        "bytes_per_cycle": cfg.dma.dram_bytes_per_cycle,
+        "latency_cycles": cfg.dma.dram_latency_cycles,
+        "gb_per_s": cfg.dram_gb_per_s(),
+    }
     out["energy_pj"] = {m: e.total_pj for m, e in en.items()}
     out["energy_on_chip_pj"] = {m: e.on_chip_pj for m, e in en.items()}
     out["edp_pj_s"] = {m: e.total_pj * e.seconds for m, e in en.items()}
@@ -246,17 +299,29 @@ def summarise(
                                      for m, e in en.items()}  # fmt: skip
     out["energy_by_phase_pj"] = {m: e.by_phase for m, e in en.items()}
     out["energy_by_layer_pj"] = {m: e.by_layer for m, e in en.items()}
-    # Efficiency across operating points (mode `all`, or the last mode run).
-    key = "all" if "all" in timings else list(timings)[-1]
-    t = timings[key]
-    points = []
+    # Efficiency across operating points (mode `all`, or the last mode run), each with the
+    # cycles simulated at that point (the DRAM channel's cycles depend on the clock).
+    key = efficiency_mode(timings)
+    if points is None:
+        points = {
+            p.name: PointRun(cfg, {key: preps[key]}, {key: timings[key]})
+            for p in cfg.operating_points
+        }
+    rows = []
     for p in cfg.operating_points:
-        e = _energies(cfg, preps[key], t, p)
-        points.append(
+        pr = points[p.name]
+        t = pr.timings[key]
+        e = _energies(pr.cfg, pr.preps[key], t, p)
+        d = pr.timings.get("dense")
+        rows.append(
             {
                 "name": p.name,
                 "voltage_v": p.voltage_v,
                 "frequency_mhz": p.frequency_mhz,
+                "dram_bytes_per_cycle": pr.cfg.dma.dram_bytes_per_cycle,
+                "cycles": t.cycles,
+                "cycles_dense": d.cycles if d else None,
+                "speedup": d.cycles / t.cycles if d else None,
                 "seconds": e.seconds,
                 "energy_on_chip_pj": e.on_chip_pj,
                 "energy_pj": e.total_pj,
@@ -266,17 +331,19 @@ def summarise(
                 "tflops_per_w_dense_equivalent_with_dram": tflops_per_w(t.dense_macs, e.total_pj),
             }
         )
-    best = max(points, key=lambda p: p["tflops_per_w_dense_equivalent"])
-    out["operating_points"] = points
+    best = max(rows, key=lambda p: p["tflops_per_w_dense_equivalent"])
+    out["operating_points"] = rows
     out["tflops_per_w"] = {
         "mode": key,
         "operating_point": best["name"],
         "dense_equivalent": best["tflops_per_w_dense_equivalent"],
         "actual": best["tflops_per_w_actual"],
         "dense_equivalent_with_dram": best["tflops_per_w_dense_equivalent_with_dram"],
+        "speedup": best["speedup"],
         "definition": "2 FLOPs per MAC / on-chip energy (DRAM excluded unless named), at the "
-        "efficiency-optimal operating point; dense_equivalent counts the dense step's MACs, "
-        "actual the nonzero products executed",
+        "efficiency-optimal operating point, with the step simulated at that point; "
+        "dense_equivalent counts the dense step's MACs, actual the nonzero products executed; "
+        "speedup: over dense at that point",
     }
     out["units_report"] = {
         m: {"busy": t.unit_busy, "stall": t.unit_stall, "idle": t.unit_idle}

@@ -35,7 +35,7 @@ def _functional(trace: str | None, config: str) -> dict:
         raise click.ClickException(f"--mode functional: {e}") from None
 
 
-def _execute(trace: str | None, config: str, quiet: bool):
+def _execute(trace: str | None, config: str, quiet: bool, point: str | None = None):
     from tqdm import tqdm
 
     from simulator.config import load_config
@@ -43,7 +43,10 @@ def _execute(trace: str | None, config: str, quiet: bool):
     from simulator.timing import MODES
 
     cfg = load_config(config)
-    steps = ["trace", "compile", "prepare", *MODES]
+    if point is not None and point not in [p.name for p in cfg.operating_points]:
+        known = ", ".join(p.name for p in cfg.operating_points)
+        raise click.BadParameter(f"{point!r} is not one of {known}", param_hint="--operating-point")
+    steps = ["trace", "compile", "prepare", *MODES, *cfg.operating_points]
     with tqdm(total=len(steps), disable=quiet, desc="fp8sim run", unit="step") as bar:
         bar.set_postfix_str("trace")
         w = load_workload(trace)
@@ -53,9 +56,9 @@ def _execute(trace: str | None, config: str, quiet: bool):
             bar.set_postfix_str(stage)
             bar.update()
 
-        res = run_workload(w, cfg, progress=progress)
+        res = run_workload(w, cfg, progress=progress, point=point)
         bar.update(bar.total - bar.n)
-    return cfg, res
+    return res.cfg, res
 
 
 def _hazards(res, quiet: bool) -> dict[str, list[str]]:
@@ -82,8 +85,11 @@ def _hazards(res, quiet: bool) -> dict[str, list[str]]:
 def _headline_text(summary: dict) -> str:
     from simulator.report.tables import headline
 
+    d = summary["dram"]
     lines = [
-        f"{'mode':<16}{'cycles':>14}{'speedup':>9}{'energy uJ':>12}{'on-chip uJ':>12}{'util':>7}"
+        f"at {summary['operating_point']}; DRAM {d['bytes_per_cycle']} B/cycle "
+        f"({d['gb_per_s']:.1f} GB/s, {d['latency_cycles']} cycles latency)",
+        f"{'mode':<16}{'cycles':>14}{'speedup':>9}{'energy uJ':>12}{'on-chip uJ':>12}{'util':>7}",
     ]
     for r in headline(summary):
         lines.append(
@@ -95,6 +101,7 @@ def _headline_text(summary: dict) -> str:
         f"FLOPs reduction (trace) {summary['flops_reduction']:.2f}x; efficiency at "
         f"{e['operating_point']} (mode {e['mode']}): {e['dense_equivalent']:.2f} TFLOPS/W "
         f"dense-equivalent, {e['actual']:.2f} TFLOPS/W actual (on chip)"
+        + (f"; speedup there {e['speedup']:.2f}x" if e.get("speedup") else "")
     )
     return "\n".join(lines)
 
@@ -130,6 +137,12 @@ _CONFIG_HELP = "Hardware config: a shipped name or a YAML file."
     "bytes in an order the program's tokens do not allow (about 20 s per mode for ResNet-20 "
     "at batch 128; exit status 1 if any; docs/simulator.md).",
 )
+@click.option(
+    "--operating-point",
+    "point",
+    help="Simulate at this operating point of the config (default: its default point; the "
+    "DRAM channel's cycles depend on the clock, see dma.dram_clock).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_cmd(
     trace: str | None,
@@ -140,6 +153,7 @@ def run_cmd(
     force: bool,
     check_hazards: bool,
     quiet: bool,
+    point: str | None,
 ) -> None:
     """Simulate one training step dense, with each sparsity technique and with all of them."""
     target = output / "summary.json" if output is not None else None
@@ -151,7 +165,7 @@ def run_cmd(
         if mode == "functional":
             summary = {"functional": _functional(trace, config)}
         else:
-            _, res = _execute(trace, config, quiet or as_json)
+            _, res = _execute(trace, config, quiet or as_json, point)
             summary = res.summary
             if check_hazards:
                 summary = {**summary, "hazards": _hazards(res, quiet or as_json)}
@@ -205,15 +219,23 @@ def run_cmd(
     help="Report directory.",
 )
 @click.option("--force", is_flag=True, help="Overwrite a non-empty report directory.")
+@click.option(
+    "--operating-point",
+    "point",
+    help="Simulate at this operating point of the config (default: its default point; the "
+    "DRAM channel's cycles depend on the clock, see dma.dram_clock).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def report_cmd(trace: str | None, config: str, output: Path, force: bool, quiet: bool) -> None:
+def report_cmd(
+    trace: str | None, config: str, output: Path, force: bool, quiet: bool, point: str | None
+) -> None:
     """Write the speedup/energy report (report.md, report.html, PNGs, CSV/JSON data)."""
     from simulator.report import write_report
     from simulator.report.writer import prepare_dir
 
     try:
         prepare_dir(output, force)  # fail before minutes of work, not after
-        cfg, res = _execute(trace, config, quiet)
+        cfg, res = _execute(trace, config, quiet, point)
         path = write_report(res.summary, cfg, output, force=True, instructions=res.instructions)
     except _user_errors() as e:
         raise click.ClickException(str(e)) from None

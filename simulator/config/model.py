@@ -23,6 +23,7 @@ RandomSourceKind = Literal["lfsr", "lfsr_inverted", "lfsr_alternate", "xorshift3
 LfsrSharing = Literal["per_lane", "shared"]
 GradSkipCriterion = Literal["correct_and_confident", "confident"]
 LaneDistribution = Literal["static", "dynamic"]
+DramClock = Literal["core", "memory"]
 
 
 def _check_format(name: str) -> str:
@@ -244,10 +245,29 @@ class BuffersConfig(StrictModel):
 
 class DmaConfig(StrictModel):
     dram_bytes_per_cycle: int = param(
-        unit="bytes per cycle", provenance=A, doc="DRAM bandwidth at the core clock.", gt=0
+        unit="bytes per core cycle",
+        provenance=A,
+        doc="DRAM bandwidth, in core cycles of the default operating point "
+        "(see dram_clock for the other points).",
+        gt=0,
     )
     dram_latency_cycles: int = param(
-        unit="cycles", provenance=A, doc="Latency of a DRAM access (first byte).", ge=0
+        unit="core cycles",
+        provenance=A,
+        doc="Latency of a DRAM access (first byte), in core cycles of the default operating "
+        "point (see dram_clock).",
+        ge=0,
+    )
+    dram_clock: DramClock = param(
+        unit="enum",
+        provenance=A,
+        doc="What clocks the DRAM interface. `memory`: the DRAM runs on its own clock, so its "
+        "bandwidth (GB/s) and latency (ns) are fixed in time; at an operating point of "
+        "frequency f the channel moves floor(dram_bytes_per_cycle x f_default / f) bytes per "
+        "core cycle and its latency is ceil(dram_latency_cycles x f / f_default) cycles. "
+        "`core`: the interface runs at the core clock, so both hold in cycles at every point.",
+        source="ref28: `memory`, as for a chip driving a standard DRAM part through its own "
+        "PHY; 16 B/cycle at 400 MHz is 6.4 GB/s, one x32 LPDDR3-1600 channel.",
     )
     channels: int = param(
         unit="DMA engines", provenance=A, doc="Concurrent transfers in flight.", gt=0
@@ -479,12 +499,45 @@ class HardwareConfig(StrictModel):
                 f"({tc.lanes}) so a gate group maps onto whole lanes; "
                 f"got {self.cgu.group_size_channels}"
             )
+        f0 = self.operating_point().frequency_mhz
+        for p in self.operating_points:
+            if self.dram_at(p.name)[0] < 1:
+                raise ValueError(
+                    f"dma.dram_bytes_per_cycle: with dram_clock `memory` the channel moves less "
+                    f"than one byte per cycle at operating point {p.name!r} (operating_points "
+                    f"frequency_mhz {p.frequency_mhz:g} against the default point's {f0:g}); "
+                    "raise it or use dram_clock `core`"
+                )
         if self.sru.units < tc.lanes:
             raise ValueError(
                 f"sru.units: must be at least tensor_core.lanes ({tc.lanes}) so every output "
                 f"lane can round; got {self.sru.units}"
             )
         return self
+
+    def dram_at(self, name: str | None = None) -> tuple[int, int]:
+        """(bytes per core cycle, latency in core cycles) of the DRAM channel at the named
+        operating point (default: the default point), following `dma.dram_clock`."""
+        d = self.dma
+        if d.dram_clock == "core":
+            return d.dram_bytes_per_cycle, d.dram_latency_cycles
+        f0 = self.operating_point().frequency_mhz
+        f = self.operating_point(name).frequency_mhz
+        # exact in integers where the frequencies are whole MHz (they are in ref28)
+        bw = int(d.dram_bytes_per_cycle * f0 // f)
+        lat = -int(-d.dram_latency_cycles * f // f0)
+        return bw, lat
+
+    def dram_gb_per_s(self) -> float:
+        """The DRAM channel's bandwidth in GB/s (1e9 bytes/s) at the default point."""
+        return self.dma.dram_bytes_per_cycle * self.operating_point().frequency_mhz / 1e3
+
+    def at_operating_point(self, name: str) -> HardwareConfig:
+        """This chip run at operating point `name`: that point becomes the default and the
+        DRAM channel's cycles follow `dma.dram_clock` (the rest is frequency-independent)."""
+        bw, lat = self.dram_at(name)
+        dma = self.dma.model_copy(update={"dram_bytes_per_cycle": bw, "dram_latency_cycles": lat})
+        return self.model_copy(update={"dma": dma, "default_operating_point": name})
 
     def operating_point(self, name: str | None = None) -> OperatingPoint:
         """The named operating point (default: `default_operating_point`)."""

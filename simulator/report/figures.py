@@ -85,6 +85,13 @@ def efficiency(summary: dict, path: Path, prov: str) -> Path:
     ax.plot(names, [p["tflops_per_w_actual"] for p in pts], "s-", label="actual work")
     ax.set_ylabel("TFLOPS/W (on chip, DRAM excluded)")
     ax.set_title(f"Efficiency across operating points (mode {summary['tflops_per_w']['mode']})")
-    ax.legend(fontsize=7)
+    handles, labels = ax.get_legend_handles_labels()
+    if all(p.get("speedup") for p in pts):  # each point simulated at its own DRAM cycles
+        ax2 = ax.twinx()
+        (h,) = ax2.plot(names, [p["speedup"] for p in pts], "^--", color="grey")
+        ax2.set_ylabel("speedup over dense (x)")
+        ax2.set_ylim(bottom=0)
+        handles, labels = [*handles, h], [*labels, "speedup (right axis)"]
+    ax.legend(handles, labels, fontsize=7)
     ax.tick_params(axis="x", labelsize=7)
     return _finish(fig, path, prov)

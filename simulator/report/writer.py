@@ -88,7 +88,8 @@ def write_report(
     phase_rows = tables.per_phase(summary)
     unit_rows = tables.units(summary, summary["tflops_per_w"]["mode"])
     points = [
-        {k: p[k] for k in ("name", "voltage_v", "frequency_mhz", "seconds",
+        {k: p[k] for k in ("name", "voltage_v", "frequency_mhz", "dram_bytes_per_cycle",
+                           "cycles_dense", "cycles", "speedup", "seconds",
                            "tflops_per_w_dense_equivalent", "tflops_per_w_actual",
                            "tflops_per_w_dense_equivalent_with_dram")}
         for p in summary["operating_points"]
@@ -132,11 +133,18 @@ def write_report(
         f"{summary['densities']['weight_group']:.3f}, gradient-skip fraction "
         f"{summary['densities']['grad_skip']:.3f}; the trace's FLOPs reduction "
         f"{summary['flops_reduction']:.2f}x.",
-        f"Speedup of `all` over `dense`: {summary['speedup'].get('all') or 0:.2f}x. "
-        f"Efficiency ({eff['mode']}, best point {eff['operating_point']}): "
+        f"Speedup of `all` over `dense` at {summary['operating_point']}: "
+        f"{summary['speedup'].get('all') or 0:.2f}x. "
+        f"Efficiency ({eff['mode']}, best point {eff['operating_point']}, simulated there): "
         f"{eff['dense_equivalent']:.2f} TFLOPS/W dense-equivalent, {eff['actual']:.2f} TFLOPS/W "
         f"actual work (on chip); {eff['dense_equivalent_with_dram']:.3f} TFLOPS/W "
-        "dense-equivalent with DRAM.",
+        "dense-equivalent with DRAM"
+        + (f"; speedup there {eff['speedup']:.2f}x." if eff.get("speedup") else "."),
+        f"DRAM channel at {summary['operating_point']}: {summary['dram']['bytes_per_cycle']} "
+        f"bytes per cycle ({summary['dram']['gb_per_s']:.1f} GB/s), latency "
+        f"{summary['dram']['latency_cycles']} cycles; clock `{summary['dram']['clock']}` "
+        "(`memory`: fixed GB/s and ns, so slower operating points see more bytes per cycle; "
+        "the operating-points table gives each point's own simulated cycles).",
         "All figures are simulated cycles (chip clock) and pJ/uJ per training step "
         f"at {summary['operating_point']} unless stated; data files beside each figure.",
     ]

@@ -91,3 +91,32 @@ def test_run_checks_hazards_on_request():
     res = CliRunner().invoke(main, ["run", "--trace", TINY, "--json", "--quiet", "--check-hazards"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["hazards"] == {m: [] for m in MODES}
+
+
+def test_efficiency_sweep_simulates_each_operating_point(run_json):
+    """With the DRAM on its own clock (ref28), each operating point is simulated with its own
+    channel cycles: slower clocks see more bytes per cycle, so no fewer cycles are saved."""
+    pts = {p["name"]: p for p in run_json["operating_points"]}
+    assert pts["v0.9_f400"]["cycles"] == run_json["cycles"]["all"]
+    assert pts["v0.9_f400"]["cycles_dense"] == run_json["cycles"]["dense"]
+    assert pts["v0.6_f100"]["dram_bytes_per_cycle"] == 64
+    assert pts["v0.6_f100"]["cycles"] <= pts["v0.9_f400"]["cycles"] <= pts["v1.0_f500"]["cycles"]
+    for p in pts.values():
+        assert p["speedup"] == pytest.approx(p["cycles_dense"] / p["cycles"])
+    best = run_json["tflops_per_w"]
+    assert best["speedup"] == pts[best["operating_point"]]["speedup"]
+    assert run_json["dram"]["gb_per_s"] == pytest.approx(6.4)
+
+
+def test_run_at_another_operating_point():
+    res = CliRunner().invoke(
+        main, ["run", "--trace", TINY, "--json", "--quiet", "--operating-point", "v0.6_f100"]
+    )
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)
+    assert s["operating_point"] == "v0.6_f100" and s["dram"]["bytes_per_cycle"] == 64
+    pts = {p["name"]: p for p in s["operating_points"]}
+    assert pts["v0.6_f100"]["cycles"] == s["cycles"]["all"]
+    bad = CliRunner().invoke(main, ["run", "--trace", TINY, "--operating-point", "turbo"])
+    assert bad.exit_code != 0 and "'turbo' is not one of v0.6_f100" in bad.output
+    assert "Traceback" not in bad.output

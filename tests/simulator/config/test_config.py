@@ -117,6 +117,12 @@ def _broken(ref28, edit) -> str:
         (lambda d: d["wsu"].update(group_in_channels=3), "wsu.group_in_channels: must divide"),
         (lambda d: d["controller"].update(instruction_width_bits=100), "must be one of"),
         (lambda d: d["gsu"].update(threshold=1.5), "gsu.threshold"),
+        (lambda d: d["dma"].update(dram_clock="bus"), "dma.dram_clock: Input should be"),
+        (
+            lambda d: d["dma"].update(dram_bytes_per_cycle=1),  # 0.8 B/cycle at 500 MHz
+            "dma.dram_bytes_per_cycle: with dram_clock `memory` the channel moves less than one "
+            "byte per cycle at operating point 'v1.0_f500'",
+        ),
     ],
 )
 def test_wrong_configs_name_field_and_rule(ref28, edit, expected):
@@ -185,3 +191,23 @@ def test_any_broken_value_gives_a_config_error_naming_its_field(data):
         return
     # some values are acceptable for some fields (e.g. 1.5 V, True for a bool)
     assert cfg is not None
+
+
+def test_dram_channel_is_fixed_in_time_across_operating_points(ref28):
+    # ref28: 16 B/cycle and 100 cycles at the default 400 MHz = 6.4 GB/s and 250 ns
+    assert ref28.dma.dram_clock == "memory"
+    assert ref28.dram_gb_per_s() == pytest.approx(6.4)
+    at = {p.name: ref28.dram_at(p.name) for p in ref28.operating_points}
+    assert at == {
+        "v0.6_f100": (64, 25),
+        "v0.7_f200": (32, 50),
+        "v0.8_f300": (21, 75),  # 21.33 B/cycle: whole bytes, rounded down
+        "v0.9_f400": (16, 100),
+        "v1.0_f500": (12, 125),  # 12.8 B/cycle rounded down
+    }
+    slow = ref28.at_operating_point("v0.6_f100")
+    assert slow.default_operating_point == "v0.6_f100"
+    assert (slow.dma.dram_bytes_per_cycle, slow.dma.dram_latency_cycles) == (64, 25)
+    assert slow.tensor_core == ref28.tensor_core and slow.energy == ref28.energy
+    core = ref28.model_copy(update={"dma": ref28.dma.model_copy(update={"dram_clock": "core"})})
+    assert {core.dram_at(p.name) for p in core.operating_points} == {(16, 100)}
