@@ -115,11 +115,12 @@ class Workload:
     trace: Trace
     masks: SparsityMasks
     source: dict[str, Any]
+    iteration: int = 0  # the captured iteration whose masks are simulated
 
 
-def load_workload(trace: str | Path | None) -> Workload:
+def load_workload(trace: str | Path | None, iteration: int = 0) -> Workload:
     """A trace file path, a named synthetic trace, a shipped trace's name (`vgg7_digits`, ...),
-    or (None) the default named trace."""
+    or (None) the default named trace; its captured iteration `iteration` (from 0)."""
     spec = str(trace) if trace is not None else DEFAULT_TRACE
     if spec in NAMED_TRACES:
         t = synthesize_named(spec)
@@ -134,7 +135,13 @@ def load_workload(trace: str | Path | None) -> Workload:
         t = load_trace(path)
         source = {"kind": "file", "path": str(path)}
     source["meta"] = t.meta
-    return Workload(spec, t, masks_from_trace(t), source)
+    if not 0 <= iteration < len(t.iterations):
+        raise ValueError(
+            f"trace {spec!r}: iteration {iteration} out of range; it holds "
+            f"{len(t.iterations)} captured iteration(s), numbered from 0"
+        )
+    source["iteration"] = iteration
+    return Workload(spec, t, masks_from_trace(t, iteration), source, iteration)
 
 
 @dataclass
@@ -263,7 +270,7 @@ def summarise(
     dense = timings.get("dense")
     base = dense.cycles if dense else None
     peak = cfg.tensor_core.macs_per_cycle
-    it = w.trace.iterations[0]
+    it = w.trace.iterations[w.iteration]
     sm = step_macs(
         w.trace.graph, w.trace.batch, it.gates, w.trace.gate_layers, it.wgroups,
         w.trace.group_in, it.skip,
@@ -365,6 +372,7 @@ def summarise(
         "trace": w.name,
         "trace_hash": w.masks.digest(),
         "trace_source": w.source,
+        "trace_iteration": w.iteration,
         "seeds": {
             "trace": w.trace.meta.get("seed"),
             "sru": cfg.sru.seed,

@@ -35,7 +35,9 @@ def _functional(trace: str | None, config: str) -> dict:
         raise click.ClickException(f"--mode functional: {e}") from None
 
 
-def _execute(trace: str | None, config: str, quiet: bool, point: str | None = None):
+def _execute(
+    trace: str | None, config: str, quiet: bool, point: str | None = None, iteration: int = 0
+):
     from tqdm import tqdm
 
     from simulator.config import load_config
@@ -49,7 +51,7 @@ def _execute(trace: str | None, config: str, quiet: bool, point: str | None = No
     steps = ["trace", "compile", "prepare", *MODES, *cfg.operating_points]
     with tqdm(total=len(steps), disable=quiet, desc="fp8sim run", unit="step") as bar:
         bar.set_postfix_str("trace")
-        w = load_workload(trace)
+        w = load_workload(trace, iteration)
         bar.update()
 
         def progress(stage: str) -> None:
@@ -138,6 +140,13 @@ _CONFIG_HELP = "Hardware config: a shipped name or a YAML file."
     "at batch 128; exit status 1 if any; docs/simulator.md).",
 )
 @click.option(
+    "--iteration",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Which captured iteration of the trace to simulate (from 0).",
+)
+@click.option(
     "--operating-point",
     "point",
     help="Simulate at this operating point of the config (default: its default point; the "
@@ -154,6 +163,7 @@ def run_cmd(
     check_hazards: bool,
     quiet: bool,
     point: str | None,
+    iteration: int,
 ) -> None:
     """Simulate one training step dense, with each sparsity technique and with all of them."""
     target = output / "summary.json" if output is not None else None
@@ -165,7 +175,7 @@ def run_cmd(
         if mode == "functional":
             summary = {"functional": _functional(trace, config)}
         else:
-            _, res = _execute(trace, config, quiet or as_json, point)
+            _, res = _execute(trace, config, quiet or as_json, point, iteration)
             summary = res.summary
             if check_hazards:
                 summary = {**summary, "hazards": _hazards(res, quiet or as_json)}
@@ -220,6 +230,13 @@ def run_cmd(
 )
 @click.option("--force", is_flag=True, help="Overwrite a non-empty report directory.")
 @click.option(
+    "--iteration",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Which captured iteration of the trace to simulate (from 0).",
+)
+@click.option(
     "--operating-point",
     "point",
     help="Simulate at this operating point of the config (default: its default point; the "
@@ -227,7 +244,13 @@ def run_cmd(
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def report_cmd(
-    trace: str | None, config: str, output: Path, force: bool, quiet: bool, point: str | None
+    trace: str | None,
+    config: str,
+    output: Path,
+    force: bool,
+    quiet: bool,
+    iteration: int,
+    point: str | None,
 ) -> None:
     """Write the speedup/energy report (report.md, report.html, PNGs, CSV/JSON data)."""
     from simulator.report import write_report
@@ -235,7 +258,7 @@ def report_cmd(
 
     try:
         prepare_dir(output, force)  # fail before minutes of work, not after
-        cfg, res = _execute(trace, config, quiet, point)
+        cfg, res = _execute(trace, config, quiet, point, iteration)
         path = write_report(res.summary, cfg, output, force=True, instructions=res.instructions)
     except _user_errors() as e:
         raise click.ClickException(str(e)) from None

@@ -120,3 +120,20 @@ def test_run_at_another_operating_point():
     bad = CliRunner().invoke(main, ["run", "--trace", TINY, "--operating-point", "turbo"])
     assert bad.exit_code != 0 and "'turbo' is not one of v0.6_f100" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_run_picks_a_captured_iteration():
+    """resnet20_digits holds two captured iterations: their masks differ, so do the cycles."""
+    runs = {}
+    for it in (0, 1):
+        res = CliRunner().invoke(
+            main, ["run", "--trace", "resnet20_digits", "--json", "--quiet", "--iteration", str(it)]
+        )
+        assert res.exit_code == 0, res.output
+        runs[it] = json.loads(res.output)
+        assert runs[it]["manifest"]["trace_iteration"] == it
+    assert runs[0]["cycles"]["dense"] == runs[1]["cycles"]["dense"]  # no masks in dense
+    assert runs[0]["cycles"]["all"] != runs[1]["cycles"]["all"]
+    bad = CliRunner().invoke(main, ["run", "--trace", "resnet20_digits", "--iteration", "2"])
+    assert bad.exit_code != 0 and "iteration 2 out of range; it holds 2" in bad.output
+    assert "Traceback" not in bad.output
