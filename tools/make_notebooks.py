@@ -153,12 +153,31 @@ SPEEDUP_ENERGY = [
         "          f\"  idle {u['idle'][unit]:>12,}\")"
     ),
     new_markdown_cell(
+        "Across operating points. The DRAM runs on its own clock (`dma.dram_clock: memory` in "
+        "ref28: 6.4 GB/s and 250 ns whatever the core clock), so a slower point sees more bytes "
+        "per core cycle; `run_workload` simulates mode `all` and `dense` again at each point "
+        "with that point's channel. Efficiency is dense-equivalent TFLOPS/W on chip (2 FLOPs "
+        "per dense MAC over on-chip energy)."
+    ),
+    new_code_cell(
+        "lines = ['| point | DRAM B/cycle | cycles dense | cycles all | speedup | TFLOPS/W |',\n"
+        "         '|---|---|---|---|---|---|']\n"
+        "for p in s['operating_points']:\n"
+        "    lines.append(f\"| {p['name']} | {p['dram_bytes_per_cycle']} | \"\n"
+        "                 f\"{p['cycles_dense']:,} | {p['cycles']:,} | {p['speedup']:.2f}x | \"\n"
+        "                 f\"{p['tflops_per_w_dense_equivalent']:.2f} |\")\n"
+        "display(Markdown('\\n'.join(lines)))\n"
+        "pts = sorted(s['operating_points'], key=lambda p: p['frequency_mhz'])\n"
+        "assert pts[0]['cycles_dense'] <= pts[-1]['cycles_dense']  # more bytes per cycle"
+    ),
+    new_markdown_cell(
         "The report's figures (data as CSV/JSON beside them in the report directory)."
     ),
     new_code_cell(
         "out = Path(tempfile.mkdtemp(prefix='fp8sim_report_')) / 'report'\n"
         "write_report(s, cfg, out)\n"
-        "for name in ('energy_by_component.png', 'roofline.png', 'timeline.png'):\n"
+        "for name in ('energy_by_component.png', 'roofline.png', 'timeline.png', "
+        "'efficiency.png'):\n"
         "    display(Image(filename=str(out / name)))"
     ),
 ]
