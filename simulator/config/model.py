@@ -82,13 +82,44 @@ class TensorCoreConfig(StrictModel):
         "run measured, per lane planned and per core descriptor, and every lane or core taking "
         "work it does not hold under `static` reloads its stationary operands and refills the "
         "pipeline. The packer keeps the static plan where its own is not faster; it keeps two "
-        "descriptor sets, so it reads the masks and plans a tile while the cores run the "
-        "previous one (not for a conditional pass, whose gates the CGU has just written).",
+        "descriptor sets, so it reads a tile's masks and plans it as soon as the tile is in "
+        "the queue, the previous tile has started and the tile's masks are written (for a "
+        "conditional pass: by the CGU just before it; see packer_streams_gates), also while "
+        "the cores wait for operands.",
         source="ours (docs/simulator.md, 'Calibration'): the chip's papers do not describe its "
         "work distribution, but publish that its tensor cores are kept highly utilized in all "
         "three phases, which `static` contradicts on Lasso-sparse layers (tensor-core "
         "utilisation 33% in mode `all` of resnet20-cal); ref28 takes `dynamic`, a choice made "
         "in calibration against the chip's 4.7x",
+    )
+    output_buffers: int = param(
+        unit="output register sets per core",
+        provenance=A,
+        doc="Sets of output (accumulator) registers behind the lanes. 1: after a tile's last "
+        "reduction step (`fin`) the cores wait while the SRUs round and write its outputs "
+        "(outputs / sru.units cycles). 2 (double-buffered): the finished set is handed to the "
+        "SRUs and the cores start the next tile in the other set; the next tile waits only "
+        "if the set it needs is still draining (its drain starts after the previous drain), "
+        "or if it touches the bytes being drained. Results count as available (tokens, "
+        "`sync`, barriers) when their drain ends.",
+        source="ours: double-buffered accumulators/output registers are the standard way a "
+        "tensor-core design hides its output write-back (the chip's papers do not describe "
+        "the output path); ref28 takes 2, which holds for a dense chip alike",
+        ge=1,
+        le=8,
+    )
+    packer_streams_gates: bool = param(
+        unit="flag",
+        provenance=A,
+        doc="Policy `dynamic` only: the work packer of a conditional pass reads the gates as "
+        "the CGU writes them (following the CGU's write pointer) and builds the runs of all "
+        "lane groups as they arrive, still one run per cycle; so its mask reads and run "
+        "measuring may begin when the CGU op begins, and only what of them outlasts the CGU, "
+        "plus the lane plan and core descriptors (lanes + 1 cycles per core), follows the "
+        "last gate. false: the packer starts on a conditional pass when the CGU has ended.",
+        source="ours: the chip's papers do not describe how its scheduler meets the gating "
+        "unit; a packer placed behind the CGU in every gated tile would be built to stream "
+        "its output, so ref28 takes true",
     )
 
     _fmt = field_validator("operand_format", "accumulator_format")(_check_format)

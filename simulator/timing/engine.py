@@ -17,6 +17,27 @@ Rules (docs/isa.md execution model; timing choices in docs/simulator.md):
   scheduled in program order, so a transfer that is ready earlier than one of a later-ready
   but earlier-scheduled transfer takes the idle gap before it (the channel keeps its busy
   intervals, not just its last end).
+- Drain (`tail`, `hold`, `acc_sets`; tensor cores with `tensor_core.output_buffers` > 1): an
+  op's `tail` cycles follow its `dur` on the unit's output path (the SRUs rounding and writing
+  its results), not on the unit itself. The unit is free again after `dur`; the drain starts
+  when the previous drain of the unit has ended (one output path, in order), and the op
+  completes (signals its token, counts for `sync` and barriers) when its drain ends. Each op
+  holds one of `acc_sets` output buffers from its start to its drain's end, so it starts no
+  earlier than the drain of the op `acc_sets` before it; an op with `hold` set (it touches the
+  bytes the previous op's drain writes) starts no earlier than that drain's end. Waiting for
+  either is stall `drain`. With `tail` all zero these rules change nothing.
+- Prelude (`pre`, `pre_dep`; the tensor cores' work packer under `lane_distribution:
+  dynamic`): an op's `pre` cycles (reading its masks, planning its lanes) run on the unit's
+  packer before the op itself. The packer works on one op at a time, in order, and keeps two
+  descriptor sets, so it starts an op's prelude once the op is in the queue, the previous
+  op has started, the packer has finished the previous prelude, and the op's masks are
+  written (`pre_dep`: the executed op that last wrote the mask buffer before it, -1 for none;
+  its end). It therefore runs during the unit's waits for tokens too. The op starts when the
+  unit could start it (queue, tokens, buffers) or when its prelude ends, whichever is later;
+  the prelude not hidden that way counts as the unit's busy time. With `pre_stream` >= 0 the
+  prelude reads the masks as `pre_dep` writes them (a conditional pass's packer behind the
+  CGU): it may begin when `pre_dep` begins, and its last `pre_stream` cycles (the plan that
+  needs all the masks) follow `pre_dep`'s end.
 - `sync` is a zero-length marker in a unit's queue: it starts once every earlier instruction
   of that unit has completed (and its token is positive), and the unit starts nothing behind
   it before then (in-order queue).
@@ -34,8 +55,10 @@ CH_CAP = 4096  # busy intervals of the DRAM channel kept for gap filling
 N_TOKENS = 16
 # Columns of the per-unit stall matrix: waiting for a token signalled by unit u (0..N_UNITS-1),
 # for the DRAM channel, for a free queue entry (controller only), for a barrier (controller).
-ST_DRAM, ST_QUEUE, ST_BARRIER = N_UNITS, N_UNITS + 1, N_UNITS + 2
-N_STALL = N_UNITS + 3
+# For an output buffer or the previous op's drain (`tail`, `hold`).
+ST_DRAM, ST_QUEUE, ST_BARRIER, ST_DRAIN = N_UNITS, N_UNITS + 1, N_UNITS + 2, N_UNITS + 3
+N_STALL = N_UNITS + 4
+MAX_ACC_SETS = 8
 # Heap entries carry the signalling unit in their low bits (time-ordered all the same).
 _UNIT_BITS = 4
 
@@ -109,11 +132,20 @@ def _reserve(ch_s, ch_e, state, b, length):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True)
-def schedule(kind, unit, wt, sg, dur, bus, latency, queue_depth):  # pragma: no cover - numba
+def schedule(  # pragma: no cover - numba
+    kind, unit, wt, sg, dur, bus, tail, hold, pre, pre_dep, pre_stream,
+    latency, queue_depth, acc_sets, released, pre_start,
+):  # fmt: skip
     """Times of every executed instruction. Inputs are per executed instruction: control
     kind, unit id, tokens, occupancy of the unit in cycles (`dur`) and of the DRAM channel
-    (`bus`, DMA only). Returns (dispatch, start, end, busy per unit, stall matrix, status):
-    status 0 = ok, 1 = a token waited on was never signalled, 2 = token overflow."""
+    (`bus`, DMA only), drain cycles after it (`tail`) and whether it waits for the previous
+    op's drain (`hold`), prelude cycles before it (`pre`), the op whose end its prelude waits
+    for (`pre_dep`) and the part of the prelude that follows that end when it streams behind
+    it (`pre_stream`, -1: no streaming); `acc_sets` output buffers per unit (module
+    docstring). Fills `released` (when the op released its unit: its end but for ops with a
+    drain) and `pre_start` (when its prelude began; its start if it has none). Returns
+    (dispatch, start, end, busy per unit, stall matrix, status): status 0 = ok, 1 = a token
+    waited on was never signalled, 2 = token overflow."""
     n = kind.shape[0]
     dispatch = np.zeros(n, np.int64)
     start = np.zeros(n, np.int64)
@@ -129,6 +161,12 @@ def schedule(kind, unit, wt, sg, dur, bus, latency, queue_depth):  # pragma: no 
     ch_s = np.zeros(CH_CAP, np.int64)  # DRAM channel busy intervals (sorted, disjoint)
     ch_e = np.zeros(CH_CAP, np.int64)
     ch = np.zeros(2, np.int64)  # first live interval, number of intervals
+    n_sets = min(max(acc_sets, 1), MAX_ACC_SETS)
+    set_free = np.zeros((N_UNITS, MAX_ACC_SETS), np.int64)  # drain ends of the last ops
+    set_n = np.zeros(N_UNITS, np.int64)
+    drain_end = np.zeros(N_UNITS, np.int64)  # end of the unit's last drain
+    pk_free = np.zeros(N_UNITS, np.int64)  # the packer's end of its last prelude
+    last_start = np.zeros(N_UNITS, np.int64)  # when the unit's last op began its work
     t_ctrl = 0
     for i in range(n):
         k = kind[i]
@@ -142,6 +180,7 @@ def schedule(kind, unit, wt, sg, dur, bus, latency, queue_depth):  # pragma: no 
             dispatch[i] = drain
             start[i] = drain
             end[i] = drain + 1
+            released[i] = drain + 1
             t_ctrl = drain + 1
             busy[0] += 1
             if k == K_HALT:
@@ -192,11 +231,55 @@ def schedule(kind, unit, wt, sg, dur, bus, latency, queue_depth):  # pragma: no 
                 if unit_done[u] > e:
                     e = unit_done[u]
             else:
-                e = s + dur[i]
+                # an output buffer (the one the op acc_sets before used) and, with hold, the
+                # previous op's drain
+                free = set_free[u, set_n[u] % n_sets]
+                if hold[i] and drain_end[u] > free:
+                    free = drain_end[u]
+                if free > s:
+                    stall[u, ST_DRAIN] += free - s
+                    s = free
+                w0 = s  # when the op's own work begins: after its prelude
+                if pre[i] > 0:
+                    ps = d + 1
+                    if pk_free[u] > ps:
+                        ps = pk_free[u]
+                    if last_start[u] > ps:
+                        ps = last_start[u]
+                    j = pre_dep[i]
+                    if j >= 0 and pre_stream[i] >= 0:  # reads the masks as they are written
+                        if start[j] > ps:
+                            ps = start[j]
+                        pm = ps + pre[i] - pre_stream[i]
+                        if end[j] > pm:
+                            pm = end[j]
+                        pk_free[u] = pm + pre_stream[i]
+                    else:
+                        if j >= 0 and end[j] > ps:
+                            ps = end[j]
+                        pk_free[u] = ps + pre[i]
+                    pre_start[i] = ps
+                    if pk_free[u] > w0:
+                        busy[u] += pk_free[u] - w0  # the part of the prelude not hidden
+                        w0 = pk_free[u]
+                last_start[u] = w0
+                e = w0 + dur[i]
                 unit_free[u] = e
+                released[i] = e
                 busy[u] += dur[i]
+                if tail[i] > 0:
+                    if drain_end[u] > e:
+                        e = drain_end[u]
+                    e += tail[i]
+                    drain_end[u] = e
+                set_free[u, set_n[u] % n_sets] = e
+                set_n[u] += 1
             if e > unit_done[u]:
                 unit_done[u] = e
+            if bus[i] > 0 or k == K_SYNC:
+                released[i] = e
+            if k == K_SYNC or pre[i] == 0:
+                pre_start[i] = s
             start[i] = s
             end[i] = e
             ring[u, ring_n[u] % queue_depth] = s
@@ -216,6 +299,7 @@ def schedule(kind, unit, wt, sg, dur, bus, latency, queue_depth):  # pragma: no 
             start[i] = s
             e = s + dur[i]
             end[i] = e
+            released[i] = e
             t_ctrl = e
             busy[0] += dur[i]
         if sg[i] != 0:

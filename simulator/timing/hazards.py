@@ -8,7 +8,19 @@ semantics (docs/isa.md) it derives which bytes of which buffer (or of DRAM) ever
 instruction reads and writes, and from a timing schedule when each one runs. For every byte,
 a later instruction (program order) of another unit must not start before an earlier one
 ends when either writes it (read after write, write after read, write after write).
-Instructions of one unit run in order and never conflict with each other.
+Instructions of one unit run in order and never conflict with each other, except for the
+tensor cores' outputs: with `tensor_core.output_buffers` > 1 a tensor-core op's SRU drain
+writes its outputs after the op has released the cores, so the next tensor-core op may run
+while they are written. The writes of a tensor-core op with a drain are therefore checked as
+those of a separate writer (the output path) that ends when the op ends (its drain included),
+against every later instruction, tensor-core ops included, and its reads end when it releases
+the cores. Drains are written in program order (one output path), so two drains writing the
+same bytes are not a hazard; an op without a drain writes when it releases the cores. A
+tensor-core op's mask reads start when its prelude (the work packer, `dynamic` lanes) began,
+which may be before the op itself; a prelude that streams behind the CGU
+(`tensor_core.packer_streams_gates`) reads each gate after the CGU wrote it (it follows the
+CGU's write pointer and ends after the CGU), so its reads are not checked against that one
+writer's bytes.
 
 Footprints follow the ISA text; operand-dependent reads (masks in modes that do not read
 them, skipped images' work) are included regardless of mode, so the check is conservative
@@ -270,6 +282,10 @@ def check(prep: PreparedProgram, masks: SparsityMasks, mode: str, limit: int = 2
     """Hazards of `prep`'s schedule in `mode` (at most `limit`, the first in program order)."""
     res = simulate(prep, masks, mode, timeline_bins=1, keep_times=True)
     start, end = res.times
+    released, pre_start = res.released, res.pre_start
+    dep = prep.mask_dep[: len(end)]
+    # preludes that began before their mask writer (the CGU) ended: streamed behind it
+    streamed = (dep >= 0) & (pre_start < end[np.maximum(dep, 0)])
     idx, feet = executed_footprints(prep.compiled)
     if len(idx) != len(start) or not np.array_equal(idx, prep.stream.index[: len(idx)]):
         raise AssertionError("the footprint walk and the timing stream disagree")
@@ -285,6 +301,10 @@ def check(prep: PreparedProgram, masks: SparsityMasks, mode: str, limit: int = 2
                 top = -(-top // DRAM_WORD)
             sizes[space] = max(sizes.get(space, 1), top)
     n_units = int(unit.max()) + 1 if len(unit) else 1
+    drain = n_units  # the tensor cores' output path, a writer of its own
+    n_units += 1
+    # ops whose outputs the output path writes after they released their unit
+    drained = np.array([op.startswith("tc.") for op in ops])[idx] & (released < end)
     w_end = {s: np.zeros(n, np.int64) for s, n in sizes.items()}
     w_unit = {s: np.full(n, -1, np.int64) for s, n in sizes.items()}
     w_who = {s: np.full(n, -1, np.int64) for s, n in sizes.items()}
@@ -302,14 +322,21 @@ def check(prep: PreparedProgram, masks: SparsityMasks, mode: str, limit: int = 2
     for e, f in enumerate(feet):
         if not f:
             continue
-        u, s0, e1 = int(unit[e]), int(start[e]), int(end[e])
+        e1 = int(end[e])
         # a store has read its buffer rows once the channel took them (before the latency)
         e_read = e1 - latency if is_st[e] else e1
+        if drained[e]:
+            e_read = int(released[e])
         for space, sel, write in f:
             if space == "dram":
                 sel = _words(sel)
+            u = drain if write and drained[e] else int(unit[e])
+            # the packer reads a tile's masks from when its prelude began
+            s0 = int(pre_start[e]) if space == "msk" and not write else int(start[e])
             # read after write / write after write: an earlier writer of another unit
             late = (w_end[space][sel] > s0) & (w_unit[space][sel] != u) & (w_unit[space][sel] >= 0)
+            if space == "msk" and not write and streamed[e]:
+                late &= w_who[space][sel] != dep[e]
             if late.any():
                 k = int(np.argmax(late))
                 report("WAW" if write else "RAW", space, _at(sel, k), w_who[space][sel][k], e)
@@ -327,6 +354,7 @@ def check(prep: PreparedProgram, masks: SparsityMasks, mode: str, limit: int = 2
         for space, sel, write in f:  # effects after the checks (an op may read what it writes)
             if space == "dram":
                 sel = _words(sel)
+            u = drain if write and drained[e] else int(unit[e])
             if write:
                 w_end[space][sel] = e1
                 w_unit[space][sel] = u

@@ -20,7 +20,7 @@ from isa.spec import BUFFER, SFU_OP, TC_PASS
 from simulator.config import HardwareConfig
 from simulator.timing import banks, costs
 from simulator.timing.costs import EVENT_ID, EVENTS
-from simulator.timing.engine import N_STALL, ST_BARRIER, ST_DRAM, ST_QUEUE, schedule
+from simulator.timing.engine import N_STALL, ST_BARRIER, ST_DRAIN, ST_DRAM, ST_QUEUE, schedule
 from simulator.timing.masks import SparsityMasks
 from simulator.timing.stream import (
     K_CTRL,
@@ -99,6 +99,12 @@ class PreparedProgram:
     phase_names: tuple[str, ...]
     dense_macs: np.ndarray  # per executed (tensor-core ops; 0 otherwise)
     bank: np.ndarray  # per executed: conflict degree of its buffer accesses (1 = none)
+    # per executed tensor-core op (program order, `tc_pos`): column j - 1 is true when it
+    # touches the output bytes of the tensor-core op j before it (`output_buffers` > 1)
+    tc_pos: np.ndarray | None = None
+    tc_touch: np.ndarray | None = None
+    # per executed: the last executed op before it that writes the mask buffer (-1: none)
+    mask_dep: np.ndarray | None = None
 
 
 def _descriptor(a) -> LayerDesc:
@@ -195,8 +201,87 @@ def prepare(compiled: CompiledProgram, cfg: HardwareConfig) -> PreparedProgram:
         compiled, cfg, sp, stream, kind, sp.unit[idx], sp.wt[idx], sp.sg[idx],
         s_dur[idx], s_bus[idx], s_ev * counts[:, None], s_ev, s_skippable[idx], tc_ops,
         layers, phases,
-        layer_names, phase_names, dense_macs, bank,
+        layer_names, phase_names, dense_macs, bank, *_tc_touch(stream, tc_ops, cfg),
+        _mask_writers(prog, idx),
     )  # fmt: skip
+
+
+def _mask_writers(prog, idx) -> np.ndarray:
+    """Per executed instruction, the last executed one before it that writes masks the packer
+    reads (gates: the CGU or a load into the mask buffer; weight-group masks: the WSU's prune
+    or a load; skip flags: the GSU; -1 if none): the packer reads a tile's masks only after
+    it. (The SFU's pooling indices in the mask buffer are no packer input; the hazard check
+    verifies the prelude's mask reads from when it began.)"""
+    msk = BUFS.index("msk")
+    writes = np.zeros(len(prog), bool)
+    for i, ins in enumerate(prog):
+        a = ins.args
+        if ins.op in ("cg.gate", "ws.prune", "gs.decide"):
+            writes[i] = True
+        elif ins.op == "dma.ld":
+            writes[i] = a["buf"] == msk
+    at = np.where(writes[idx], np.arange(len(idx)), -1)
+    last = np.maximum.accumulate(at) if len(at) else at
+    return np.concatenate([[-1], last[:-1]]).astype(np.int64)
+
+
+def _in_rows(d: LayerDesc, p0: np.ndarray, pn: int) -> np.ndarray:
+    """Input rows a tile of output rows [p0, p0 + pn) holds in its buffer."""
+    first = p0 * d.stride - d.pad
+    last = (p0 + pn - 1) * d.stride - d.pad + d.kh
+    return np.minimum(d.h, last) - np.maximum(0, first)
+
+
+def _tc_touch(stream, tc_ops, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """Which tensor-core ops touch the output bytes of the ops just before them, whose SRU
+    drain may still run when they start (`output_buffers` > 1): their output (accumulator)
+    range, or an operand they read from the same buffer. Byte ranges as in the ISA
+    (`hazards._tc`; the weight buffer never holds outputs)."""
+    pos, out_sp, out_lo, out_hi, rd = [], [], [], [], []
+    for op in tc_ops:
+        a, d = op.args, op.desc
+        kn, cn, pn = a["kn"], a["cn"], a["pn"]
+        npix = pn * d.ow
+        regs = stream.regs[op.execs]
+        ra, rb, ro = regs[:, 4], regs[:, 5], regs[:, 6]
+        rows = _in_rows(d, op.p0, pn)
+        if op.op == "tc.fwd":  # outputs in act; reads X (act)
+            sp, size = 0, 2 * npix * kn
+            reads = [(0, ra, ra + rows * d.w * d.c)]
+        elif op.op == "tc.bwd":  # outputs in err; reads dY (err)
+            sp, size = 1, 2 * d.h * d.w * cn
+            reads = [(1, ra, ra + npix * kn)]
+        else:  # outputs in err; reads dY (err) and X (act)
+            sp, size = 1, 2 * kn * d.taps * cn
+            reads = [(1, ra, ra + npix * kn), (0, rb, rb + rows * d.w * cn)]
+        n = len(op.execs)
+        pos.append(op.execs)
+        out_sp.append(np.full(n, sp))
+        out_lo.append(ro)
+        out_hi.append(ro + size)
+        r = np.full((n, 3, 3), -1, np.int64)  # exec, access, (space, lo, hi)
+        for j, (rsp, lo, hi) in enumerate([(sp, ro, ro + size), *reads]):
+            r[:, j, 0], r[:, j, 1], r[:, j, 2] = rsp, lo, hi
+        rd.append(r)
+    depth = max(cfg.tensor_core.output_buffers - 1, 0)
+    if not pos:
+        return np.zeros(0, np.int64), np.zeros((0, depth), bool)
+    pos = np.concatenate(pos)
+    order = np.argsort(pos, kind="stable")
+    pos = pos[order]
+    out_sp = np.concatenate(out_sp)[order]
+    out_lo = np.concatenate(out_lo)[order]
+    out_hi = np.concatenate(out_hi)[order]
+    acc = np.concatenate(rd)[order]
+    touch = np.zeros((len(pos), depth), bool)
+    ix = np.arange(len(pos))
+    for j in range(1, depth + 1):
+        prev = ix[j:] - j
+        lo, hi, sp = (x[prev, None] for x in (out_lo, out_hi, out_sp))
+        mine = acc[ix[j:]]  # this op's accesses (n, 3, (space, lo, hi))
+        hit = (mine[..., 0] == sp) & (mine[..., 1] < hi) & (lo < mine[..., 2])
+        touch[j:, j - 1] = hit.any(axis=1)
+    return pos, touch
 
 
 def _bank_degrees(prog, cfg, stream, order, starts, sfu_ops, tc_ops) -> np.ndarray:
@@ -262,6 +347,10 @@ class TimingResult:
     notes: list[str] = field(default_factory=list)
     # (start, end) cycle per executed instruction, kept on request (`simulate(keep_times=True)`)
     times: tuple[np.ndarray, np.ndarray] | None = None
+    # with `times`: when each op released its unit (before `end` where an SRU drain follows)
+    released: np.ndarray | None = None
+    # with `times`: when each op's prelude (the packer's mask reads and plan) began (<= start)
+    pre_start: np.ndarray | None = None
 
 
 def _check_masks(prep: PreparedProgram, masks: SparsityMasks) -> list[str]:
@@ -323,15 +412,19 @@ def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWo
     return out
 
 
-def _tc_costs(prep, masks, mode, dur, sev, bank_extra) -> None:
+def _tc_costs(prep, masks, mode, dur, sev, bank_extra, tail, pre, stream) -> None:
     """Fill tensor-core occupancy (per execution, into dur), its bank-conflict cycles (into
-    bank_extra) and events (summed per static instruction, into sev) for `mode`."""
+    bank_extra), its SRU drain when that overlaps the next tile (`output_buffers` > 1, into
+    tail), the packer's prelude that may run ahead of the cores (policy `dynamic`, into pre;
+    the engine schedules it; into stream, for a conditional pass that streams behind the CGU,
+    the part that follows the last gate) and events (summed per static instruction, into
+    sev)."""
     gating, wsparse, gskip = _FLAGS[mode]
     cfg = prep.cfg
     tcc = cfg.tensor_core
     word = cfg.buffers.mask.word_bytes
     lookahead = tcc.lane_distribution == "dynamic"
-    pos_all, t_all, pre_all = [], [], []
+    overlap = tcc.output_buffers > 1  # the SRUs drain a tile while the cores run the next
     for op, w in zip(prep.tc_ops, tc_work(prep, masks, mode), strict=True):
         a, d = op.args, op.desc
         kn, cn, pn = a["kn"], a["cn"], a["pn"]
@@ -359,15 +452,21 @@ def _tc_costs(prep, masks, mode, dur, sev, bank_extra) -> None:
             keep = ~skipped
         else:
             keep = np.ones(len(e), bool)
-        dur[e] = t
+        if overlap:  # the drain leaves the cores' occupancy for the output path (engine `tail`)
+            drain = np.broadcast_to(fin, t.shape) * keep
+            t = t - drain
+            tail[e] = drain
         if lookahead:
-            # the packer's own work (mask reads, plan) can run ahead of the cores, except
-            # for a conditional pass, whose gates the CGU writes just before it
+            # the packer's own work (mask reads, plan) can run ahead of the cores as soon as
+            # the tile's masks are written (engine `pre`, `pre_dep`): for a conditional pass
+            # only after the CGU has written its gates
+            ahead = (w.plan + -(-meta // word)) * keep
+            t = t - ahead
+            pre[e] = ahead
             cond = op.op == "tc.fwd" and TC_PASS.values[a["pass"]] == "cond"
-            pre = 0 if cond else (w.plan + -(-meta // word)) * keep
-            pos_all.append(e)
-            t_all.append(t)
-            pre_all.append(np.broadcast_to(pre, t.shape))
+            if cond and tcc.packer_streams_gates:  # lane plan and descriptors after the gates
+                stream[e] = np.minimum(ahead, tcc.n_tc * (tcc.lanes + 1))
+        dur[e] = t
         steps = float((w.lane_steps * keep).sum())
         kept_outs = float(outs * keep.sum())
         row = sev[op.static]
@@ -384,21 +483,6 @@ def _tc_costs(prep, masks, mode, dur, sev, bank_extra) -> None:
         row[EVENT_ID["sram_rd_msk"]] += meta * float(keep.sum())
         if a["fin"]:
             row[EVENT_ID["sru_rounds"]] += kept_outs
-    if lookahead and pos_all:
-        _hide_packer(dur, np.concatenate(pos_all), np.concatenate(t_all), np.concatenate(pre_all))
-
-
-def _hide_packer(dur, pos, t, pre) -> None:
-    """Policy `dynamic`: the packer keeps two descriptor sets, so it reads the masks and plans
-    tile i while the cores run tile i - 1 (the previous tensor-core op in program order; the
-    TC queue is in order). Tile i waits only for the part of its prelude longer than tile
-    i - 1's core time. Conservative: idle gaps of the cores between tiles are not used."""
-    order = np.argsort(pos, kind="stable")
-    t, pre = t[order], pre[order]
-    core = t - pre  # the cores' share of each tile
-    prev = np.concatenate([[0], core[:-1]])
-    hidden = np.minimum(pre, prev)
-    dur[pos[order]] = t - hidden
 
 
 def _timeline(unit, start, end, dur, total, bins) -> dict[str, list[float]]:
@@ -444,7 +528,19 @@ def simulate(
     dur = prep.dur + bank_extra
     bus = prep.bus
     sev = prep.static_events.copy()
-    _tc_costs(prep, masks, mode, dur, sev, bank_extra)
+    tail = np.zeros(len(dur), np.int64)
+    pre = np.zeros(len(dur), np.int64)
+    stream = np.full(len(dur), -1, np.int64)
+    _tc_costs(prep, masks, mode, dur, sev, bank_extra, tail, pre, stream)
+    # a prelude streams only behind the CGU's gates
+    dep = prep.mask_dep
+    is_cgu = np.array([op == "cg.gate" for op in prep.sp.ops])
+    stream[(dep < 0) | ~is_cgu[prep.stream.index[np.maximum(dep, 0)]]] = -1
+    hold = np.zeros(len(dur), np.bool_)
+    if prep.tc_pos is not None and prep.tc_touch.shape[1]:
+        t_tail = tail[prep.tc_pos]
+        for j in range(1, prep.tc_touch.shape[1] + 1):
+            hold[prep.tc_pos[j:]] |= prep.tc_touch[j:, j - 1] & (t_tail[:-j] > 0)
     idx = prep.stream.index
     n_static = len(prep.compiled.instructions)
     if _FLAGS[mode][2]:
@@ -459,9 +555,12 @@ def simulate(
     dur[(prep.kind == K_CTRL) | (prep.kind == K_LOOP)] = 1
     dur[prep.kind == K_SYNC] = 0
     cfg = prep.cfg
+    released = np.zeros(len(dur), np.int64)
+    pre_start = np.zeros(len(dur), np.int64)
     dispatch, start, end, busy, stall, status = schedule(
-        prep.kind, prep.unit, prep.wt, prep.sg, dur, bus,
+        prep.kind, prep.unit, prep.wt, prep.sg, dur, bus, tail, hold, pre, prep.mask_dep, stream,
         cfg.dma.dram_latency_cycles, cfg.controller.queue_depth_instructions,
+        cfg.tensor_core.output_buffers, released, pre_start,
     )  # fmt: skip
     if status == 1:
         raise SimulationError(f"deadlock: instruction {len(end)} waits for a token never signalled")
@@ -469,10 +568,13 @@ def simulate(
         raise SimulationError("a dependency token's outstanding signals overflowed")
     total = int(end.max()) if len(end) else 0
     occ = np.where(bus > 0, bus, dur)
+    ahead = np.flatnonzero(pre[: len(end)] > 0)  # the unit's time includes the exposed prelude
+    occ[ahead] = released[ahead] - start[ahead]
     static_cycles = np.bincount(idx, weights=occ, minlength=n_static)
-    stall_names = [f"wait_{u}" for u in UNITS] + ["dram", "queue_full", "barrier"]
+    stall_names = [f"wait_{u}" for u in UNITS] + ["dram", "queue_full", "barrier", "drain"]
     assert len(stall_names) == N_STALL and stall_names[ST_DRAM] == "dram"
     assert stall_names[ST_QUEUE] == "queue_full" and stall_names[ST_BARRIER] == "barrier"
+    assert stall_names[ST_DRAIN] == "drain"
     unit_stall = {
         u: {stall_names[c]: int(stall[i, c]) for c in range(N_STALL) if stall[i, c]}
         for i, u in enumerate(UNITS)
@@ -502,6 +604,8 @@ def simulate(
         int(sev[:, EVENT_ID["tc_macs"]].sum()),
         notes,
         (start, end) if keep_times else None,
+        released[: len(end)] if keep_times else None,
+        pre_start[: len(end)] if keep_times else None,
     )
 
 

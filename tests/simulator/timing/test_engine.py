@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.timing.engine import ST_DRAM, ST_QUEUE, schedule
+from simulator.timing.engine import ST_DRAIN, ST_DRAM, ST_QUEUE, schedule
 from simulator.timing.stream import K_BARRIER, K_CTRL, K_HALT, K_SYNC, K_UNIT, UNITS
 
 LD, ST, TC, SFU = (UNITS.index(u) for u in ("ld", "st", "tc", "sfu"))
 
 
-def run(rows, latency=10, depth=8):
-    """rows: (kind, unit, wt, sg, dur, bus)."""
-    a = np.array(rows, np.int64)
-    return schedule(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5], latency, depth)
+def run(rows, latency=10, depth=8, sets=1):
+    """rows: (kind, unit, wt, sg, dur, bus[, tail, hold, pre, pre_dep + 1, pre_stream + 1])."""
+    a = np.array([tuple(r) + (0,) * (11 - len(r)) for r in rows], np.int64)
+    return schedule(
+        a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5], a[:, 6], a[:, 7] > 0,
+        a[:, 8], a[:, 9] - 1, a[:, 10] - 1, latency, depth, sets, np.zeros(len(a), np.int64),
+        np.zeros(len(a), np.int64),
+    )  # fmt: skip
 
 
 def test_token_orders_units_and_dma_latency():
@@ -92,3 +96,88 @@ def test_sync_blocks_its_units_queue_until_its_token():
     assert status == 0
     assert s[1] == e[0] == e[1]
     assert s[2] >= e[0]
+
+
+def test_double_buffered_outputs_overlap_the_drain_and_tokens_wait_for_it():
+    """Two tensor-core tiles with a 30-cycle SRU drain (`tail`) each: with two output
+    buffers the second tile starts when the first releases the cores, the drains run in
+    order, and an SFU op waiting for the first tile's token starts only after its drain."""
+    rows = [
+        (K_UNIT, TC, 0, 2, 100, 0, 30),
+        (K_UNIT, TC, 0, 0, 100, 0, 30),
+        (K_UNIT, SFU, 2, 0, 10, 0),
+        (K_SYNC, TC, 0, 0, 0, 0),
+        (K_HALT, 0, 0, 0, 1, 0),
+    ]
+    _d, s, e, busy, _stall, status = run(rows, sets=2)
+    assert status == 0
+    assert s[1] == s[0] + 100  # the cores went on while the SRUs drained tile 0
+    assert e[0] == s[0] + 130 and e[1] == s[1] + 130
+    assert s[2] == e[0]  # the consumer waited for the drain, not for the cores
+    assert s[3] == e[1]  # `sync` on the tensor cores waits for the last drain
+    assert busy[TC] == 200  # the drain is the output path's time, not the cores'
+    # one output buffer: every tile waits for the previous tile's drain
+    _d, s1, e1, _busy, stall1, _status = run(rows, sets=1)
+    assert s1[1] == e1[0] == s1[0] + 130 and stall1[TC, ST_DRAIN] == 30
+
+
+def test_drains_queue_and_hold_waits_for_the_previous_drain():
+    """A drain longer than the next tile's compute delays the next drain (one output path)
+    and, with two buffers, the tile after that (its buffer is still draining); a tile that
+    touches the bytes being drained (`hold`) waits for the drain."""
+    rows = [
+        (K_UNIT, TC, 0, 0, 10, 0, 50),
+        (K_UNIT, TC, 0, 0, 10, 0, 50),
+        (K_UNIT, TC, 0, 0, 10, 0, 0),
+        (K_HALT, 0, 0, 0, 1, 0),
+    ]
+    _d, s, e, _busy, stall, _status = run(rows, sets=2)
+    assert s[1] == s[0] + 10 and e[0] == s[0] + 60
+    assert e[1] == e[0] + 50  # its drain waited for the first one
+    assert s[2] == e[0]  # tile 2 reuses tile 0's buffer
+    assert stall[TC, ST_DRAIN] == e[0] - (s[1] + 10)
+    held = [rows[0], (K_UNIT, TC, 0, 0, 10, 0, 0, 1), rows[3]]
+    _d, s, e, _busy, _stall, _status = run(held, sets=2)
+    assert s[1] == e[0] == s[0] + 60
+
+
+def test_the_packer_plans_ahead_in_order_and_after_the_masks():
+    """A tile's prelude (`pre`) runs on the packer while the previous tile runs and while the
+    unit waits for a token, not before the previous tile has started, and not before the op
+    that wrote its masks (`pre_dep`) has ended; what is not hidden delays the tile."""
+    rows = [
+        (K_UNIT, SFU, 0, 0, 500, 0),  # 0: wrote the masks of tile 3
+        (K_UNIT, LD, 0, 2, 300, 300),  # 1: the operands of tile 3 (token 2)
+        (K_UNIT, TC, 0, 0, 100, 0, 0, 0, 20),  # 2: plan 20, nothing to wait for
+        (K_UNIT, TC, 2, 0, 100, 0, 0, 0, 40, 1),  # 3: plan 40 after op 0, operands after 1
+        (K_UNIT, TC, 0, 0, 100, 0, 0, 0, 150),  # 4: plan 150 from tile 3's start
+        (K_HALT, 0, 0, 0, 1, 0),
+    ]
+    _d, s, e, busy, _stall, status = run(rows)
+    assert status == 0
+    assert e[2] == s[2] + 20 + 100  # the first prelude had nothing to hide behind
+    ready = max(e[1], e[0] + 40)  # operands (load + latency) and the plan after the masks
+    assert s[3] == e[1] and e[3] == ready + 100
+    assert e[4] == e[3] + 150 - 100 + 100  # 150 cycles of plan against tile 3's 100
+    assert busy[TC] == 3 * 100 + 20 + (ready - e[1]) + 50
+
+
+def test_a_streaming_prelude_follows_its_mask_writer():
+    """`pre_stream`: a conditional pass's packer reads the gates as the CGU writes them: its
+    prelude may begin with the CGU, and its last `pre_stream` cycles follow the CGU's end."""
+    cgu = UNITS.index("cgu")
+    rows = [
+        (K_UNIT, cgu, 0, 3, 200, 0),  # 0: the CGU writes the gates, signals 3
+        (K_UNIT, TC, 3, 0, 100, 0, 0, 0, 150, 1, 69),  # 150-cycle prelude, 68 after the gates
+        (K_HALT, 0, 0, 0, 1, 0),
+    ]
+    _d, s, e, _busy, _stall, status = run(rows)
+    assert status == 0 and s[1] == e[0]
+    assert e[1] == e[0] + 68 + 100  # 82 cycles of measuring hidden under the CGU's 200
+    short = [rows[0], (K_UNIT, TC, 3, 0, 100, 0, 0, 0, 300, 1, 69), rows[2]]
+    d, s, e, _busy, _stall, _status = run(short)
+    # measuring outlasts the CGU: it began with it (once the op was in the queue)
+    assert e[1] == max(s[0], d[1] + 1) + 300 + 100
+    plain = [rows[0], (K_UNIT, TC, 3, 0, 100, 0, 0, 0, 150, 1), rows[2]]
+    _d, s, e, _busy, _stall, _status = run(plain)
+    assert e[1] == e[0] + 150 + 100  # not streamed: after the CGU

@@ -123,19 +123,46 @@ def test_lane_distribution_policies_same_work_dense_equal(setup):
     assert b.unit_busy["tc"] < a.unit_busy["tc"]
 
 
-def test_packer_plans_the_next_tile_while_the_cores_run():
-    """Policy `dynamic`: tile i's prelude (mask reads, plan) overlaps tile i - 1's core time
-    (program order of the tensor-core ops), and only that."""
-    from simulator.timing.model import _hide_packer
+def test_packer_plans_ahead_once_the_masks_are_written(setup):
+    """Policy `dynamic`: the packer's prelude of a tile (mask reads, plan) runs before the
+    tile, during the previous tile or the cores' waits, but never before the last op that
+    wrote masks before it has ended; behind the CGU (a conditional pass) it streams
+    (`packer_streams_gates`, ref28): it may begin with the CGU, and ends after it."""
+    _cfg, g, prep = setup
+    _, m = _masks(g, skew="realistic")
+    r = simulate(prep, m, "all", keep_times=True)
+    start, end = r.times
+    tc = prep.tc_pos[prep.mask_dep[prep.tc_pos] >= 0]
+    assert (r.pre_start[tc] < start[tc]).any()
+    dep = prep.mask_dep[tc]
+    cgu = np.array([prep.sp.ops[i] == "cg.gate" for i in prep.stream.index[dep]])
+    assert cgu.any() and not any(prep.sp.ops[i] == "sfu" for i in prep.stream.index[dep])
+    assert (r.pre_start[tc][~cgu] >= end[dep[~cgu]]).all()
+    assert (r.pre_start[tc][cgu] >= start[dep[cgu]]).all()
+    assert (r.pre_start[tc][cgu] < end[dep[cgu]]).any()  # streamed
+    assert (start[tc] >= end[dep]).all()  # the tile itself waits for its masks (tokens)
 
-    dur = np.zeros(6, np.int64)
-    pos = np.array([4, 0, 2])  # out of order on purpose: program order is 0, 2, 4
-    t = np.array([50, 100, 40])  # tile durations including their preludes
-    pre = np.array([30, 20, 0])  # the op at 2 (a conditional pass) cannot plan ahead
-    _hide_packer(dur, pos, t, pre)
-    # first tile: nothing before it; the cond pass: nothing to hide; the last: 30 cycles of
-    # plan against the previous tile's 40 core cycles -> hidden entirely
-    assert dur[0] == 100 and dur[2] == 40 and dur[4] == 20
-    t2 = np.array([50, 100, 10])  # previous core time 10 < 30: 20 cycles stay
-    _hide_packer(dur, pos, t2, pre)
-    assert dur[4] == 50 - 10
+
+def test_double_buffered_outputs_hide_the_drain(setup):
+    """`output_buffers: 2` (ref28): the SRUs drain a tile while the cores run the next. The
+    same work and events as with one buffer; the cores' busy time loses the drain, the step
+    is no longer; every tensor-core op with a drain releases the cores before it completes."""
+    cfg, g, ref = setup
+
+    def prepared(n):
+        tc = cfg.tensor_core.model_copy(update={"output_buffers": n})
+        return prepare(ref.compiled, cfg.model_copy(update={"tensor_core": tc}))
+
+    one, two = prepared(1), prepared(2)
+    _, m = _masks(g, skew="realistic")
+    for mode in ("dense", "all"):
+        a, b = simulate(one, m, mode), simulate(two, m, mode, keep_times=True)
+        assert a.useful_macs == b.useful_macs and a.events == b.events, mode
+        assert b.cycles <= a.cycles and b.unit_busy["tc"] < a.unit_busy["tc"], mode
+        start, end = b.times
+        tc = two.tc_pos
+        fin = np.array([two.compiled.instructions[i].args["fin"] for i in two.stream.index[tc]])
+        assert (b.released[tc] <= end[tc]).all()
+        assert (b.released[tc][fin > 0] < end[tc][fin > 0]).any()
+        # a tile never starts before the cores are released by the previous one
+        assert (start[tc][1:] >= b.released[tc][:-1]).all()
