@@ -142,9 +142,29 @@ class BackwardLowering(BlockBuilder):
             per_c["act"] = align(pout)
         if layer.kind == "maxpool":
             per_c["msk"] = pout
-        t = channel_tile(layer.name, c, per_c, self.cfg, self.skip_bytes)
+        # batch norms before the ReLU's residual add: their sums on the ReLU's input error
+        res = self.sfu_res_stat.get(layer.name, [])
+        if layer.kind == "relu":
+            t = self.relu_bwd_tile(layer, len(res))
+        else:
+            t = channel_tile(layer.name, c, per_c, self.cfg, self.skip_bytes)
         cn = t.cn
         bufs = tuple(per_c)
+        per_ch = BN_STAT_BYTES + BN_SUM_BYTES
+        if res:  # one tile (GraphPlan._res_norm_fusion): statistics, then sums, per norm
+            loads = []
+            for i, bn in enumerate(res):
+                self.descriptor(bn, "norm")
+                reg = (P_IDX, K_IDX, C_IDX, TMP_A)[i]
+                e.setr(reg, mm[f"bnstat:{bn.name}"].addr)
+                loads += self.e.dma("dma.ld", "err", ZERO, i * per_ch * c, reg, 0, 1,
+                                    BN_STAT_BYTES * c, 0, 0,
+                                    note=f"statistics of {bn.name}")  # fmt: skip
+            e.persistent_load(loads, ("sfu",))
+            for i, bn in enumerate(res):
+                e.setr(TMP_O, i * per_ch * c + BN_STAT_BYTES * c)
+                self.sfu_zero(self.desc_of[bn.name], TMP_O, 2 * c,
+                              f"clear gradient sums of {bn.name}", esz=2)  # fmt: skip
         nslots = e.begin_slots(t.slot_bases(self.cfg, bufs))
         # relu_bwd's operand b: the ReLU's output, or its input where the output stayed on
         # chip (ReLU fused into its conv's forward block): both are positive at the same places
@@ -165,6 +185,20 @@ class BackwardLowering(BlockBuilder):
                 self.addr_op(TMP_O, SLOT["err"], o),
                 self.sfu(f"{layer.kind}_bwd", desc, ("err", TMP_A), b, ("err", TMP_O), cn * pout),
             ]
+            for i, bn in enumerate(res):  # x at a fixed distance from the input error
+                xo = (1 + i) * align(pout * cn)
+                loads += self.channels("dma.ld", "act", SLOT["act"], xo, BASE_B, c, pin, c0, cn,
+                                       note=f"input of {bn.name}",
+                                       dram_off=mm[f"act:{self.real(bn.inputs[0])}"].addr
+                                       - dx.addr)  # fmt: skip
+                comp += [
+                    self.addr_op(TMP_B, SLOT["act"], xo),
+                    self.setr_op(K_IDX, i * per_ch * c),
+                    self.setr_op(C_IDX, i * per_ch * c + BN_STAT_BYTES * c),
+                    self.sfu("norm_bwd_stat", self.desc_of[bn.name], ("err", TMP_O),
+                             ("act", TMP_B), ("err", C_IDX), cn * pin, c=("err", K_IDX), ch=cn,
+                             note=f"gradient sums of {bn.name}"),
+                ]  # fmt: skip
             stores = self.channels("dma.st", "err", SLOT["err"], o, BASE_B, c, pin, c0, cn)
             e.step(loads, comp, stores)
 
@@ -176,6 +210,13 @@ class BackwardLowering(BlockBuilder):
             bases.append((BASE_C, mm[side[layer.kind][0]]))
         self.batch_loop(bases, body)
         e.end_block(nslots)
+        for i, bn in enumerate(res):  # the sums, for the block that applies the norm
+            e.setr(TMP_A, mm[f"bngrad:{bn.name}"].addr)
+            for o in self.e.dma("dma.st", "err", ZERO, i * per_ch * c + BN_STAT_BYTES * c, TMP_A,
+                                0, 1, BN_SUM_BYTES * c, 0, 0,
+                                note=f"gradient sums of {bn.name}"):  # fmt: skip
+                e.place(o)
+            e.emit("barrier")
 
     def bp_norm(self, layer: Layer) -> None:
         """Batch-norm backward: gradient sums over the batch, the error pass, then the update
@@ -204,6 +245,8 @@ class BackwardLowering(BlockBuilder):
         )
         cn = t.cn
         relu_desc = self.descriptor(relu, "relu") if relu is not None else 0
+        # the gradient sums taken by a merging conv block (bp_res_stat): only the error pass
+        elsewhere = self.sums_elsewhere(layer)
         for c0 in range(0, c, cn):
             sums = cn * BN_STAT_BYTES
             vaddr = align(cn * (BN_STAT_BYTES + BN_SUM_BYTES))
@@ -226,10 +269,15 @@ class BackwardLowering(BlockBuilder):
                 cn,
                 note="momentum of gamma, beta",
             )
+            if elsewhere:  # [d_gamma | d_beta] of the channel tile
+                e.setr(K_IDX, mm[f"bngrad:{layer.name}"].addr)
+                loads += self.e.dma("dma.ld", "err", ZERO, sums, K_IDX, 2 * c0, 2, 2 * cn, 2 * c,
+                                    2 * cn, note="gradient sums")  # fmt: skip
             e.persistent_load(loads, ("sfu",))
-            e.setr(TMP_O, sums)
-            self.sfu_zero(desc, TMP_O, 2 * cn, "clear gradient sums", esz=2)
-            for pass_ in ("norm_bwd_stat", "norm_bwd"):
+            if not elsewhere:
+                e.setr(TMP_O, sums)
+                self.sfu_zero(desc, TMP_O, 2 * cn, "clear gradient sums", esz=2)
+            for pass_ in ("norm_bwd_stat", "norm_bwd")[int(elsewhere) :]:
                 nslots = e.begin_slots(t.slot_bases(cfg, ("err", "act")))
 
                 def body(c0: int = c0, pass_: str = pass_, sums: int = sums) -> None:
@@ -310,7 +358,8 @@ class BackwardLowering(BlockBuilder):
         backward work around the conv runs in its image loop (`GraphPlan` decides): on dY as
         it is loaded, a batch norm's relu_bwd + norm_bwd (`bp_norm_load`); on dX once rounded,
         a max-pool's and ReLU's backward (`bp_pool_tile`), a batch norm's gradient sums
-        (`bp_norm_stat_tile`) or a ReLU's error merge and backward (`bp_merge_tile`)."""
+        (`bp_norm_stat_tile`) or a ReLU's error merge and backward (`bp_merge_tile`, with
+        the sums of the norms before the ReLU's residual add, `GraphPlan.bp_res_stat`)."""
         e, mm, cfg = self.e, self.mm, self.cfg
         sh = conv_shape(layer)
         desc = self.descriptor(layer, layer.kind)
@@ -321,22 +370,28 @@ class BackwardLowering(BlockBuilder):
         stat, app = self.bp_norm_stat.get(layer.name), self.bp_norm_apply.get(layer.name)
         nrm = stat or app
         per_ch = BN_STAT_BYTES + BN_SUM_BYTES
-        norm = ("stat" if stat else "apply", per_ch) if nrm else None
         mrg = self.bp_merge.get(layer.name)  # (ReLU, its other reader): merged on dX here
-        t = bp_tiling(sh, cfg, self.skip_bytes, gated, ws, taps, norm, merge=mrg is not None)
+        res = self.bp_res_stat.get(layer.name, [])  # norms whose sums are taken on the merge
+        t = bp_tiling(sh, cfg, self.skip_bytes, gated, ws, taps, self.bp_norms(layer.name) or None,
+                      merge=mrg is not None, res=(per_ch,) * len(res))  # fmt: skip
         if fuse is not None:  # their descriptors, for bp_pool_tile
             self.descriptor(fuse[1], "relu")
             self.descriptor(fuse[2], "maxpool")
-        if nrm is not None:
-            self.descriptor(nrm[0], "norm")
-            self.descriptor(nrm[1], "relu")
+        for f in (stat, app):
+            if f is not None:
+                self.descriptor(f[0], "norm")
+                if f[1] is not None:
+                    self.descriptor(f[1], "relu")
+        for bn in res:
+            self.descriptor(bn, "norm")
         if mrg is not None:  # add and relu_bwd: element-wise, one descriptor for both
             self.descriptor(mrg[0], "relu")
         gc, group = cfg.wsu.group_in_channels, cfg.cgu.group_size_channels
         w = mm[f"w:{layer.name}"]
         dy = mm[f"err:{layer.name}"]
-        # where the output errors are read: the ReLU's error when the norm is applied here
-        dsrc = mm[f"err:{app[1].name}"] if app is not None else dy
+        # where the output errors are read: the ReLU's (or the norm's) error when the norm is
+        # applied here
+        dsrc = mm[f"err:{(app[1] or app[0]).name}"] if app is not None else dy
         dx = mm[self.err_name(layer.inputs[0], layer.name)]
         pin = sh.h * sh.w
         if sh.groups > 1:
@@ -390,14 +445,30 @@ class BackwardLowering(BlockBuilder):
                     note="group mask of the c-tile",
                 )
             units: tuple[str, ...] = ("tc",)
-            if nrm is not None:  # statistics (and sums) after the accumulators
-                loads += self.bp_norm_persistent(sh, t, nrm[0], app is not None)
+            # statistics (and sums): after the accumulators (stat), after the weights (apply,
+            # then the residual norms' of res); one register per source (loads placed later)
+            if stat is not None:
+                reg = C_IDX if app is not None else TMP_A
+                loads += self.bp_norm_persistent(sh, t, stat[0], False, (reg,))
+            if app is not None:
+                loads += self.bp_norm_persistent(sh, t, app[0], True)
+            for i, bn in enumerate(res):
+                self.e.setr((P_IDX, C_IDX, BASE_A, BASE_B)[i], mm[f"bnstat:{bn.name}"].addr)
+                loads += self.e.dma("dma.ld", "wgt", ZERO, self._res_at(sh, app is not None, i),
+                                    (P_IDX, C_IDX, BASE_A, BASE_B)[i], 0, 1,
+                                    BN_STAT_BYTES * sh.c, 0, 0,
+                                    note=f"statistics of {bn.name}")  # fmt: skip
+            if nrm is not None or res:
                 units = ("tc", "sfu")
             e.persistent_load(loads, units)
             if stat is not None:
                 e.setr(TMP_O, align(ch * pin * ACC_BYTES) + BN_STAT_BYTES * sh.c)
                 self.sfu_zero(self.desc_of[stat[0].name], TMP_O, 2 * sh.c, "clear gradient sums",
                               esz=2)  # fmt: skip
+            for i, bn in enumerate(res):
+                e.setr(TMP_O, self._res_at(sh, app is not None, i) + BN_STAT_BYTES * sh.c)
+                self.sfu_zero(self.desc_of[bn.name], TMP_O, 2 * sh.c,
+                              f"clear gradient sums of {bn.name}", esz=2, buf="wgt")  # fmt: skip
             bufs = ("err", "msk") if gated else ("err",)
             if fuse is not None:
                 bufs = ("act", "err", "msk")
@@ -501,9 +572,9 @@ class BackwardLowering(BlockBuilder):
                         if fuse is not None:
                             self.bp_pool_tile(sh, kn, c0, ch, fuse, loads, comp, stores)
                         if stat is not None:
-                            self.bp_norm_stat_tile(sh, t, stat, dx, loads, comp, stores)
+                            self.bp_norm_stat_tile(sh, t, stat, app, dx, loads, comp, stores)
                         if mrg is not None:
-                            self.bp_merge_tile(sh, t, mrg, app, dx, loads, comp, stores)
+                            self.bp_merge_tile(sh, t, mrg, app, res, dx, loads, comp, stores)
                     dx_st = [o for o in stores if o.op == "dma.st" and o.note == "input errors"]
                     if split:
                         self._side_paths(comp, keep_dx)
@@ -527,6 +598,13 @@ class BackwardLowering(BlockBuilder):
                 at = align(ch * pin * ACC_BYTES) + BN_STAT_BYTES * sh.c
                 for o in self.e.dma("dma.st", "err", ZERO, at, TMP_A, 0, 1, BN_SUM_BYTES * sh.c,
                                     0, 0, note=f"gradient sums of {stat[0].name}"):  # fmt: skip
+                    e.place(o)
+                e.emit("barrier")
+            for i, bn in enumerate(res):  # the residual norms' sums, for their applying blocks
+                e.setr(TMP_A, mm[f"bngrad:{bn.name}"].addr)
+                at = self._res_at(sh, app is not None, i) + BN_STAT_BYTES * sh.c
+                for o in self.e.dma("dma.st", "wgt", ZERO, at, TMP_A, 0, 1, BN_SUM_BYTES * sh.c,
+                                    0, 0, note=f"gradient sums of {bn.name}"):  # fmt: skip
                     e.place(o)
                 e.emit("barrier")
 
@@ -596,16 +674,19 @@ class BackwardLowering(BlockBuilder):
         else:
             [o for o in comp if o.op == "sfu"][-1].sg = FREE
 
-    def bp_norm_persistent(self, sh, t, bn: Layer, apply: bool) -> list:
+    def bp_norm_persistent(
+        self, sh, t, bn: Layer, apply: bool, regs: tuple[int, ...] = (TMP_A,)
+    ) -> list:
         """Loads of a fused batch norm's statistics (whole images, one c-tile): after the
         accumulators (err) where its sums are taken here, or, where it is applied here, to
         the weight buffer after the weights and gamma, beta, with its gradient sums after
-        them (`_norm_at`)."""
+        them (`_norm_at`). `regs[0]`: the statistics' DRAM base register (the loads are
+        placed after every `setr`: one register per source)."""
         mm = self.mm
         n = sh.k if apply else sh.c  # the norm's channels: dY's or dX's
         buf, at = ("wgt", self._norm_at(sh)) if apply else ("err", self._acc_end(sh))
-        self.e.setr(TMP_A, mm[f"bnstat:{bn.name}"].addr)
-        loads = self.e.dma("dma.ld", buf, ZERO, at, TMP_A, 0, 1, BN_STAT_BYTES * n, 0, 0,
+        self.e.setr(regs[0], mm[f"bnstat:{bn.name}"].addr)
+        loads = self.e.dma("dma.ld", buf, ZERO, at, regs[0], 0, 1, BN_STAT_BYTES * n, 0, 0,
                            note=f"statistics of {bn.name}")  # fmt: skip
         if apply:
             self.e.setr(TMP_B, mm[f"bngrad:{bn.name}"].addr)
@@ -628,6 +709,15 @@ class BackwardLowering(BlockBuilder):
         block (all k, all c) and gamma, beta."""
         return align(sh.k * sh.taps * sh.c) + align(2 * sh.k)
 
+    @classmethod
+    def _res_at(cls, sh, app: bool, i: int) -> int:
+        """Weight-buffer address of the statistics (then the gradient sums) of the i-th norm
+        whose sums a merging block takes (`GraphPlan.bp_res_stat`): after the weights and
+        the applied norm's parameters, statistics and sums (`bp_tiling`'s `res`)."""
+        per_ch = BN_STAT_BYTES + BN_SUM_BYTES
+        end = cls._norm_at(sh) + per_ch * sh.k if app else sh.k * sh.taps * sh.c
+        return align(end) + i * align(per_ch * sh.c)
+
     def bp_norm_load(self, sh, t, app, src, loads: list) -> list:
         """A fused batch norm applied to the output errors of one image (one k-step, whole
         image): loads of the ReLU's output and the norm's input x (act slot; at fixed
@@ -638,15 +728,21 @@ class BackwardLowering(BlockBuilder):
         px = sh.k * sh.oh * sh.ow
         pix = sh.oh * sh.ow
         at = self._norm_at(sh)
-        for off, name, what in ((0, relu.name, "output"), (align(px), sh.name, "input")):
+        for off, name, what in ((0, relu, "output"), (align(px), sh, "input")):
+            if name is None:
+                continue  # no ReLU (a residual block's second norm): dY is the norm's error
             loads += self.channels(
                 "dma.ld", "act", SLOT["act"], off, BASE_A, sh.k, pix, 0, sh.k,
                 note=f"{what} of {relu.name if off == 0 else bn.name}",
-                dram_off=mm[f"act:{name}"].addr - src.addr,
+                dram_off=mm[f"act:{name.name}"].addr - src.addr,
             )  # fmt: skip
+        pre = []
+        if relu is not None:
+            pre = [self.sfu("relu_bwd", self.desc_of[relu.name], ("err", SLOT["err"]),
+                            ("act", SLOT["act"]), ("err", SLOT["err"]), px,
+                            note=f"fused {relu.name}")]  # fmt: skip
         return [
-            self.sfu("relu_bwd", self.desc_of[relu.name], ("err", SLOT["err"]),
-                     ("act", SLOT["act"]), ("err", SLOT["err"]), px, note=f"fused {relu.name}"),
+            *pre,
             self.setr_op(TMP_B, at),
             self.addr_op(TMP_O, SLOT["act"], align(px)),
             self.addr_op(TMP_A, SLOT["err"], align(px)),
@@ -655,30 +751,41 @@ class BackwardLowering(BlockBuilder):
                      ch=sh.k, note=f"fused {bn.name}"),
         ]  # fmt: skip
 
-    def bp_norm_stat_tile(self, sh, t, stat, dx, loads: list, comp: list, stores: list) -> None:
+    def bp_norm_stat_tile(
+        self, sh, t, stat, app, dx, loads: list, comp: list, stores: list
+    ) -> None:
         """A fused batch norm's gradient sums on one image's dX (the ReLU's error, at err 0
         once the tensor cores rounded it; still stored for the norm's applying block and the
         reference): loads of the ReLU's output and the norm's input x (act slot; at fixed
         distances from dX's region, BASE_B), relu_bwd to the slot after the output errors,
         norm_bwd_stat into the sums after the statistics (one op per image, in image
-        order). `Emitter.step` orders ld -> tc -> sfu -> st."""
+        order). `Emitter.step` orders ld -> tc -> sfu -> st. Where another norm is applied
+        to dY here (`app`), its two tensors come first in act and the masked dX overwrites
+        dY (norm_bwd, earlier on the SFU, has read it) when it fits there."""
         mm = self.mm
         bn, relu = stat
         pix = sh.h * sh.w
         px = sh.c * pix
         x = self.real(bn.inputs[0])
         at = align(sh.c * pix * ACC_BYTES)
-        for off, name, what in ((0, relu.name, "output"), (align(px), x, "input")):
+        dy_px = align(t.kn * sh.oh * sh.ow)
+        a0, m_off = 0, dy_px
+        if app is not None:
+            out_px = align(sh.k * sh.oh * sh.ow)
+            a0 = 2 * out_px
+            m_off = 0 if px <= dy_px else dy_px + out_px
+        for off, name, what in ((a0, relu.name, "output"), (a0 + align(px), x, "input")):
             loads += self.channels(
                 "dma.ld", "act", SLOT["act"], off, BASE_B, sh.c, pix, 0, sh.c,
                 note=f"{what} of {relu.name if off == 0 else bn.name}",
                 dram_off=mm[f"act:{name}"].addr - dx.addr,
             )  # fmt: skip
         comp += [
-            self.addr_op(TMP_B, SLOT["err"], align(t.kn * sh.oh * sh.ow)),
-            self.sfu("relu_bwd", self.desc_of[relu.name], ("err", ZERO), ("act", SLOT["act"]),
+            self.addr_op(TMP_B, SLOT["err"], m_off),
+            self.addr_op(TMP_A, SLOT["act"], a0),
+            self.sfu("relu_bwd", self.desc_of[relu.name], ("err", ZERO), ("act", TMP_A),
                      ("err", TMP_B), px, note=f"fused {relu.name}"),
-            self.addr_op(TMP_A, SLOT["act"], align(px)),
+            self.addr_op(TMP_A, SLOT["act"], a0 + align(px)),
             self.setr_op(K_IDX, at),
             self.setr_op(C_IDX, at + BN_STAT_BYTES * sh.c),
             self.sfu("norm_bwd_stat", self.desc_of[bn.name], ("err", TMP_B), ("act", TMP_A),
@@ -686,15 +793,20 @@ class BackwardLowering(BlockBuilder):
                      note=f"gradient sums of {bn.name}"),
         ]  # fmt: skip
 
-    def bp_merge_tile(self, sh, t, mrg, app, dx, loads: list, comp: list, stores: list) -> None:
+    def bp_merge_tile(
+        self, sh, t, mrg, app, res, dx, loads: list, comp: list, stores: list
+    ) -> None:
         """The merge and backward of the ReLU whose error dX is one part of
         (`GraphPlan.bp_merge`), on one image's dX (at err 0 once the tensor cores rounded it;
         still stored as this conv's part): loads of the other part and the ReLU's output
         (act slot, after the fused norm's operands when one is applied here), `add` to the
         sum (err slot: over the output errors, or after them and the normalised error when
         it does not fit there), stored as the
-        ReLU's error, relu_bwd to the ReLU's input error after it, stored. Every tensor
-        has dX's per-image size: all move at fixed distances from dX's region (BASE_B)."""
+        ReLU's error, relu_bwd to the ReLU's input error after it, stored. Then, for each
+        batch norm of `res` (before the ReLU's residual add, whose error the input error
+        is), its input x (act, after the ReLU's output) and norm_bwd_stat into its sums in
+        the weight buffer (`_res_at`). Every tensor has dX's per-image size: all move at
+        fixed distances from dX's region (BASE_B)."""
         mm = self.mm
         relu, other = mrg
         pix = sh.h * sh.w
@@ -704,9 +816,12 @@ class BackwardLowering(BlockBuilder):
         a0 = 2 * align(out_px) if app is not None else 0
         e0 = dy_px + (align(out_px) if app is not None else 0)
         part = mm[self.err_name(relu.name, other)]
+        xs = [(a0 + (2 + i) * align(px), mm[f"act:{self.real(bn.inputs[0])}"],
+               f"input of {bn.name}") for i, bn in enumerate(res)]  # fmt: skip
         for off, reg, what in (
             (a0, part, f"error part of {relu.name} from {other}"),
             (a0 + align(px), mm[f"act:{relu.name}"], f"output of {relu.name}"),
+            *xs,
         ):
             loads += self.channels("dma.ld", "act", SLOT["act"], off, BASE_B, sh.c, pix, 0, sh.c,
                                    note=what, dram_off=reg.addr - dx.addr)  # fmt: skip
@@ -724,11 +839,21 @@ class BackwardLowering(BlockBuilder):
             self.sfu("relu_bwd", desc, ("err", TMP_A), ("act", K_IDX), ("err", C_IDX), px,
                      note=f"fused {relu.name}"),
         ]  # fmt: skip
-        din = mm[self.err_name(relu.inputs[0], relu.name)]
-        for off, reg, what in (
-            (m_off, mm[f"err:{relu.name}"], f"error of {relu.name}"),
-            (n_off, din, f"input error of {relu.name}"),
-        ):
+        for i, bn in enumerate(res):  # a's register C_IDX stays: the ReLU's input error
+            at = self._res_at(sh, app is not None, i)
+            comp += [
+                self.addr_op(TMP_B, SLOT["act"], xs[i][0]),
+                self.setr_op(K_IDX, at),
+                self.setr_op(TMP_A, at + BN_STAT_BYTES * sh.c),
+                self.sfu("norm_bwd_stat", self.desc_of[bn.name], ("err", C_IDX), ("act", TMP_B),
+                         ("wgt", TMP_A), px, c=("wgt", K_IDX), ch=sh.c,
+                         note=f"gradient sums of {bn.name}"),
+            ]  # fmt: skip
+        outs = [(m_off, mm[f"err:{relu.name}"], f"error of {relu.name}")]
+        if relu.name not in self.relu_norm:  # else on chip: the norm's error pass masks again
+            din = mm[self.err_name(relu.inputs[0], relu.name)]
+            outs.append((n_off, din, f"input error of {relu.name}"))
+        for off, reg, what in outs:
             if self.dropped(reg.name):  # the sum, a rounding record
                 continue
             stores += self.channels("dma.st", "err", SLOT["err"], off, BASE_B, sh.c, pix, 0, sh.c,

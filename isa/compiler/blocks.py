@@ -219,9 +219,11 @@ class BlockBuilder(GraphPlan):
             note="statistics",
         )
 
-    def sfu_zero(self, desc: int, ro: int, n: int, note: str, sg: int = 0, esz: int = 0) -> None:
-        """Clear n elements (`esz` bytes each, 0: the descriptor's default) of the error
-        buffer at register ro (accumulators, statistics)."""
+    def sfu_zero(
+        self, desc: int, ro: int, n: int, note: str, sg: int = 0, esz: int = 0, buf: str = "err"
+    ) -> None:
+        """Clear n elements (`esz` bytes each, 0: the descriptor's default) of buffer `buf`
+        (the error buffer: accumulators, statistics) at register ro."""
         self.e.emit(
             "sfu",
             sg=sg,
@@ -231,7 +233,7 @@ class BlockBuilder(GraphPlan):
             ra=0,
             bufb=buf_code("err"),
             rb=0,
-            bufo=buf_code("err"),
+            bufo=buf_code(buf),
             ro=ro,
             rimg=IMG,
             n=n,

@@ -14,8 +14,10 @@ from isa.compiler.memmap import CompileError, MemoryMap
 from isa.compiler.tiling import (
     ACC_BYTES,
     ConvShape,
+    Tiling,
     align,
     bp_tiling,
+    channel_tile,
     fp_tiling,
     wu_tiling,
 )
@@ -114,7 +116,14 @@ class GraphPlan:
         # batch-norm backward inside the convs' data-gradient blocks (see _bp_norm_fusion):
         # conv -> (batch norm, its ReLU)
         self.bp_norm_stat: dict[str, tuple[Layer, Layer]] = {}  # reads the ReLU's output
-        self.bp_norm_apply: dict[str, tuple[Layer, Layer]] = {}  # produces the norm's input
+        # produces the norm's input; no ReLU: a residual block's second norm (_res_norm_fusion)
+        self.bp_norm_apply: dict[str, tuple[Layer, Layer | None]] = {}
+        # conv -> the batch norms before a residual add whose gradient sums accumulate on the
+        # error of the add, which the conv's merge (bp_merge) produces (see _res_norm_fusion)
+        self.bp_res_stat: dict[str, list[Layer]] = {}
+        # the same on a ReLU's own backward block (bp_sfu; a ReLU that merges nothing, e.g.
+        # before the average pool): ReLU -> batch norms
+        self.sfu_res_stat: dict[str, list[Layer]] = {}
         # conv -> (ReLU, the ReLU's other reader): the merge of the ReLU's two error parts and
         # its backward run in the conv's data-gradient block (see _merge_fusion)
         self.bp_merge: dict[str, tuple[Layer, str]] = {}
@@ -280,6 +289,100 @@ class GraphPlan:
         self._pool_fusion()
         self._bp_norm_fusion()
         self._merge_fusion()
+        self._res_norm_fusion()
+
+    @property
+    def relu_norm(self) -> dict[str, Layer]:
+        """ReLU -> the batch norm whose blocks (`bp_norm`) apply the ReLU's backward."""
+        return {r.name: self.layers[bn] for bn, r in self.bp_relu.items()}
+
+    def sums_elsewhere(self, bn: Layer) -> bool:
+        """Batch norm `bn` runs its own backward blocks (`bp_norm`) but a merging conv block
+        takes its gradient sums (`bp_res_stat`; ResNet's stem)."""
+        return not any(bn is b for b, _ in self.bp_norm_apply.values()) and any(
+            bn in bns for bns in self.bp_res_stat.values()
+        )
+
+    def bp_norms(self, name: str) -> tuple[tuple[str, int], ...]:
+        """The batch-norm roles of conv `name`'s data-gradient block, for `bp_tiling`."""
+        per_ch = BN_STAT_BYTES + BN_SUM_BYTES
+        out = []
+        if name in self.bp_norm_stat:
+            out.append(("stat", per_ch))
+        if name in self.bp_norm_apply:
+            out.append(("apply", per_ch))
+        return tuple(out)
+
+    def _res_norm_fusion(self) -> None:
+        """conv C -> batch norm -> residual add -> ReLU, the ReLU's error merged in conv P's
+        data-gradient block (`bp_merge`; the second norm of a residual block and the
+        projection shortcut's norm, C their conv, P the next block's first conv). Backward,
+        like `_bp_norm_fusion` without a ReLU: P's block accumulates the norm's gradient sums
+        (norm_bwd_stat, one op per image) on the ReLU's input error (the add's, which is
+        the norm's output error) after its relu_bwd, the statistics and sums in the weight
+        buffer; C's block applies norm_bwd to the add's error as it loads it, stores the
+        result once (C's error) and the tensor cores read it. Both norm passes disappear.
+        P's block must stay double-buffered (as for the merge) and C's tiling must exist
+        with the norm (C may also take another norm's sums on its dX, `bp_norm_stat`)."""
+        cfg = self.cfg
+        per_ch = BN_STAT_BYTES + BN_SUM_BYTES
+        double = cfg.buffers.double_buffered
+        hosts = [(p_name, relu) for p_name, (relu, _) in self.bp_merge.items()]
+        merged = {relu.name for _, relu in hosts}
+        own = {r.name for r in self.bp_relu.values()} | self.pool_fused
+        own |= {x.name for f in self.bp_pool.values() for x in f[1:]}
+        hosts += [
+            (None, r)
+            for r in self.g.layers
+            if r.kind == "relu" and r.name not in merged | own and self.needs_err(r.name)
+        ]
+        for p_name, relu in hosts:
+            add = self.layers[self.real(relu.inputs[0])]
+            if add.kind != "add" or self.consumers(add.name) != [relu.name]:
+                continue
+            for i in add.inputs:
+                bn = self.layers[self.real(i)]
+                if bn.kind != "batchnorm" or self.consumers(bn.name) != [add.name]:
+                    continue
+                c = self.layers[self.real(bn.inputs[0])]
+                if c.kind != "conv" or c.groups != 1 or self.consumers(c.name) != [bn.name]:
+                    continue
+                if not self.g.needs_data_gradient(c.name) or c.name == p_name:
+                    continue
+                if any(c.name in f for f in (self.bp_norm_apply, self.bp_pool, self.bp_merge)):
+                    continue
+                at = self.bp_res_stat if p_name is not None else self.sfu_res_stat
+                key = p_name if p_name is not None else relu.name
+                res = at.get(key, [])
+                try:
+                    ct = bp_tiling(conv_shape(c), cfg, self.skip_bytes, self.gated(c),
+                                   self.wsparse(c), 0,
+                                   (*self.bp_norms(c.name), ("apply", per_ch)))  # fmt: skip
+                    if p_name is not None:
+                        p = self.layers[p_name]
+                        pt = bp_tiling(conv_shape(p), cfg, self.skip_bytes, self.gated(p),
+                                       self.wsparse(p), 0, self.bp_norms(p_name) or None,
+                                       merge=True, res=(per_ch,) * (len(res) + 1))  # fmt: skip
+                    else:
+                        pt = self.relu_bwd_tile(relu, len(res) + 1)
+                        if pt.cn != chw(relu.in_shape)[0]:
+                            continue  # the sums of one op per image: one channel tile
+                except CompileError:
+                    continue
+                if double and not (pt.double and ct.double):
+                    continue  # a single-buffered block loses more than the passes cost
+                at[key] = [*res, bn]
+                self.bp_norm_apply[c.name] = (bn, None)
+
+    def relu_bwd_tile(self, relu: Layer, nres: int = 0) -> Tiling:
+        """Channel tile of a ReLU's own backward block (`bp_sfu`), with the statistics and
+        sums of `nres` batch norms (`sfu_res_stat`) before the slots (err) and each one's
+        input x in the slot (act)."""
+        c, h, w = chw(relu.in_shape)
+        pix = h * w
+        per_c = {"err": 2 * align(pix), "act": (1 + nres) * align(pix)}
+        pers = {"err": (BN_STAT_BYTES + BN_SUM_BYTES) * nres} if nres else None
+        return channel_tile(relu.name, c, per_c, self.cfg, self.skip_bytes, pers)
 
     def _merge_fusion(self) -> None:
         """A ReLU read by two layers, the first (in graph order, so the last whose backward
@@ -287,9 +390,18 @@ class GraphPlan:
         in DRAM) to each image's dX in the buffer, stores the sum (the ReLU's error) and
         applies relu_bwd (operand b: the ReLU's output), storing the ReLU's input error:
         the ReLU's merge and backward passes disappear (residual blocks: the block output's
-        error, from the next block's first conv and its residual add)."""
+        error, from the next block's first conv and its residual add).
+        A ReLU whose backward is fused into its batch norm's own blocks (`bp_relu`, `bp_norm`:
+        ResNet's stem) merges the same way; the ReLU's input error (the norm's, on chip) is
+        not stored: P's block takes the norm's gradient sums on it (`bp_res_stat`, as for a
+        residual block's second norm) and the norm keeps only its error pass (which reads
+        the ReLU's stored error and masks it again) and its update."""
+        per_ch = BN_STAT_BYTES + BN_SUM_BYTES
+        in_blocks = {bn for bn, _ in (*self.bp_norm_apply.values(), *self.bp_norm_stat.values())}
+        norm_of_relu = {r.name: self.layers[bn] for bn, r in self.bp_relu.items()}
         fused = {r.name for _, r in self.bp_relu.items()}
         fused |= {r.name for _, r, _ in self.bp_pool.values()} | self.pool_fused
+        fused -= {r for r, bn in norm_of_relu.items() if bn not in in_blocks}
         for relu in self.g.layers:
             if relu.kind != "relu" or relu.name in fused or not self.needs_err(relu.name):
                 continue
@@ -302,16 +414,20 @@ class GraphPlan:
             if p.name in self.bp_pool or p.name in self.bp_norm_stat or p.name in self.bp_merge:
                 continue
             app = self.bp_norm_apply.get(p.name)
-            norm = ("apply", BN_STAT_BYTES + BN_SUM_BYTES) if app is not None else None
+            norm = ("apply", per_ch) if app is not None else None
+            bn = norm_of_relu.get(relu.name)  # the stem's norm: its sums are taken here
             try:
                 t = bp_tiling(conv_shape(p), self.cfg, self.skip_bytes, self.gated(p),
-                              self.wsparse(p), 0, norm, merge=True)  # fmt: skip
+                              self.wsparse(p), 0, norm, merge=True,
+                              res=(per_ch,) if bn is not None else ())  # fmt: skip
             except CompileError:
                 continue
             if t.double or not self.cfg.buffers.double_buffered:
                 # single-buffered, the block would serialise its transfers with the tensor
                 # cores and lose more than the separate passes cost
                 self.bp_merge[p.name] = (relu, cons[1])
+                if bn is not None:
+                    self.bp_res_stat[p.name] = [bn]
 
     def _bp_norm_fusion(self) -> None:
         """conv C -> batch norm -> ReLU -> conv P (each the only reader of the one before;
@@ -552,7 +668,9 @@ class GraphPlan:
                     layer=n,
                     layout="[gamma|beta][channel]",
                 )
-                if any(bn is layer for bn, _ in self.bp_norm_apply.values()):
+                if any(bn is layer for bn, _ in self.bp_norm_apply.values()) or any(
+                    layer in bns for bns in self.bp_res_stat.values()
+                ):  # (the norms of sfu_res_stat are applied in a conv: bp_norm_apply)
                     mm.add(
                         f"bngrad:{n}",
                         "norm_grads",
@@ -620,5 +738,6 @@ class GraphPlan:
         for q, (_, _, pool) in self.bp_pool.items():
             mm.records[mm.resolve_name(self.err_name(pool.name, q))] = why.format(q)
         for p, (relu, _) in self.bp_merge.items():
-            mm.records[mm.resolve_name(f"err:{relu.name}")] = why.format(p)
+            if relu.name not in self.relu_norm:  # else the norm's error pass reads it
+                mm.records[mm.resolve_name(f"err:{relu.name}")] = why.format(p)
             mm.records[mm.resolve_name(self.err_name(relu.name, p))] = why.format(p)

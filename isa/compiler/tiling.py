@@ -180,8 +180,9 @@ def bp_tiling(
     gated: bool = False,
     wsparse: bool = False,
     pool: int = 0,
-    norm: tuple[str, int] | None = None,
+    norm: tuple | None = None,
     merge: bool = False,
+    res: tuple[int, ...] = (),
 ) -> Tiling:
     """Backward data: a c-tile of weights (all k, with their group mask) and the image's dX
     accumulators stay resident; steps over k-tiles of the error (the reduction), each with the
@@ -196,8 +197,20 @@ def bp_tiling(
     activation tensors (act) and the ReLU-masked or normalised error (err).
     `merge`: dX is one of two error parts of a ReLU's output, merged and passed through the
     ReLU in the image loop (`GraphPlan.bp_merge`, one c-tile): the step also holds the other
-    part and the ReLU's output (act) and the sum and the ReLU's input error (err)."""
+    part and the ReLU's output (act) and the sum and the ReLU's input error (err).
+    `norm` may also be a tuple of such pairs, one "stat" and one "apply" (the block takes one
+    norm's sums on dX and applies another to dY): the applied norm's tensors come first in
+    act, the sums' after them, and the ReLU-masked dX overwrites dY (read by norm_bwd before
+    the tensor cores) when it fits there.
+    `res`: with `merge`, the batch norms (bytes per channel of their statistics and sums, in
+    wgt after the rest) whose gradient sums accumulate on the ReLU's input error
+    (`GraphPlan.bp_res_stat`): the step also holds each one's input x (act)."""
     group, gc = cfg.cgu.group_size_channels, cfg.wsu.group_in_channels
+    if norm is not None and isinstance(norm[0], str):
+        norm = (norm,)
+    kinds = dict(norm or ())
+    if res and not merge:
+        raise ValueError("bp_tiling: res needs merge")
 
     def cands():
         if sh.groups > 1:  # group tiles: kn outputs and their kn/kg*cg inputs, no reduction
@@ -219,25 +232,34 @@ def bp_tiling(
                 needs = {"err": kn * sh.oh * sh.ow}
                 if gated:
                     needs["msk"] = sh.oh * sh.ow * (kn // group)
-                if norm is not None:
-                    if norm[0] == "stat":  # dX's channels: the whole input, one c-tile
-                        if cn != sh.c:
-                            continue
-                        px = cn * sh.h * sh.w
-                        tpers = {**pers, "err": align(pers["err"]) + norm[1] * cn}
-                    else:  # the output errors' channels, one k-step
-                        if kn != sh.k:
-                            continue
+                tpers = dict(pers)
+                if kinds:
+                    dy = align(needs["err"])
+                    if "apply" in kinds:  # the output errors' channels, one k-step
+                        if kn != sh.k or cn != sh.c:
+                            continue  # one c-tile too: dY normalised and stored once
                         px = kn * sh.oh * sh.ow
                         # gamma, beta, then the statistics and sums after the weights
-                        tpers = {**pers, "wgt": align(pers["wgt"]) + align(2 * kn) + norm[1] * kn}
-                    needs["act"] = 2 * align(px)
-                    needs["err"] = align(needs["err"]) + px
+                        tpers["wgt"] = align(pers["wgt"]) + align(2 * kn) + kinds["apply"] * kn
+                        needs["act"] = 2 * align(px)
+                        needs["err"] = dy + px
+                    if "stat" in kinds:  # dX's channels: the whole input, one c-tile
+                        if cn != sh.c:
+                            continue
+                        pxi = cn * sh.h * sh.w
+                        tpers["err"] = align(pers["err"]) + kinds["stat"] * cn
+                        needs["act"] = align(needs.get("act", 0)) + 2 * align(pxi)
+                        if "apply" not in kinds:
+                            needs["err"] = dy + pxi
+                        elif pxi > dy:  # the masked dX after the normalised error
+                            needs["err"] = dy + align(kn * sh.oh * sh.ow) + pxi
                 if merge:
                     if cn != sh.c:
                         continue
                     px = cn * sh.h * sh.w
-                    needs["act"] = align(needs.get("act", 0)) + align(px) + px
+                    needs["act"] = align(needs.get("act", 0)) + (1 + len(res)) * align(px) + px
+                    if res:
+                        tpers["wgt"] = align(tpers["wgt"]) + sum(align(b * cn) for b in res)
                     # the sum overwrites the output errors (dead once the cores read them)
                     # when it fits there
                     sum_px = 0 if px <= align(kn * sh.oh * sh.ow) else align(px)
@@ -248,7 +270,7 @@ def bp_tiling(
                     needs["err"] = align(needs["err"]) + align(pin) + pin * pool
                     needs["msk"] = align(needs.get("msk", 0)) + pin
                 nc, nk = sh.c // cn, sh.k // kn
-                yield kn, cn, sh.oh, pers if norm is None else tpers, needs, (nc, nc * nk)
+                yield kn, cn, sh.oh, tpers, needs, (nc, nc * nk)
 
     return _search(sh.name, "backward", cfg, cands(), reserved_msk)
 

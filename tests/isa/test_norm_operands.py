@@ -37,7 +37,9 @@ def test_norm_ops_name_their_channels_and_operands(resnet20_prog):
             if op == "norm_bwd":
                 assert ins["bufc"] == 0  # x in the activation buffer
             if op == "norm_bwd_stat":
-                assert ins["bufc"] == 2  # the statistics in the error buffer
+                # the statistics in the error buffer, or with the sums in the weight buffer
+                # (a merging block's residual norms: its error buffer is full)
+                assert ins["bufc"] == 2 or ins["bufc"] == ins["bufo"] == 1
         elif op == "zero" and LAYER_KIND.values[desc[ins["desc"]]["kind"]] == "norm":
             # statistics (FP32 pairs), gradient sums (FP16) or an FP8 activation tile
             assert ins["esz"] in (4, 2) or ins["bufo"] == 0
