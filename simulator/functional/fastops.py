@@ -9,7 +9,13 @@ bits (tests/simulator/functional/test_fastops.py compares them):
   refuses), take the composition itself;
 - `seq_sum(start, vals)`: the FP32 running sums of batch norm, pixel after pixel;
 - `gather(src, idx)`: `src[idx]` for byte arrays with int32 indices, 0 where idx < 0;
-- `copy_rows`: a strided DMA's rows.
+  `run_starts` / `gather_runs`: the same where each row of idx is one run of consecutive
+  bytes then -1 (patches: a pixel's channels), as row copies;
+- `copy_rows`: a strided DMA's rows;
+- `relu_fwd_codes(x)`: `np.where(x & 0x80, 0, x)` (negative codes and -0 to +0) in one pass;
+- `relu_bwd_codes(e, y, table)`: `np.where(decode(y) > 0, e, 0)` for codes in one pass;
+- `group_mean_above(vals, g, thr)`: `vals.reshape(-1, g).mean(axis=1) > thr` where every
+  group's float64 sum is exact (the caller checks: then any summation order gives it).
 """
 
 from __future__ import annotations
@@ -64,27 +70,29 @@ def _rne_params(fmt: str) -> tuple[int, ...] | None:
 @njit(cache=True)
 def _rne(x, out, db, maxbits, minbits, halfbits, bias, man, sbit):
     """RNE of float64 values into the format's codes (zero -> +0); the index of the first NaN,
-    or -1."""
+    or -1. The main loop has no branch (it vectorises); a NaN is looked for afterwards."""
     absm = np.int64(0x7FFFFFFFFFFFFFFF)
     rnd = (np.int64(1) << (db - 1)) - 1
     keep = ~((np.int64(1) << db) - 1)
     mmask = (np.int64(1) << man) - 1
     xb = x.view(np.int64)
+    nan = np.int64(0)
     for i in range(xb.shape[0]):
         w = xb[i]
         m = w & absm
-        if m > np.int64(0x7FF0000000000000):
-            return i
+        nan |= np.int64(m > np.int64(0x7FF0000000000000))
         r = (m + rnd + ((m >> db) & 1)) & keep
         r = min(r, maxbits)
-        if m < minbits:
-            r = minbits if m > halfbits else np.int64(0)
-        if r == 0:
-            out[i] = 0
-        else:
-            e = (r >> 52) - 1023 + bias
-            out[i] = (((w >> 63) & 1) << sbit) | (e << man) | ((r >> db) & mmask)
-    return -1
+        r = (minbits if m > halfbits else np.int64(0)) if m < minbits else r
+        e = (r >> 52) - 1023 + bias
+        code = (((w >> 63) & 1) << sbit) | (e << man) | ((r >> db) & mmask)
+        out[i] = code if r != 0 else np.int64(0)
+    if nan == 0:
+        return -1
+    for i in range(xb.shape[0]):
+        if xb[i] & absm > np.int64(0x7FF0000000000000):
+            return i
+    return -1  # pragma: no cover
 
 
 def rne_codes(x: np.ndarray, fmt: str) -> np.ndarray:
@@ -137,6 +145,45 @@ def gather(src: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out.reshape(idx.shape)
 
 
+def run_starts(idx: np.ndarray, run: int) -> np.ndarray | None:
+    """For idx (..., W) int32 whose every row is either start + 0..run-1 followed by -1 or
+    all -1: the rows' starts (-1 for the all -1 rows), flattened, read-only; else None."""
+    rows = idx.reshape(-1, idx.shape[-1])
+    if not 0 < run <= rows.shape[1]:
+        return None
+    starts = rows[:, 0].astype(np.int32)
+    ref = np.full(rows.shape, -1, np.int64)
+    ok = starts >= 0
+    ref[ok, :run] = starts[ok, None].astype(np.int64) + np.arange(run)
+    if not np.array_equal(rows, ref):
+        return None
+    starts.setflags(write=False)
+    return starts
+
+
+@njit(cache=True)
+def _gather_runs(src, starts, run, out):
+    for r in range(out.shape[0]):
+        s0 = starts[r]
+        if s0 >= 0:
+            for j in range(run):
+                out[r, j] = src[s0 + j]
+            for j in range(run, out.shape[1]):
+                out[r, j] = 0
+        else:
+            for j in range(out.shape[1]):
+                out[r, j] = 0
+
+
+def gather_runs(src: np.ndarray, starts: np.ndarray, run: int, width: int) -> np.ndarray:
+    """(len(starts), width) uint8: row r is src[starts[r] : starts[r] + run] then zeros, or
+    zeros where starts[r] < 0 (`gather` of the index `run_starts` came from; the caller
+    checks the bounds, nothing here does)."""
+    out = np.empty((starts.shape[0], width), np.uint8)
+    _gather_runs(np.ascontiguousarray(src).reshape(-1), starts, np.int64(run), out)
+    return out
+
+
 @njit(cache=True)
 def copy_rows(src, s0, sstride, dst, d0, dstride, rows, row_bytes):
     """dst[d0 + i dstride + j] = src[s0 + i sstride + j] for rows i, bytes j < row_bytes
@@ -145,6 +192,77 @@ def copy_rows(src, s0, sstride, dst, d0, dstride, rows, row_bytes):
         a, b = s0 + i * sstride, d0 + i * dstride
         for j in range(row_bytes):
             dst[b + j] = src[a + j]
+
+
+@njit(cache=True)
+def _relu_fwd(x, out):
+    for i in range(out.shape[0]):
+        out[i] = x[i] if (x[i] & 0x80) == 0 else np.uint8(0)
+
+
+def relu_fwd_codes(x: np.ndarray) -> np.ndarray:
+    """`np.where(x & 0x80, 0, x)` (a new array): sign-magnitude codes with the sign bit set
+    (negative values and -0) become +0."""
+    out = np.empty(x.size, np.uint8)
+    _relu_fwd(x.reshape(-1), out)
+    return out
+
+
+@njit(cache=True)
+def _relu_bwd(e, y, table, out):
+    for i in range(out.shape[0]):
+        out[i] = e[i] if table[y[i]] > 0 else np.uint8(0)
+
+
+@njit(cache=True)
+def _relu_bwd_range(e, y, lo, out):
+    for i in range(out.shape[0]):
+        out[i] = e[i] if (y[i] >= lo) & (y[i] < 0x80) else np.uint8(0)
+
+
+@lru_cache(maxsize=8)
+def _positive_codes(table_bytes: bytes) -> int:
+    """The smallest code lo with a value > 0 where the positive codes are exactly lo..127
+    (sign-magnitude, no NaN among them; checked on all 256 codes of the table), else -1."""
+    t = np.frombuffer(table_bytes, np.float64)
+    c = np.arange(256)
+    pos = np.nonzero(t > 0)[0]
+    if pos.size == 0:
+        return -1
+    lo = int(pos[0])
+    return lo if np.array_equal(t > 0, (c >= lo) & (c < 0x80)) else -1
+
+
+def relu_bwd_codes(e: np.ndarray, y: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """`np.where(table[y] > 0, e, 0)` (a new array): the error codes e where the forward
+    output y (codes, values in the float64 `table`) is positive, else +0. Where the positive
+    codes are one range lo..127 (checked on every code), a range test replaces the lookup."""
+    out = np.empty(e.size, np.uint8)
+    lo = _positive_codes(table.tobytes())
+    if lo >= 0:
+        _relu_bwd_range(e.reshape(-1), y.reshape(-1), np.uint8(lo), out)
+    else:
+        _relu_bwd(e.reshape(-1), y.reshape(-1), table, out)
+    return out
+
+
+@njit(cache=True)
+def _group_mean_above(vals, g, thr, out):
+    for i in range(out.shape[0]):
+        t = 0.0
+        for j in range(g):
+            t += vals[i * g + j]
+        out[i] = (t / float(g)) > thr
+
+
+def group_mean_above(vals: np.ndarray, g: int, thr: float) -> np.ndarray:
+    """(n / g,) bool: the mean of each group of g consecutive float64 values exceeds thr, as
+    `vals.reshape(-1, g).mean(axis=1) > thr` (the sum, then one division by g) when each
+    group's sum is exact in float64 (np.mean sums pairwise; the caller checks exactness)."""
+    flat = np.ascontiguousarray(vals, dtype=np.float64).reshape(-1)
+    out = np.empty(flat.size // g, np.bool_)
+    _group_mean_above(flat, np.int64(g), float(thr), out)
+    return out
 
 
 # ---- batch norm's element-wise FP32 work (norm.py); every operation rounds to FP32 (no

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.functional.fastops import values
+from simulator.functional.fastops import relu_bwd_codes, relu_fwd_codes, value_tables, values
 from simulator.functional.norm import NORM_OPS, Norm
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor, FunctionalError, Machine
@@ -51,12 +51,12 @@ class SFU:
             m.view(bufo, ro, n)[:] = m.view(bufa, ra, n)
             return
         if name == "relu_fwd":
-            x = m.view(bufa, ra, n)
-            m.view(bufo, ro, n)[:] = np.where(x & 0x80, 0, x)  # negative (and -0) -> +0
+            # negative (and -0) -> +0, into a new array: the output may overlap the input
+            m.view(bufo, ro, n)[:] = relu_fwd_codes(m.view(bufa, ra, n))
             return
-        if name == "relu_bwd":
-            e, y = m.view(bufa, ra, n).copy(), self._vals(bufb, rb, n)
-            m.view(bufo, ro, n)[:] = np.where(y > 0, e, 0)
+        if name == "relu_bwd":  # one pass into a new array: the output may overlap either input
+            t64 = value_tables(self.fmt)[1]
+            m.view(bufo, ro, n)[:] = relu_bwd_codes(m.view(bufa, ra, n), m.view(bufb, rb, n), t64)
             return
         if name == "add":
             self._write(bufo, ro, self._vals(bufa, ra, n) + self._vals(bufb, rb, n))

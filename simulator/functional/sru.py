@@ -49,6 +49,11 @@ class SRUs:
             raise FunctionalError(f"sru {target}: random source {source!r} is not modelled")
         self.streams[target] = Stream(variant, r, src)
 
+    def rounding(self, target: str) -> str:
+        """The rounding of stream `target` (RNE while it is not configured)."""
+        st = self.streams.get(target)
+        return "rne" if st is None else st.rounding
+
     def round(
         self, target: str, values: np.ndarray, dest: tuple[str, int] | None = None
     ) -> np.ndarray:

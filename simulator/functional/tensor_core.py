@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from simulator.functional.fastops import gather
+from simulator.functional.fastops import _rne_params, gather, gather_runs, run_starts
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor, FunctionalError, Machine
 from simulator.functional.tree import (
@@ -39,7 +39,9 @@ class TensorCore:
         self.opf, self.accf = tc.operand_format, tc.accumulator_format
         self.align = tc.alignment_width_bits
         # decoded weight tiles (tree.PreparedB) by op and place; reused while the codes match
-        self._prepared: dict[tuple[int, ...], PreparedB] = {}
+        self._prepared: dict[tuple[int, ...], tuple[bytes, PreparedB]] = {}
+        # whether RNE at `fin` takes float64 accumulators as they are (`rne_codes`' one pass)
+        self._rne_direct = _rne_params(self.opf) is not None
 
     # -- helpers
     @staticmethod
@@ -98,6 +100,22 @@ class TensorCore:
         out.setflags(write=False)
         return out
 
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def _patch_runs(*geom: int) -> np.ndarray | None:
+        """`_patch_index(*geom)` as run starts (`fastops.run_starts`: each output pixel and
+        tap takes cn consecutive bytes, or zeros), or None."""
+        return run_starts(TensorCore._patch_index(*geom), geom[11])
+
+    def _patches(self, src: np.ndarray, d: Descriptor, p0: int, pn: int, c0: int, cn: int):
+        """tc.fwd's A (P, S, dp): `gather` with `_fwd_index`, as row copies where it is runs."""
+        geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, d.c, c0, cn, self.dp)
+        starts = self._patch_runs(*geom)
+        if starts is None:
+            return gather(src, self._fwd_index(d, p0, pn, c0, cn))
+        cnp = -(-cn // self.dp) * self.dp
+        return gather_runs(src, starts, cn, cnp).reshape(pn * d.ow, -1, self.dp)
+
     def _fwd_index(self, d: Descriptor, p0: int, pn: int, c0: int, cn: int) -> np.ndarray:
         """(P, S, dp) gather indices of tc.fwd's A (patches in dp-wide channel chunks)."""
         idx = self._patch_index(
@@ -135,15 +153,57 @@ class TensorCore:
     def _bwd_index(self, d: Descriptor, p0: int, pn: int) -> np.ndarray:
         return self._bwd_index_cached(d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn)
 
-    def _prepare(self, key: tuple[int, ...], B: np.ndarray) -> PreparedB:
-        """B decoded for the kernel; the same weight tile serves every image, so the decoding
-        is kept per place and reused while the codes are identical (checked in full)."""
+    def _bwd_gather(self, d: Descriptor, p0: int, pn: int, kn: int) -> np.ndarray:
+        return self._bwd_gather_cached(
+            d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, kn, self.dp
+        )
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def _bwd_runs(*geom: int) -> np.ndarray | None:
+        """`_bwd_gather_cached(*geom)` as run starts (`fastops.run_starts`), or None."""
+        kn, dp = geom[9], geom[10]
+        idx = TensorCore._bwd_gather_cached(*geom)  # (h w, S, dp): rows of -(-kn // dp) dp
+        return run_starts(idx.reshape(-1, -(-kn // dp) * dp), kn)
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def _bwd_gather_cached(
+        h: int, w: int, kh: int, kw: int, stride: int, pad: int, ow: int, p0: int, pn: int,
+        kn: int, dp: int,
+    ) -> np.ndarray:  # fmt: skip
+        """(h w, taps ceil(kn / dp), dp) int32: the byte of the dY tile ((pn ow, kn) codes)
+        under each dX pixel, tap and channel of tc.bwd's row operand; -1 (a zero) where that
+        dY pixel does not exist and in the chunk padding (`_bwd_index`, `_chunks`)."""
+        row = TensorCore._bwd_index_cached(h, w, kh, kw, stride, pad, ow, p0, pn)
+        knp = -(-kn // dp) * dp
+        idx = np.full((*row.shape, knp), -1, np.int64)
+        ok = row < pn * ow
+        idx[..., :kn] = np.where(ok[..., None], row[..., None] * kn + np.arange(kn), -1)
+        out = idx.reshape(row.shape[0], -1, dp).astype(np.int32)
+        out.setflags(write=False)
+        return out
+
+    def _prepare(self, key: tuple[int, ...], src: bytes, build) -> PreparedB:
+        """The decoded weight tile of an op: the same tile serves every image, so it is kept
+        per place and geometry (`key`) with the bytes it was built from (the weight region
+        and, where weight sparsity applies, the group mask) and rebuilt only when those bytes
+        differ (compared in full). `build()` gives the tile's (K, S, dp) codes."""
         hit = self._prepared.get(key)
-        if hit is not None and hit.codes.shape == B.shape and np.array_equal(hit.codes, B):
-            return hit
-        pb = prepare_operand(B, self.opf)
-        self._prepared[key] = pb
+        if hit is not None and hit[0] == src:
+            return hit[1]
+        pb = prepare_operand(build(), self.opf)
+        self._prepared[key] = (src, pb)
         return pb
+
+    def _wsource(self, d: Descriptor, rb: int, k_n: int, row: int, gm: int) -> bytes:
+        """The bytes a weight tile is built from: its weight region, and its group mask
+        where weight sparsity applies (`_weights`, `_group_mask`)."""
+        src = self.m.view("wgt", rb, k_n * d.taps * row).tobytes()
+        if d.wsparse and self.m.mode.wsparse:
+            ng = -(-row // self.m.ws_gc)
+            src += b"|" + self.m.view("msk", gm, k_n * ng).tobytes()
+        return src
 
     def _chunks(self, x: np.ndarray) -> np.ndarray:
         """(..., n) codes -> (..., ceil(n / dp), dp), zero-padded."""
@@ -161,7 +221,10 @@ class TensorCore:
 
     def _acc_out(self, space: str, addr: int, vals: np.ndarray, fin: int, stream: str) -> None:
         if fin:
-            codes = self.srus.round(stream, vals.astype(np.float32), (space, addr))
+            # FP16 accumulators are exact in float32: an RNE stream takes them as they are
+            # (the same codes), the others as float32 as always
+            rne = self.srus.rounding(stream) == "rne" and self._rne_direct
+            codes = self.srus.round(stream, vals if rne else vals.astype(np.float32), (space, addr))
             self.m.view(space, addr, codes.size)[:] = codes.reshape(-1)
         else:
             self.m.u16(space, addr, vals.size)[:] = acc_encode(vals, self.accf).reshape(-1)
@@ -220,18 +283,21 @@ class TensorCore:
     def fwd(self, a: dict[str, int], d: Descriptor, pass_: str) -> None:
         _, kn, c0, cn, p0, pn = self._tile(a, d, "tc.fwd")
         m = self.m
-        X = gather(self._rows(d, m.reg(a["ra"]), p0, pn, d.c), self._fwd_index(d, p0, pn, c0, cn))
-        W = self._group_mask(d, a["gm"], self._weights(d, m.reg(a["rb"]), kn, d.c))
-        W = W[:, :, c0 : c0 + cn]
+        X = self._patches(self._rows(d, m.reg(a["ra"]), p0, pn, d.c), d, p0, pn, c0, cn)
         P = pn * d.ow
         ro = m.reg(a["ro"])
         acc = self._acc_in("act", ro, (P, kn), a["acc"])
         active = None
         if pass_ == "cond":
             active = self._gate(d, m.reg(a["rm"]), P, kn)
-        Wp = self._prepare(
-            (0, m.reg(a["rb"]), kn, c0, cn), self._chunks(W).reshape(kn, -1, self.dp)
-        )
+        rb = m.reg(a["rb"])
+
+        def build() -> np.ndarray:
+            W = self._group_mask(d, a["gm"], self._weights(d, rb, kn, d.c))
+            return self._chunks(W[:, :, c0 : c0 + cn]).reshape(kn, -1, self.dp)
+
+        key = (0, rb, kn, c0, cn, d.taps, d.c, self.m.ws_gc)
+        Wp = self._prepare(key, self._wsource(d, rb, kn, d.c, a["gm"]), build)
         tree_accumulate(
             X,
             Wp,
@@ -249,24 +315,34 @@ class TensorCore:
         if m.skipped(m.reg(a["rimg"])):
             return
         ow = d.ow
-        dy = m.view("err", m.reg(a["ra"]), pn * ow * kn).reshape(pn * ow, kn).copy()
+        dy = m.view("err", m.reg(a["ra"]), pn * ow * kn)
         gate = self._gate(d, m.reg(a["rm"]), pn * ow, kn)
         if gate is not None:
+            dy = dy.reshape(pn * ow, kn).copy()
             dy[~gate] = 0  # gated outputs have zero error
-        W = self._group_mask(d, a["gm"], self._weights(d, m.reg(a["rb"]), kn, cn))
         # gather form: dX[q] takes, tap by tap, dY[(q + pad - tap) / stride] where it exists
-        # (row pn ow of dyz, a zero row, where it does not)
-        dyz = np.concatenate([dy, np.zeros((1, kn), np.uint8)])
-        A = dyz[self._bwd_index(d, p0, pn)]  # (h w, taps, kn)
+        # (zeros where it does not, and in the last chunk's padding)
+        geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, kn, self.dp)
+        starts = self._bwd_runs(*geom)
+        if starts is None:
+            A = gather(dy, self._bwd_gather_cached(*geom))  # (h w, S, dp)
+        else:  # each dX pixel and tap takes one dY pixel's kn channels, or zeros
+            knp = -(-kn // self.dp) * self.dp
+            A = gather_runs(dy, starts, kn, knp).reshape(d.h * d.w, -1, self.dp)
         npix = d.h * d.w
-        B = np.transpose(W, (2, 1, 0))  # (cn, taps, kn)
         ro = m.reg(a["ro"])
         acc = self._acc_in("err", ro, (npix, cn), a["acc"])
-        Bp = self._prepare(
-            (1, m.reg(a["rb"]), kn, c0, cn), self._chunks(B).reshape(cn, -1, self.dp)
-        )
+        rb = m.reg(a["rb"])
+
+        def build() -> np.ndarray:
+            W = self._group_mask(d, a["gm"], self._weights(d, rb, kn, cn))
+            B = np.transpose(W, (2, 1, 0))  # (cn, taps, kn)
+            return self._chunks(B).reshape(cn, -1, self.dp)
+
+        key = (1, rb, kn, c0, cn, d.taps, cn, self.m.ws_gc)
+        Bp = self._prepare(key, self._wsource(d, rb, kn, cn, a["gm"]), build)
         tree_accumulate(
-            self._chunks(A).reshape(npix, -1, self.dp),
+            A,
             Bp,
             acc,
             operand_format=self.opf,

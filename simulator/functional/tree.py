@@ -510,9 +510,15 @@ def _checked(A, B, acc, operand_format, active):
     if acc.shape != (A.shape[0], B.shape[0]) or acc.dtype != np.float64:
         raise ValueError(f"acc must be float64 of shape {(A.shape[0], B.shape[0])}")
     if active is None:
-        active = np.ones(acc.shape, dtype=np.bool_)
-    active = np.ascontiguousarray(active, dtype=np.bool_)
-    return A, B, prepared, active
+        return A, B, prepared, _all_active(acc.shape)
+    return A, B, prepared, np.ascontiguousarray(active, dtype=np.bool_)
+
+
+@lru_cache(maxsize=64)
+def _all_active(shape: tuple[int, ...]) -> np.ndarray:
+    """An all-True `active`, one per tile shape, shared: the kernels only read it (left
+    writable, so the kernels keep one compiled signature with the callers' masks)."""
+    return np.ones(shape, dtype=np.bool_)
 
 
 def tree_accumulate(
@@ -625,24 +631,31 @@ def acc_decode(words: np.ndarray, fmt: str) -> np.ndarray:
 @njit(cache=True)
 def _encode_normal(v, out, bias, man, ebits):
     """Codes of float64 values that are zero or normal in a format without subnormals.
-    Returns the index of the first value that is not representable, or -1."""
+    Returns the index of the first value that is not representable, or -1. The main loop
+    has no branch (it vectorises); a value out of the format is looked for afterwards."""
     absm = np.int64(0x7FFFFFFFFFFFFFFF)
     low = (np.int64(1) << (52 - man)) - 1
     top = (np.int64(1) << ebits) - 1
+    fmask = (np.int64(1) << man) - 1
     vb = v.view(np.int64)
+    bad = np.int64(0)
     for i in range(v.shape[0]):
         b = vb[i]
         sign = (b >> 63) & 1
         m = b & absm
-        if m == 0:
-            out[i] = sign << (ebits + man)
-            continue
         e = (m >> 52) - 1023 + bias
-        if e < 1 or e > top or (m & low) != 0:
+        frac = (m >> (52 - man)) & fmask
+        code = (sign << (ebits + man)) | ((e << man) | frac if m != 0 else np.int64(0))
+        bad |= np.int64(m != 0) & np.int64((e < 1) | (e > top) | ((m & low) != 0))
+        out[i] = code
+    if bad == 0:
+        return -1
+    for i in range(v.shape[0]):
+        m = vb[i] & absm
+        e = (m >> 52) - 1023 + bias
+        if m != 0 and (e < 1 or e > top or (m & low) != 0):
             return i
-        frac = (m >> (52 - man)) & ((np.int64(1) << man) - 1)
-        out[i] = (sign << (ebits + man)) | (e << man) | frac
-    return -1
+    return -1  # pragma: no cover
 
 
 def acc_encode(vals: np.ndarray, fmt: str) -> np.ndarray:

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.functional.fastops import group_mean_above
 from simulator.functional.state import Descriptor, FunctionalError, Machine
 from simulator.functional.tree import acc_decode
-from simulator.numerics import decode
+from simulator.numerics import decode, get_format
+
+
+def exact_group_sums(fmt: str, g: int) -> bool:
+    """Whether the float64 sum of any g values of `fmt` is exact: every value is a multiple
+    of its smallest LSB and below 2**(emax + 1), so g of them need at most (emax + 1) -
+    (smallest LSB) + ceil(log2 g) bits."""
+    f = get_format(fmt)
+    low = f.emin - f.man_bits
+    return (f.emax + 1) - low + max(g - 1, 0).bit_length() <= 53
 
 
 class SparsityUnits:
@@ -27,8 +37,12 @@ class SparsityUnits:
         npix = pn * d.ow
         acc = acc_decode(m.u16("act", m.reg(a["ra"]), npix * kn), self.accf)
         thr = decode(m.u16("wgt", m.reg(a["rt"]), 1).copy(), self.thrf)[0]
+        out = m.view("msk", m.reg(a["rm"]), npix * (kn // g))
+        if exact_group_sums(self.accf, g):  # exact sums: np.mean's bits in one pass
+            out[:] = group_mean_above(acc, g, float(thr))
+            return
         mean = acc.reshape(npix, kn // g, g).astype(np.float64).mean(axis=2)
-        m.view("msk", m.reg(a["rm"]), npix * (kn // g))[:] = (mean > thr).reshape(-1)
+        out[:] = (mean > thr).reshape(-1)
 
     def _tile(self, a: dict[str, int], d: Descriptor) -> tuple[int, int, int]:
         kn, cn, gc = a["kn"], a["cn"], self.m.ws_gc

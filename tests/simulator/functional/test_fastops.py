@@ -9,10 +9,15 @@ from simulator.functional import Machine
 from simulator.functional.fastops import (
     copy_rows,
     gather,
+    gather_runs,
+    group_mean_above,
     norm_bwd_sums,
     norm_bwd_values,
     norm_fwd_values,
+    relu_bwd_codes,
+    relu_fwd_codes,
     rne_codes,
+    run_starts,
     seq_sum,
     value_tables,
     values,
@@ -21,6 +26,8 @@ from simulator.functional.norm import derived
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor
 from simulator.functional.tensor_core import TensorCore
+from simulator.functional.tree import acc_decode
+from simulator.functional.units import exact_group_sums
 from simulator.numerics import decode, encode, quantize
 
 OPF, ACCF = "e5m2_chip", "fp16_chip"
@@ -179,6 +186,10 @@ def test_patch_indices_equal_the_slices(g):
     padded = np.zeros((ref.shape[0], d.taps, cnp), np.uint8)
     padded[:, :, :cn] = ref
     assert np.array_equal(A, padded.reshape(ref.shape[0], -1, dp))
+    # the same as row copies: every (pixel, tap) is cn consecutive bytes or zeros
+    geom = (h, w, kh, kw, stride, pad, d.ow, p0, pn, c, c0, cn, dp)
+    assert tc._patch_runs(*geom) is not None
+    assert np.array_equal(tc._patches(buf, d, p0, pn, c0, cn), A)
     # tc.wgr's patches transposed, pixels in dp-wide chunks (channels from 0, `cn` per pixel)
     refw = _old_patches(d, buf, p0, pn, cn, 0, cn).reshape(ref.shape[0], -1).T
     XT = gather(buf, tc._wgr_index(h, w, kh, kw, stride, pad, d.ow, p0, pn, cn, dp))
@@ -186,3 +197,153 @@ def test_patch_indices_equal_the_slices(g):
     chunked = np.zeros((refw.shape[0], -(-P // dp) * dp), np.uint8)
     chunked[:, :P] = refw
     assert np.array_equal(XT, chunked.reshape(refw.shape[0], -1, dp))
+
+
+def test_rne_codes_finds_a_nan_anywhere():
+    """The one-pass loop looks for NaN after the fact: one in the middle still refuses."""
+    x = np.linspace(-3, 3, 1001)
+    x[517] = np.nan
+    with pytest.raises(ValueError):
+        rne_codes(x, OPF)
+
+
+def test_relu_codes_equal_numpy():
+    """relu_fwd_codes / relu_bwd_codes equal the numpy expressions they replace on every code
+    (and every pair of codes), into new arrays."""
+    c = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(relu_fwd_codes(c), np.where(c & 0x80, 0, c))
+    e, y = np.meshgrid(c, c)
+    e, y = e.reshape(-1), y.reshape(-1)
+    t64 = value_tables(OPF)[1]
+    ref = np.where(decode(y.copy(), OPF) > 0, e, 0)
+    got = relu_bwd_codes(e, y, t64)
+    assert got.dtype == np.uint8 and np.array_equal(got, ref)
+    assert (got == 0).sum() > 0 and (got != 0).sum() > 0
+    # a table where some sign-clear code is not positive (a NaN) takes the lookup
+    t_nan = t64.copy()
+    t_nan[0x7F] = np.nan
+    ref = np.where(t_nan[y] > 0, e, 0)
+    assert np.array_equal(relu_bwd_codes(e, y, t_nan), ref)
+    assert not np.array_equal(ref, got)
+
+
+def test_group_mean_above_equals_numpy_mean():
+    """Mean of 16 FP16 accumulator values above a threshold, as np.mean (pairwise sums): the
+    sums are exact, so the sequential loop gives the same bits, at extremes and at ties."""
+    assert exact_group_sums(ACCF, 16)
+    assert not exact_group_sums("fp32", 16)  # 2**128 / 2**-149: no exact float64 sum
+    rng = np.random.default_rng(7)
+    words = np.concatenate(
+        [
+            rng.integers(0, 1 << 16, 16 * 4000),
+            np.full(16 * 4, 0x7BFF),  # the largest value, and its negation
+            np.full(16 * 4, 0xFBFF),
+            np.tile([0x7BFF, 0x0400], 8 * 4),  # largest and smallest normal in one group
+        ]
+    ).astype(np.uint16)
+    v = acc_decode(words, ACCF)
+    mean = v.reshape(-1, 16).mean(axis=1)
+    for thr in (0.0, -1.5, 1.0, float(mean[3]), float(mean[-1]), 65504.0):
+        ref = mean > thr
+        got = group_mean_above(v, 16, thr)
+        assert np.array_equal(got, ref), thr
+    assert 0 < group_mean_above(v, 16, 0.0).sum() < mean.size
+
+
+BWD_GEOMS = [  # h, w, kh, kw, stride, pad, p0, pn, kn
+    (8, 8, 3, 3, 1, 1, 0, 8, 16),
+    (8, 8, 3, 3, 1, 1, 3, 2, 12),
+    (9, 7, 3, 3, 2, 1, 1, 3, 5),
+    (8, 8, 1, 1, 2, 0, 0, 4, 24),
+    (6, 6, 5, 5, 1, 2, 2, 4, 9),
+]
+
+
+@pytest.mark.parametrize("g", BWD_GEOMS)
+def test_bwd_gather_equals_fancy_indexing(g):
+    """tc.bwd's row operand by one gather equals the previous form: a zero row appended to
+    the dY tile, indexed per dX pixel and tap, channels zero-padded into dp-wide chunks."""
+    h, w, kh, kw, stride, pad, p0, pn, kn = g
+    d = Descriptor("conv", 8, kn, h, w, kh, kw, stride, pad, 1, False, False)
+    m = Machine.create(load_config("ref28"), 64)
+    tc = TensorCore(m, SRUs(OPF, 16, machine=m))
+    dy = np.random.default_rng(8).integers(1, 256, (pn * d.ow, kn)).astype(np.uint8)
+    dyz = np.concatenate([dy, np.zeros((1, kn), np.uint8)])
+    ref = tc._chunks(dyz[tc._bwd_index(d, p0, pn)]).reshape(h * w, -1, tc.dp)
+    got = gather(dy.reshape(-1), tc._bwd_gather(d, p0, pn, kn))
+    assert np.array_equal(got, ref)
+    assert (got == 0).any() and (got != 0).any()
+    starts = tc._bwd_runs(h, w, kh, kw, stride, pad, d.ow, p0, pn, kn, tc.dp)
+    assert starts is not None
+    runs = gather_runs(dy.reshape(-1), starts, kn, -(-kn // tc.dp) * tc.dp)
+    assert np.array_equal(runs.reshape(got.shape), got)
+
+
+def test_run_starts_only_for_runs():
+    """run_starts accepts rows of consecutive indices then -1 (or all -1) and refuses any
+    other index, which then stays with `gather`."""
+    idx = np.array([[5, 6, 7, -1], [-1, -1, -1, -1], [0, 1, 2, -1]], np.int32)
+    st = run_starts(idx, 3)
+    assert st is not None and list(st) == [5, -1, 0]
+    src = np.arange(10, dtype=np.uint8) + 1
+    assert np.array_equal(gather_runs(src, st, 3, 4), gather(src, idx))
+    for bad in ([5, 7, 8, -1], [5, 6, 7, 8], [-1, 6, 7, -1]):
+        assert run_starts(np.array([bad], np.int32), 3) is None
+    assert run_starts(idx, 4) is None  # the rows are shorter runs
+
+
+def test_weight_tile_cache_follows_the_bytes():
+    """A decoded weight tile is reused while its weight bytes (and, with weight sparsity,
+    its group mask) are unchanged, and rebuilt when one byte changes."""
+    from simulator.functional import Modes
+
+    d = Descriptor("conv", 16, 16, 8, 8, 3, 3, 1, 1, 1, False, True)
+    m = Machine.create(load_config("ref28"), 64)
+    tc = TensorCore(m, SRUs(OPF, 16, machine=m))
+    rng = np.random.default_rng(9)
+    n = 16 * d.taps * 16
+    m.buffers["wgt"][100 : 100 + n] = rng.integers(0, 256, n).astype(np.uint8)
+    built = []
+
+    def build():
+        built.append(1)
+        return tc._chunks(tc._weights(d, 100, 16, 16)).reshape(16, -1, tc.dp)
+
+    def tile():
+        return tc._prepare((0, 100, 16, 0, 16, 9, 16, 8), tc._wsource(d, 100, 16, 16, 40), build)
+
+    a = tile()
+    assert tile() is a and len(built) == 1
+    m.buffers["wgt"][100 + n - 1] ^= 1  # the tile's last byte
+    b = tile()
+    assert b is not a and len(built) == 2
+    assert not np.array_equal(a.codes, b.codes)
+    m.buffers["wgt"][100 + n] ^= 1  # a byte past the tile changes nothing
+    assert tile() is b and len(built) == 2
+    m.forced_modes = Modes(wsparse=True)  # the group mask now takes part
+    c = tile()
+    assert c is not b and len(built) == 3
+    m.buffers["msk"][40] ^= 1
+    assert tile() is not c and len(built) == 4
+
+
+def test_norm_statistics_cache_follows_the_bytes():
+    """Batch norm's mean and rstd are kept with the statistics bytes they came from: equal
+    to `derived` before and after the statistics change, and for another count."""
+    from simulator.functional.norm import Norm
+
+    m = Machine.create(load_config("ref28"), 64)
+    nrm = Norm(m, None)
+    rng = np.random.default_rng(10)
+    st = m.f32s("act", 64, 2 * 12)
+    st[:] = np.abs(rng.standard_normal(24)).astype(np.float32) * 50
+    for count in (98, 98, 50):
+        got = nrm._derived("act", 64, 12, count)
+        ref = derived(st[0::2].copy(), st[1::2].copy(), count)
+        assert all(np.array_equal(g, r) for g, r in zip(got, ref, strict=True))
+    before = nrm._derived("act", 64, 12, 50)
+    st[5] += np.float32(1.0)  # one channel's sum of squares changes
+    got = nrm._derived("act", 64, 12, 50)
+    ref = derived(st[0::2].copy(), st[1::2].copy(), 50)
+    assert all(np.array_equal(g, r) for g, r in zip(got, ref, strict=True))
+    assert not np.array_equal(got[1], before[1])  # not the kept result

@@ -121,6 +121,10 @@ def test_accumulator_words_round_trip():
     assert np.array_equal(acc_encode(v, ACCF), encode(ref.astype(np.float32), ACCF))
     with pytest.raises(ValueError):
         acc_encode(np.array([1.0 + 2.0**-20]), ACCF)
+    bad = v[:5000].copy()  # one unrepresentable value among many (found after the loop)
+    bad[4321] = 2.0**-20
+    with pytest.raises(ValueError):
+        acc_encode(bad, ACCF)
     c = np.arange(256, dtype=np.uint8)  # the FP8 operands (the SRUs' output codes)
     v8 = decode(c, OPF)
     assert np.array_equal(acc_encode(v8.astype(np.float64), OPF), encode(v8, OPF))
