@@ -16,6 +16,7 @@ from isa.compiler.emitter import (
     GT_OFF,
     IMG,
     K_IDX,
+    LATE,
     P_IDX,
     PERS,
     SIDE,
@@ -499,18 +500,9 @@ class BackwardLowering(BlockBuilder):
                     e.emit("sync", wt=SIDE2, unit=UNIT.values.index("tc"))
                 for k0 in range(kbase, kbase + kspan, kn):
                     last = k0 + kn == kbase + kspan
-                    loads = self.channels(
-                        "dma.ld",
-                        "err",
-                        SLOT["err"],
-                        0,
-                        BASE_A,
-                        sh.k,
-                        sh.oh * sh.ow,
-                        k0,
-                        kn,
-                        note="output errors",
-                    )
+                    # the gate mask first: the work packer reads it before the step's
+                    # tc.bwd and plans while the output errors are loading
+                    loads = []
                     if gated:
                         loads += self.channels(
                             "dma.ld",
@@ -524,10 +516,23 @@ class BackwardLowering(BlockBuilder):
                             kn // group,
                             note="gate mask",
                         )
+                    loads += self.channels(
+                        "dma.ld",
+                        "err",
+                        SLOT["err"],
+                        0,
+                        BASE_A,
+                        sh.k,
+                        sh.oh * sh.ow,
+                        k0,
+                        kn,
+                        note="output errors",
+                    )
                     gm = self.skip_bytes + ((k0 - kbase) * (ch // gc) if ws else 0)
                     pre = []
                     if app is not None:  # dY through the ReLU's and the norm's backward
                         pre = self.bp_norm_load(sh, t, app, dsrc, loads)
+                    n_early = sum(o.op == "dma.ld" for o in loads)
                     comp = [
                         *pre,
                         self.addr_op(TMP_A, SLOT["err"], align(kn * sh.oh * sh.ow) if pre else 0),
@@ -580,7 +585,15 @@ class BackwardLowering(BlockBuilder):
                         self._side_paths(comp, keep_dx)
                     if app is not None:
                         self._early_store(comp)
-                    e.step(loads, comp, stores)
+                    # the operands of the SFU work on dX load after what the tensor cores
+                    # (and the SFU work before them) need: the cores start once those are in
+                    late = sum(o.op == "dma.ld" for o in loads) - n_early if split and pre else 0
+                    if late:
+                        j = next(j for j, o in enumerate(comp)
+                                 if o.op == "sfu" and j > _tc_index(comp))  # fmt: skip
+                        comp.insert(j, e.make("sync", unit=UNIT.values.index("sfu")))
+                        comp[j].wt = LATE
+                    e.step(loads, comp, stores, late=late)
                     self._patch_stores(comp, stores, dx_st, split, app is not None, keep_dx)
                 if not split:
                     e.emit("sync", sg=ACC, unit=UNIT.values.index("st"))
@@ -1005,8 +1018,25 @@ class BackwardLowering(BlockBuilder):
                 r0 = max(0, p0 * sh.stride - sh.pad)
                 r1 = min(sh.h, (p0 + t.pn - 1) * sh.stride - sh.pad + sh.r)
                 # BASE_A already points at channel k0 of the errors, BASE_B at the tile's
-                # first input channel
-                loads = self.channels(
+                # first input channel, BASE_C at the tile's first channel group. The gate
+                # mask is loaded first: the work packer reads it before the tile starts and
+                # plans while the operands are still loading.
+                loads = []
+                if gated:
+                    loads += self.channels(
+                        "dma.ld",
+                        "msk",
+                        SLOT["msk"],
+                        0,
+                        BASE_C,
+                        sh.k // group,
+                        t.pn * sh.ow,
+                        0,
+                        t.kn // group,
+                        pix0=p0 * sh.ow,
+                        note="gate mask",
+                    )
+                loads += self.channels(
                     "dma.ld",
                     "err",
                     SLOT["err"],
@@ -1032,20 +1062,6 @@ class BackwardLowering(BlockBuilder):
                     pix0=r0 * sh.w,
                     note="input rows",
                 )
-                if gated:  # BASE_C points at the tile's first channel group
-                    loads += self.channels(
-                        "dma.ld",
-                        "msk",
-                        SLOT["msk"],
-                        0,
-                        BASE_C,
-                        sh.k // group,
-                        t.pn * sh.ow,
-                        0,
-                        t.kn // group,
-                        pix0=p0 * sh.ow,
-                        note="gate mask",
-                    )
                 comp = [
                     self.setr_op(P_IDX, p0),
                     e.make(

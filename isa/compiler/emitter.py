@@ -35,6 +35,9 @@ STAT = 12  # a forward conv's output tile is ready for the statistics pass one i
 # releases the accumulators once the SFU has read them.
 SIDE, SIDE2, SIDE3 = 13, 14, 15
 CHAIN = (4, 7, 8, 9, 10, 11)
+# a step's loads that only the SFU work after the tensor cores reads (`step(late=)`); shares
+# the last chain token, which such a step never uses
+LATE = CHAIN[-1]
 
 MAX_ROWS = (1 << 12) - 1  # dma `rows` field
 
@@ -150,13 +153,18 @@ class Emitter:
         return out
 
     # -- the step protocol
-    def step(self, loads: list[Op], computes: list[Op], stores: list[Op]) -> None:
-        """Place one double-buffered step with its tokens, then toggle the slots."""
+    def step(self, loads: list[Op], computes: list[Op], stores: list[Op], late: int = 0) -> None:
+        """Place one double-buffered step with its tokens, then toggle the slots. `late`: the
+        last `late` loads are not needed by the first compute op; the load before them signals
+        LOADED, the last LATE (the caller makes their consumer wait for it)."""
         lds = [o for o in loads if o.op == "dma.ld"]
         sts = [o for o in stores if o.op == "dma.st"]
         if lds:
             lds[0].wt = FREE
             lds[-1].sg = LOADED
+        if late:
+            assert 0 < late < len(lds)
+            lds[-1 - late].sg, lds[-1].sg = LOADED, LATE
         chain = [o for o in computes if unit_of(o.op) != "ctrl"]
         edges = 0
         for i, o in enumerate(chain):
@@ -165,6 +173,8 @@ class Emitter:
             elif unit_of(o.op) != unit_of(chain[i - 1].op):
                 chain[i - 1].sg = o.wt = CHAIN[edges]
                 edges += 1
+        if late:
+            assert edges < len(CHAIN), "LATE shares the last chain token"
         if chain:
             chain[-1].sg = DONE if sts else FREE
         if sts:
