@@ -115,6 +115,23 @@ _TRACE_HELP = (
 _CONFIG_HELP = "Hardware config: a shipped name or a YAML file."
 
 
+def _simulation_options(f):
+    """The options `run` and `report` share: which iteration, at which operating point."""
+    f = click.option(
+        "--operating-point",
+        "point",
+        help="Simulate at this operating point of the config (default: its default point; "
+        "the DRAM channel's cycles depend on the clock, see dma.dram_clock).",
+    )(f)
+    return click.option(
+        "--iteration",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Which captured iteration of the trace to simulate (from 0).",
+    )(f)
+
+
 @click.command("run")
 @click.option("--trace", "trace", help=_TRACE_HELP)
 @click.option("--config", default="ref28", show_default=True, help=_CONFIG_HELP)
@@ -139,19 +156,7 @@ _CONFIG_HELP = "Hardware config: a shipped name or a YAML file."
     "bytes in an order the program's tokens do not allow (about 20 s per mode for ResNet-20 "
     "at batch 128; exit status 1 if any; docs/simulator.md).",
 )
-@click.option(
-    "--iteration",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Which captured iteration of the trace to simulate (from 0).",
-)
-@click.option(
-    "--operating-point",
-    "point",
-    help="Simulate at this operating point of the config (default: its default point; the "
-    "DRAM channel's cycles depend on the clock, see dma.dram_clock).",
-)
+@_simulation_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_cmd(
     trace: str | None,
@@ -229,19 +234,7 @@ def run_cmd(
     help="Report directory.",
 )
 @click.option("--force", is_flag=True, help="Overwrite a non-empty report directory.")
-@click.option(
-    "--iteration",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Which captured iteration of the trace to simulate (from 0).",
-)
-@click.option(
-    "--operating-point",
-    "point",
-    help="Simulate at this operating point of the config (default: its default point; the "
-    "DRAM channel's cycles depend on the clock, see dma.dram_clock).",
-)
+@_simulation_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def report_cmd(
     trace: str | None,
