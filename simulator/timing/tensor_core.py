@@ -343,16 +343,23 @@ def _dynamic_work(
     )  # fmt: skip
 
 
-def _pick(out: TcWork, at, static_steps: np.ndarray, dyn: np.ndarray) -> None:
-    """Store policy `dynamic`'s result: the packer, which knows the static assignment's
-    busiest lane too, keeps the static one where its own plan would not be faster; the plan
-    is paid either way."""
+def _pick(out: TcWork, at, static_steps, dyn, lane_steps, geo: TcGeometry) -> None:
+    """Store policy `dynamic`'s result. The packer first measures the tile's runs (one per
+    cycle), which gives it the static assignment's busiest lane and the balanced bound (all
+    lanes' steps / lanes). It plans the lanes (n_tc x (lanes + 1) cycles: one per lane, one
+    descriptor per core) only where the static busiest lane exceeds that bound by more than
+    the lane plan costs, and keeps its own plan only where it is faster than the static one;
+    elsewhere the tile runs static, having paid the measuring only."""
     steps, extra, plan, moved = dyn
-    better = steps + extra < static_steps
+    lane_plan = geo.n_tc * (geo.lanes + 1)
+    bound = -(-np.asarray(lane_steps) // (geo.n_tc * geo.lanes))
+    plans = static_steps - bound > lane_plan
+    better = plans & (steps + extra < static_steps)
+    paid = np.where(plans, plan, plan - lane_plan)
     out.max_steps[at] = np.where(better, steps, static_steps)
-    out.overhead[at] = plan + np.where(better, extra, 0)
+    out.overhead[at] = paid + np.where(better, extra, 0)
     out.reload_bytes[at] = np.where(better, moved, 0)
-    out.plan[at] = plan
+    out.plan[at] = paid
 
 
 def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
@@ -382,7 +389,7 @@ def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
         work = _pad_lanes(work, kn, geo)
         out.max_steps[sel] = _busiest(work, geo, share)
         if dyn:
-            _pick(out, sel, out.max_steps[sel], dyn_sel)
+            _pick(out, sel, out.max_steps[sel], dyn_sel, work.sum(axis=(1, 2)), geo)
         out.lane_steps[sel] = work.sum(axis=(1, 2))
         out.useful_macs[sel] = useful
     return out
@@ -503,7 +510,7 @@ def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
         work = _pad_lanes(np.asarray(work), cn, geo)
         out.max_steps[sel] = _busiest(work, geo, share)
         if dyn:
-            _pick(out, sel, out.max_steps[sel], dyn_all[:, sel])
+            _pick(out, sel, out.max_steps[sel], dyn_all[:, sel], work.sum(axis=(1, 2)), geo)
         out.lane_steps[sel] = work.sum(axis=(1, 2))
         out.useful_macs[sel] = useful
     return out
@@ -542,7 +549,7 @@ def wgr_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
             owner = np.repeat(np.arange(groups), cn)
             npx = pn * d.ow  # the dY row over the tile's pixels
             dyn_sel = _dynamic_work(n_, x, owner, share, geo, -(-npx // geo.dp), s.pipeline, npx)
-            _pick(out, sel, out.max_steps[sel], dyn_sel)
+            _pick(out, sel, out.max_steps[sel], dyn_sel, work.sum(axis=(1, 2)), geo)
         out.lane_steps[sel] = work.sum(axis=(1, 2))
         out.useful_macs[sel] = useful
     return out

@@ -215,7 +215,8 @@ def test_dynamic_lanes_share_a_dense_channel(fn):
 @pytest.mark.parametrize("fn", [fwd_work, bwd_work, wgr_work])
 def test_dynamic_equals_static_on_dense_masks(fn):
     """All gates open, every weight group nonzero: nothing to rebalance; the same busiest
-    lane, steps and MACs, no reloads; the tile pays only the packer's plan."""
+    lane, steps and MACs, no reloads; the static busiest lane is the balanced bound, so the
+    packer measures the runs and plans no lane: the tile pays the measuring only."""
     d = LayerDesc(64, 64, 8, 8, 3, 3, 1, 1, True, True)
     gate = np.ones((2, 4, 8, 8), bool)
     wg = np.ones((64, 8), bool)
@@ -223,8 +224,22 @@ def test_dynamic_equals_static_on_dense_masks(fn):
     for f in ("max_steps", "lane_steps", "useful_macs"):
         assert (getattr(dy, f) == getattr(st, f)).all(), f
     assert (dy.reload_bytes == 0).all()
-    plan = 1 + GEO.n_tc * (GEO.lanes + 1)  # runs measured + lanes planned + descriptors
-    assert (dy.overhead >= plan).all() and (dy.overhead < plan + 64 * 9).all()
+    assert (dy.overhead == dy.plan).all() and (dy.plan >= 1).all()  # the runs measured
+
+
+def test_packer_plans_lanes_only_where_it_can_gain():
+    """The packer plans the lanes only where the static busiest lane exceeds the balanced
+    bound by more than the lane plan costs: a skewed tile pays the plan (and gains), the same
+    layer with uniform masks pays the measuring only."""
+    lane_plan = GEO.n_tc * (GEO.lanes + 1)
+    d = LayerDesc(64, 16, 16, 16, 3, 3, 1, 1, False, True)
+    skew = np.zeros((16, 8), bool)
+    skew[5] = True
+    st, dy = _both(fwd_work, d, 16, 64, 16, skew, None)
+    assert (dy.plan >= lane_plan).all() and (dy.max_steps + dy.overhead < st.max_steps).all()
+    st, dy = _both(fwd_work, d, 16, 64, 16, np.ones((16, 8), bool), None)
+    assert (dy.plan == 1).all()  # one run (one lane group, all pixels alike), measured
+    assert (dy.max_steps == st.max_steps).all() and (dy.overhead == 1).all()
 
 
 @pytest.mark.parametrize("case", CASES)
