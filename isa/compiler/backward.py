@@ -504,18 +504,10 @@ class BackwardLowering(BlockBuilder):
                     # tc.bwd and plans while the output errors are loading
                     loads = []
                     if gated:
-                        loads += self.channels(
-                            "dma.ld",
-                            "msk",
-                            SLOT["msk"],
-                            0,
-                            BASE_C,
-                            sh.k // group,
-                            sh.oh * sh.ow,
-                            k0 // group,
-                            kn // group,
+                        loads += self.gate_map(
+                            "dma.ld", sh.k // group, sh.oh * sh.ow, k0 // group, kn // group,
                             note="gate mask",
-                        )
+                        )  # fmt: skip
                     loads += self.channels(
                         "dma.ld",
                         "err",
@@ -1023,19 +1015,10 @@ class BackwardLowering(BlockBuilder):
                 # plans while the operands are still loading.
                 loads = []
                 if gated:
-                    loads += self.channels(
-                        "dma.ld",
-                        "msk",
-                        SLOT["msk"],
-                        0,
-                        BASE_C,
-                        sh.k // group,
-                        t.pn * sh.ow,
-                        0,
-                        t.kn // group,
-                        pix0=p0 * sh.ow,
-                        note="gate mask",
-                    )
+                    loads += self.gate_map(
+                        "dma.ld", sh.k // group, t.pn * sh.ow, 0, t.kn // group,
+                        pix0=p0 * sh.ow, note="gate mask",
+                    )  # fmt: skip
                 loads += self.channels(
                     "dma.ld",
                     "err",

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from isa.compiler.emitter import (
+    BASE_C,
     IMG,
+    SLOT,
     ZERO,
     Op,
     buf_code,
@@ -122,6 +124,15 @@ class BlockBuilder(GraphPlan):
                 self.e.addr(reg, reg, cn)
         for reg in regs:
             self.e.addr(reg, reg, -cn * n)
+
+    def gate_map(
+        self, kind: str, groups: int, pixels: int, g0: int, gn: int, pix0: int = 0, note: str = ""
+    ) -> list[Op]:
+        """Move gate-map groups [g0, g0+gn) of `pixels` pixels (from pix0) of a layer with
+        `groups` channel groups between DRAM (register BASE_C) and the step's mask slot."""
+        return self.channels(
+            kind, "msk", SLOT["msk"], 0, BASE_C, groups, pixels, g0, gn, pix0=pix0, note=note
+        )
 
     def channels(
         self,

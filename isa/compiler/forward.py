@@ -360,19 +360,10 @@ class ForwardLowering(BlockBuilder):
                         note="output rows",
                     )
                 if gated:
-                    stores += self.channels(
-                        "dma.st",
-                        "msk",
-                        SLOT["msk"],
-                        0,
-                        BASE_C,
-                        sh.k // group,
-                        t.pn * sh.ow,
-                        0,
-                        t.kn // group,
-                        pix0=p0 * sh.ow,
-                        note="gate map",
-                    )
+                    stores += self.gate_map(
+                        "dma.st", sh.k // group, t.pn * sh.ow, 0, t.kn // group,
+                        pix0=p0 * sh.ow, note="gate map",
+                    )  # fmt: skip
                 if pool is not None:
                     comp, stores = self.fp_pool_tile(sh, t, pool, xbytes, comp, stores)
                 e.step(loads, comp, stores)
