@@ -27,34 +27,33 @@ from simulator.run import NAMED_TRACES, Workload, run_workload, synthesize_named
 from simulator.timing import masks_from_trace
 
 
-def _with_dram(cfg: HardwareConfig, bytes_per_cycle: int) -> HardwareConfig:
+def _with(cfg: HardwareConfig, section: str, field: str, value, tag: str) -> HardwareConfig:
+    """`cfg` with one parameter changed (a what-if; validated like a user's file), named
+    `<cfg.name>-<tag>`."""
     d = json.loads(canonical_json(cfg))
-    d["dma"]["dram_bytes_per_cycle"] = bytes_per_cycle
-    d["name"] = f"{cfg.name}-dram{bytes_per_cycle}"
+    d[section][field] = value
+    d["name"] = f"{cfg.name}-{tag}"
     return validate_config(d)
+
+
+def _with_dram(cfg: HardwareConfig, bytes_per_cycle: int) -> HardwareConfig:
+    return _with(cfg, "dma", "dram_bytes_per_cycle", bytes_per_cycle, f"dram{bytes_per_cycle}")
 
 
 def _with_dram_clock(cfg: HardwareConfig, clock: str) -> HardwareConfig:
-    """`cfg` with the DRAM interface on another clock (`core`: fixed bytes per core cycle)."""
-    d = json.loads(canonical_json(cfg))
-    d["dma"]["dram_clock"] = clock
-    d["name"] = f"{cfg.name}-dram-{clock}"
-    return validate_config(d)
+    """The DRAM interface on another clock (`core`: fixed bytes per core cycle)."""
+    return _with(cfg, "dma", "dram_clock", clock, f"dram-{clock}")
 
 
 def _with_lanes(cfg: HardwareConfig, policy: str) -> HardwareConfig:
-    """`cfg` with another lane work-distribution policy (an assumed design alternative)."""
-    d = json.loads(canonical_json(cfg))
-    d["tensor_core"]["lane_distribution"] = policy
-    d["name"] = f"{cfg.name}-{policy}"
-    return validate_config(d)
+    """Another lane work-distribution policy (an assumed design alternative)."""
+    return _with(cfg, "tensor_core", "lane_distribution", policy, policy)
 
 
 def _with_sfu(cfg: HardwareConfig, elements_per_cycle: int) -> HardwareConfig:
-    d = json.loads(canonical_json(cfg))
-    d["sfu"]["throughput_elements_per_cycle"] = elements_per_cycle
-    d["name"] = f"{cfg.name}-sfu{elements_per_cycle}"
-    return validate_config(d)
+    return _with(
+        cfg, "sfu", "throughput_elements_per_cycle", elements_per_cycle, f"sfu{elements_per_cycle}"
+    )
 
 
 def _workload(name: str, skew: str | None = None) -> Workload:
