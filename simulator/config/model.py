@@ -148,6 +148,21 @@ class ChannelGatingConfig(StrictModel):
         provenance=A,
         doc="Format of the learned gate threshold and of the normalized base partial sum.",
     )
+    streams_base_sums: bool = param(
+        unit="flag",
+        provenance=A,
+        doc="The CGU sits behind the tensor cores' outputs and takes each (pixel, channel "
+        "group)'s base partial sums as the lanes finish them: a group's 16 channels are 16 "
+        "lanes of one core and complete together. So a `cg.gate` may begin when its base "
+        "pass begins and ends no earlier than one output per lane (n_tc x lanes outputs at "
+        "the CGU's throughput) after the base pass ends; the conditional pass then waits "
+        "for that tail, not for the whole gate op. false: the CGU reads the base sums from "
+        "the buffer after the base pass has ended (at the SFU's width).",
+        source="ours: the chip's papers call the gating 'hardware-efficient' but do not "
+        "describe where the CGU sits; the hint's decision is taken per pixel and 16-channel "
+        "group, which is what one core's lanes produce in one step, so ref28 takes true "
+        "(calibration 'CGU after the base pass' shows false)",
+    )
 
     _fmt = field_validator("threshold_format")(_check_format)
 

@@ -4,11 +4,12 @@ traces; ref28 itself is never changed). `python -m simulator.report.calibration 
 
 Rows: the calibration workload on ref28; the same with the two parameters that calibration
 chose put back to their earlier values (the `static` lane work distribution, a 16-wide SFU),
-which shows what each choice is worth; with the DRAM interface on the core clock instead of its
-own (what `dma.dram_clock: memory` is worth at the slow, efficient operating points); with a
-faster DRAM channel (how memory-bound the program is); with uniform instead of realistic mask
-skew (how much lane imbalance costs); and the
-chip's own test-vector network (VGG-7). Every row prints cycles dense/all, speedup, the
+which shows what each choice is worth; with the CGU reading the base sums only after the
+base pass (what `cgu.streams_base_sums` is worth); with the DRAM interface on the core clock
+instead of its own (what `dma.dram_clock: memory` is worth at the slow, efficient operating
+points); with a faster DRAM channel (how memory-bound the program is); with uniform instead of
+realistic mask skew (how much lane imbalance costs); and the chip's own test-vector network
+(VGG-7). Every row prints cycles dense/all, speedup, the
 executed-MAC reduction, tensor-core busy cycles against the balanced ideal (lane steps / lanes:
 what the busiest lane costs), DMA and SFU busy cycles, and the efficiency at its best operating
 point (simulated at that point) with the speedup there. docs/simulator.md ("Calibration") reads
@@ -56,6 +57,11 @@ def _with_sfu(cfg: HardwareConfig, elements_per_cycle: int) -> HardwareConfig:
     )
 
 
+def _with_cgu_stream(cfg: HardwareConfig, on: bool) -> HardwareConfig:
+    """The CGU streaming behind the base pass, or reading its sums after it (`false`)."""
+    return _with(cfg, "cgu", "streams_base_sums", on, "cgu-stream" if on else "cgu-after")
+
+
 def _workload(name: str, skew: str | None = None) -> Workload:
     if skew is not None:
         NAMED_TRACES[f"{name}-{skew}"] = replace(NAMED_TRACES[name], skew=skew)
@@ -75,6 +81,8 @@ def study() -> list[dict]:
         ("static lane distribution", _with_lanes(ref, "static"), base),
         ("SFU 16 elements/cycle", _with_sfu(ref, 16), base),
         ("static lanes + SFU 16 (ref28 before calibration)", before, base),
+        ("CGU after the base pass (cgu.streams_base_sums false)",
+         _with_cgu_stream(ref, False), base),
         ("DRAM on the core clock (16 B/cycle at every point)",
          _with_dram_clock(ref, "core"), base),
         ("DRAM 2x (32 B/cycle at 400 MHz)", _with_dram(ref, 32), base),

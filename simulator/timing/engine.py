@@ -38,6 +38,12 @@ Rules (docs/isa.md execution model; timing choices in docs/simulator.md):
   prelude reads the masks as `pre_dep` writes them (a conditional pass's packer behind the
   CGU): it may begin when `pre_dep` begins, and its last `pre_stream` cycles (the plan that
   needs all the masks) follow `pre_dep`'s end.
+- Streaming (`early`, `follow`; the CGU behind the base pass, `cgu.streams_base_sums`): an op
+  with `early` set signals its token when its own work begins (after its prelude), so its
+  consumer may start while it runs; that consumer has `follow` = the producer and reads the
+  producer's outputs as they are written: it ends no earlier than `follow_lag` cycles after
+  the producer ends (the wait counts as a stall on the producer's unit). The compiler's
+  tokens pair the two (`model._streams`), so no other op consumes the early signal.
 - `sync` is a zero-length marker in a unit's queue: it starts once every earlier instruction
   of that unit has completed (and its token is positive), and the unit starts nothing behind
   it before then (in-order queue).
@@ -134,18 +140,21 @@ def _reserve(ch_s, ch_e, state, b, length):  # pragma: no cover - numba
 @numba.njit(cache=True)
 def schedule(  # pragma: no cover - numba
     kind, unit, wt, sg, dur, bus, tail, hold, pre, pre_dep, pre_stream,
-    latency, queue_depth, acc_sets, released, pre_start,
+    latency, queue_depth, acc_sets, released, pre_start, early, follow, follow_lag,
 ):  # fmt: skip
     """Times of every executed instruction. Inputs are per executed instruction: control
     kind, unit id, tokens, occupancy of the unit in cycles (`dur`) and of the DRAM channel
     (`bus`, DMA only), drain cycles after it (`tail`) and whether it waits for the previous
     op's drain (`hold`), prelude cycles before it (`pre`), the op whose end its prelude waits
     for (`pre_dep`) and the part of the prelude that follows that end when it streams behind
-    it (`pre_stream`, -1: no streaming); `acc_sets` output buffers per unit (module
-    docstring). Fills `released` (when the op released its unit: its end but for ops with a
-    drain) and `pre_start` (when its prelude began; its start if it has none). Returns
-    (dispatch, start, end, busy per unit, stall matrix, status): status 0 = ok, 1 = a token
-    waited on was never signalled, 2 = token overflow."""
+    it (`pre_stream`, -1: no streaming); `acc_sets` output buffers per unit; `early`: the op
+    signals its token when its work begins, not when it ends, and `follow` (-1: none): the
+    executed op whose output this one reads as it is produced, so it ends no earlier than
+    `follow_lag` cycles after that op (module docstring). Fills `released` (when the op
+    released its unit: its end but for ops with a drain) and `pre_start` (when its prelude
+    began; its start if it has none). Returns (dispatch, start, end, busy per unit, stall
+    matrix, status): status 0 = ok, 1 = a token waited on was never signalled, 2 = token
+    overflow."""
     n = kind.shape[0]
     dispatch = np.zeros(n, np.int64)
     start = np.zeros(n, np.int64)
@@ -171,6 +180,7 @@ def schedule(  # pragma: no cover - numba
     for i in range(n):
         k = kind[i]
         u = unit[i]
+        sig_t = -1
         if k in (K_BARRIER, K_HALT):
             drain = t_ctrl
             for v in range(N_UNITS):
@@ -263,7 +273,12 @@ def schedule(  # pragma: no cover - numba
                         busy[u] += pk_free[u] - w0  # the part of the prelude not hidden
                         w0 = pk_free[u]
                 last_start[u] = w0
+                sig_t = w0
                 e = w0 + dur[i]
+                j = follow[i]
+                if j >= 0 and end[j] + follow_lag[i] > e:  # waits for the producer's last output
+                    stall[u, unit[j]] += end[j] + follow_lag[i] - e
+                    e = end[j] + follow_lag[i]
                 unit_free[u] = e
                 released[i] = e
                 busy[u] += dur[i]
@@ -305,5 +320,6 @@ def schedule(  # pragma: no cover - numba
         if sg[i] != 0:
             if hsize[sg[i]] >= HEAP_CAP:
                 return dispatch[: i + 1], start[: i + 1], end[: i + 1], busy, stall, 2
-            _push(heap, hsize, sg[i], (end[i] << _UNIT_BITS) | u)
+            t_sig = sig_t if early[i] and sig_t >= 0 else end[i]
+            _push(heap, hsize, sg[i], (t_sig << _UNIT_BITS) | u)
     return dispatch, start, end, busy, stall, 0

@@ -20,7 +20,9 @@ tensor-core op's mask reads start when its prelude (the work packer, `dynamic` l
 which may be before the op itself; a prelude that streams behind the CGU
 (`tensor_core.packer_streams_gates`) reads each gate after the CGU wrote it (it follows the
 CGU's write pointer and ends after the CGU), so its reads are not checked against that one
-writer's bytes.
+writer's bytes; likewise a CGU that streams behind its base pass (`cgu.streams_base_sums`)
+reads each base sum after the lanes wrote it and ends after them, so its reads are not
+checked against that base pass's writes.
 
 Footprints follow the ISA text; operand-dependent reads (masks in modes that do not read
 them, skipped images' work) are included regardless of mode, so the check is conservative
@@ -286,6 +288,7 @@ def check(prep: PreparedProgram, masks: SparsityMasks, mode: str, limit: int = 2
     dep = prep.mask_dep[: len(end)]
     # preludes that began before their mask writer (the CGU) ended: streamed behind it
     streamed = (dep >= 0) & (pre_start < end[np.maximum(dep, 0)])
+    follow = prep.follow[: len(end)] if prep.follow is not None else np.full(len(end), -1)
     idx, feet = executed_footprints(prep.compiled)
     if len(idx) != len(start) or not np.array_equal(idx, prep.stream.index[: len(idx)]):
         raise AssertionError("the footprint walk and the timing stream disagree")
@@ -337,6 +340,8 @@ def check(prep: PreparedProgram, masks: SparsityMasks, mode: str, limit: int = 2
             late = (w_end[space][sel] > s0) & (w_unit[space][sel] != u) & (w_unit[space][sel] >= 0)
             if space == "msk" and not write and streamed[e]:
                 late &= w_who[space][sel] != dep[e]
+            if not write and follow[e] >= 0:  # reads behind the producer's write pointer
+                late &= w_who[space][sel] != follow[e]
             if late.any():
                 k = int(np.argmax(late))
                 report("WAW" if write else "RAW", space, _at(sel, k), w_who[space][sel][k], e)

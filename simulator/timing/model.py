@@ -105,6 +105,12 @@ class PreparedProgram:
     tc_touch: np.ndarray | None = None
     # per executed: the last executed op before it that writes the mask buffer (-1: none)
     mask_dep: np.ndarray | None = None
+    # per executed (`cgu.streams_base_sums`): the op signals its token when its work begins
+    # (a base pass whose CGU streams behind it); the op it streams behind (-1: none) and
+    # how long after that op's end it ends at the earliest
+    early: np.ndarray | None = None
+    follow: np.ndarray | None = None
+    follow_lag: np.ndarray | None = None
 
 
 def _descriptor(a) -> LayerDesc:
@@ -202,8 +208,55 @@ def prepare(compiled: CompiledProgram, cfg: HardwareConfig) -> PreparedProgram:
         s_dur[idx], s_bus[idx], s_ev * counts[:, None], s_ev, s_skippable[idx], tc_ops,
         layers, phases,
         layer_names, phase_names, dense_macs, bank, *_tc_touch(stream, tc_ops, cfg),
-        _mask_writers(prog, idx),
+        _mask_writers(prog, idx), *_streams(prog, sp, idx, cfg),
     )  # fmt: skip
+
+
+def _streams(prog, sp, idx, cfg: HardwareConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`cgu.streams_base_sums`: pair each executed `cg.gate` with the base pass it follows
+    (the last executed base-pass `tc.fwd` of the same descriptor before it) where the base
+    pass's token is the gate's and nothing else can take that signal: every earlier signal
+    of the token was consumed before the base pass, and no op between the two signals or
+    waits on it. The base pass then signals when it begins (`early`) and the CGU reads the
+    base sums as the lanes finish them (`follow`): the 16 channels of a gate group are the
+    16 lanes of one core, so a pixel's group completes in one step, and the CGU's last gates
+    follow the cores' last outputs by the time it takes for one output of every lane
+    (`follow_lag`)."""
+    n = len(idx)
+    early = np.zeros(n, np.bool_)
+    follow = np.full(n, -1, np.int64)
+    tcc = cfg.tensor_core
+    lag = np.full(n, -(-tcc.n_tc * tcc.lanes // cfg.sfu.throughput_elements_per_cycle), np.int64)
+    if not cfg.cgu.streams_base_sums or not n:
+        return early, follow, lag
+    base = TC_PASS.values.index("base")
+    is_gate = np.array([ins.op == "cg.gate" for ins in prog])
+    is_base = np.array([ins.op == "tc.fwd" and ins.args["pass"] == base for ins in prog])
+    desc = np.array([ins.args.get("desc", -1) for ins in prog], np.int64)
+    gates = np.flatnonzero(is_gate[idx])
+    bases = np.flatnonzero(is_base[idx])
+    if not len(gates) or not len(bases):
+        return early, follow, lag
+    at = np.searchsorted(bases, gates) - 1
+    ok = at >= 0
+    gates, j = gates[ok], bases[at[ok]]
+    wt, sg = sp.wt[idx], sp.sg[idx]
+    ok = (desc[idx[gates]] == desc[idx[j]]) & (sg[j] != 0) & (wt[gates] == sg[j]) & (wt[j] != sg[j])
+    gates, j = gates[ok], j[ok]
+    keep = np.zeros(len(gates), np.bool_)
+    for t in np.unique(wt[gates]):
+        sig = np.concatenate([[0], np.cumsum(sg == t)])  # signals of t before position k
+        wai = np.concatenate([[0], np.cumsum(wt == t)])
+        m = wt[gates] == t
+        g, b = gates[m], j[m]
+        keep[m] = (
+            (sig[b] == wai[b])  # nothing outstanding when the base pass signals
+            & (sig[g] - sig[b + 1] == 0)  # no other signal before the gate waits
+            & (wai[g] - wai[b + 1] == 0)  # and no other waiter
+        )
+    early[j[keep]] = True
+    follow[gates[keep]] = j[keep]
+    return early, follow, lag
 
 
 def _mask_writers(prog, idx) -> np.ndarray:
@@ -560,7 +613,8 @@ def simulate(
     dispatch, start, end, busy, stall, status = schedule(
         prep.kind, prep.unit, prep.wt, prep.sg, dur, bus, tail, hold, pre, prep.mask_dep, stream,
         cfg.dma.dram_latency_cycles, cfg.controller.queue_depth_instructions,
-        cfg.tensor_core.output_buffers, released, pre_start,
+        cfg.tensor_core.output_buffers, released, pre_start, prep.early, prep.follow,
+        prep.follow_lag,
     )  # fmt: skip
     if status == 1:
         raise SimulationError(f"deadlock: instruction {len(end)} waits for a token never signalled")

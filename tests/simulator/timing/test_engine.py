@@ -11,12 +11,13 @@ LD, ST, TC, SFU = (UNITS.index(u) for u in ("ld", "st", "tc", "sfu"))
 
 
 def run(rows, latency=10, depth=8, sets=1):
-    """rows: (kind, unit, wt, sg, dur, bus[, tail, hold, pre, pre_dep + 1, pre_stream + 1])."""
-    a = np.array([tuple(r) + (0,) * (11 - len(r)) for r in rows], np.int64)
+    """rows: (kind, unit, wt, sg, dur, bus[, tail, hold, pre, pre_dep + 1, pre_stream + 1,
+    early, follow + 1, follow_lag])."""
+    a = np.array([tuple(r) + (0,) * (14 - len(r)) for r in rows], np.int64)
     return schedule(
         a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5], a[:, 6], a[:, 7] > 0,
         a[:, 8], a[:, 9] - 1, a[:, 10] - 1, latency, depth, sets, np.zeros(len(a), np.int64),
-        np.zeros(len(a), np.int64),
+        np.zeros(len(a), np.int64), a[:, 11] > 0, a[:, 12] - 1, a[:, 13],
     )  # fmt: skip
 
 
@@ -181,3 +182,29 @@ def test_a_streaming_prelude_follows_its_mask_writer():
     plain = [rows[0], (K_UNIT, TC, 3, 0, 100, 0, 0, 0, 150, 1), rows[2]]
     _d, s, e, _busy, _stall, _status = run(plain)
     assert e[1] == e[0] + 150 + 100  # not streamed: after the CGU
+
+
+def test_streaming_consumer_starts_with_its_producer_and_ends_after_it():
+    """A CGU streaming behind the base pass (`early` on the base pass, `follow` on the gate):
+    the gate starts when the base pass's work starts and ends `follow_lag` after it; the
+    conditional pass waits for the gate. Without streaming the gate starts at the base
+    pass's end."""
+    cgu = UNITS.index("cgu")
+    base = (K_UNIT, TC, 0, 7, 100, 0)
+    cond = (K_UNIT, TC, 8, 0, 50, 0)
+    _d, s, e, busy, _stall, status = run(
+        [base, (K_UNIT, cgu, 7, 8, 30, 0), cond, (K_HALT, 0, 0, 0, 1, 0)]
+    )
+    assert status == 0 and s[1] == e[0] and e[1] == e[0] + 30 and s[2] == e[1]
+    streamed = [(*base, 0, 0, 0, 0, 0, 1), (K_UNIT, cgu, 7, 8, 30, 0, 0, 0, 0, 0, 0, 0, 1, 2), cond]
+    d2, s2, e2, busy2, stall2, status = run([*streamed, (K_HALT, 0, 0, 0, 1, 0)])
+    assert status == 0
+    assert s2[1] == max(s2[0], d2[1] + 1)  # begins with the base pass (once dispatched)
+    assert e2[1] == e2[0] + 2  # its last gates follow the base pass's last sums
+    assert s2[2] == e2[1] and e2[2] < e[2]
+    assert busy2[cgu] == busy[cgu] == 30  # the CGU's own work is unchanged
+    assert stall2[cgu, TC] == e2[0] + 2 - (s2[1] + 30)  # the rest is waiting for the lanes
+    # a long gate op outlasts the base pass: it ends after its own work
+    slow = [(*base, 0, 0, 0, 0, 0, 1), (K_UNIT, cgu, 7, 8, 300, 0, 0, 0, 0, 0, 0, 0, 1, 2), cond]
+    _d, s3, e3, _b, _st, status = run([*slow, (K_HALT, 0, 0, 0, 1, 0)])
+    assert status == 0 and e3[1] == s3[1] + 300

@@ -166,3 +166,32 @@ def test_double_buffered_outputs_hide_the_drain(setup):
         assert (b.released[tc][fin > 0] < end[tc][fin > 0]).any()
         # a tile never starts before the cores are released by the previous one
         assert (start[tc][1:] >= b.released[tc][:-1]).all()
+
+
+def test_cgu_streams_behind_the_base_pass(setup):
+    """`cgu.streams_base_sums` (ref28): every executed `cg.gate` is paired with the base pass
+    just before it, which signals when it begins; the gate begins before the base pass ends
+    and ends no earlier than `follow_lag` after it, the conditional pass after the gate. The
+    same work and events as with the flag off; the step is shorter and the hazard check (the
+    gate reads the base sums while they are written) finds nothing."""
+    from simulator.timing.hazards import check
+
+    cfg, g, on = setup
+    cgu = cfg.cgu.model_copy(update={"streams_base_sums": False})
+    off = prepare(on.compiled, cfg.model_copy(update={"cgu": cgu}))
+    ops = np.array(on.sp.ops)[on.stream.index]
+    gates = np.flatnonzero(ops == "cg.gate")
+    assert len(gates) and (on.follow[gates] >= 0).all() and (off.follow < 0).all()
+    base = on.follow[gates]
+    assert (ops[base] == "tc.fwd").all() and on.early[base].all() and on.early.sum() == len(gates)
+    _, m = _masks(g, skew="realistic")
+    a, b = simulate(off, m, "all"), simulate(on, m, "all", keep_times=True)
+    assert a.events == b.events and a.unit_busy["cgu"] == b.unit_busy["cgu"]
+    assert b.cycles < a.cycles
+    start, end = b.times
+    assert (start[gates] < end[base]).all()
+    assert (end[gates] >= end[base] + on.follow_lag[gates]).all()
+    cond = gates + 1
+    cond = np.array([c + np.flatnonzero(ops[c:] == "tc.fwd")[0] for c in cond])
+    assert (start[cond] >= end[gates]).all()
+    assert check(on, m, "all") == []
