@@ -77,15 +77,15 @@ class TensorCoreConfig(StrictModel):
         "channels are dealt to the cores interleaved (pixels or outputs split modulo the cores "
         "sharing a group), fixed before the masks are known. `dynamic`: after the tile's masks "
         "are read, a work packer cuts the list of (lane group, pixel or output) items into one "
-        "contiguous equal-work chunk per core and plans, within each core, which lightly "
-        "loaded lanes take over parts of the busiest lanes' work; it pays one cycle per item "
-        "run measured, per lane planned and per core descriptor, and every lane or core taking "
-        "work it does not hold under `static` reloads its stationary operands and refills the "
-        "pipeline. The packer keeps the static plan where its own is not faster; it keeps two "
-        "descriptor sets, so it reads a tile's masks and plans it as soon as the tile is in "
-        "the queue, the previous tile has started and the tile's masks are written (for a "
-        "conditional pass: by the CGU just before it; see packer_streams_gates), also while "
-        "the cores wait for operands.",
+        "contiguous chunk per core of equal total lane work and plans, within each core, "
+        "which lightly loaded lanes take over parts of the busiest lanes' work; it pays its "
+        "run measuring (packer_runs_per_cycle), one cycle per lane planned and one per core "
+        "descriptor, and every lane or core taking work it does not hold under `static` "
+        "reloads its stationary operands and refills the pipeline. The packer keeps the "
+        "static plan where its own is not faster; it keeps two descriptor sets, so it reads "
+        "a tile's masks and plans it as soon as the tile is in the queue, the previous tile "
+        "has started and the tile's masks are written (for a conditional pass: by the CGU "
+        "just before it; see packer_streams_gates), also while the cores wait for operands.",
         source="ours (docs/simulator.md, 'Calibration'): the chip's papers do not describe its "
         "work distribution, but publish that its tensor cores are kept highly utilized in all "
         "three phases, which `static` contradicts on Lasso-sparse layers (tensor-core "
@@ -113,13 +113,27 @@ class TensorCoreConfig(StrictModel):
         provenance=A,
         doc="Policy `dynamic` only: the work packer of a conditional pass reads the gates as "
         "the CGU writes them (following the CGU's write pointer) and builds the runs of all "
-        "lane groups as they arrive, still one run per cycle; so its mask reads and run "
+        "lane groups as they arrive (packer_runs_per_cycle); so its mask reads and run "
         "measuring may begin when the CGU op begins, and only what of them outlasts the CGU, "
         "plus the lane plan and core descriptors (lanes + 1 cycles per core), follows the "
         "last gate. false: the packer starts on a conditional pass when the CGU has ended.",
         source="ours: the chip's papers do not describe how its scheduler meets the gating "
         "unit; a packer placed behind the CGU in every gated tile would be built to stream "
         "its output, so ref28 takes true",
+    )
+    packer_runs_per_cycle: int = param(
+        unit="runs per cycle",
+        provenance=A,
+        doc="Policy `dynamic` only: item runs the work packer measures per cycle (a run: one "
+        "lane group's pixel or output range whose items cost alike, e.g. one dY pixel's gate "
+        "byte in a gated layer's BP). 1: one run per cycle, so a gated 32x32 BP tile's 1024 "
+        "runs cost 1024 cycles against its 64 cycles of mask reads. 16: the packer sums one "
+        "mask-buffer word (16 one-byte runs) per cycle with an adder tree per lane, keeping "
+        "pace with the mask reads.",
+        source="ours: the chip's papers do not describe a work packer; one that takes a mask "
+        "word per cycle, the rate at which it reads the masks, is the natural width "
+        "(buffers.mask.word_bytes = 16), so ref28 takes 16",
+        gt=0,
     )
 
     _fmt = field_validator("operand_format", "accumulator_format")(_check_format)

@@ -453,7 +453,7 @@ def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWo
         tiles = OpTiles(d, a["kn"], a["cn"], a["pn"], op.k0, op.c0, op.p0, op.img)
         view = SparsityView(
             geo, wg, masks.group_in, masks.channel_group,
-            tcc.lane_distribution, tcc.pipeline_depth_cycles,
+            tcc.lane_distribution, tcc.pipeline_depth_cycles, tcc.packer_runs_per_cycle,
         )  # fmt: skip
         if op.op == "tc.fwd":
             w = fwd_work(tiles, view, gc)

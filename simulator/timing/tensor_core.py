@@ -18,8 +18,8 @@ Lane mapping (an assumption of this model, documented in docs/simulator.md):
   between them; left-over cores idle.
 This is the `static` lane work distribution (`tensor_core.lane_distribution`). The assumed
 alternative `dynamic` (`_dynamic_work`) packs each masked tile's work after its masks are read:
-equal-work chunks per core, lightly loaded lanes taking over parts of the busiest lanes' work,
-with the packer's cycles and the operand reloads charged to the tile.
+chunks of equal total lane work per core, lightly loaded lanes taking over parts of the busiest
+lanes' work, with the packer's cycles and the operand reloads charged to the tile.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class OpTiles:
 class SparsityView:
     """What the lanes see of the weight sparsity: the array geometry, the group mask (None =
     weight sparsity off) and the group shapes; the lane work-distribution policy (`static` or
-    `dynamic`, see `_dynamic`) and the pipeline depth a dynamic core pays per foreign group."""
+    `dynamic`, see `_dynamic_work`), the pipeline depth a dynamic core pays per foreign group
+    and the runs the dynamic packer measures per cycle."""
 
     geo: TcGeometry
     wg: np.ndarray | None
@@ -83,6 +84,7 @@ class SparsityView:
     channel_group: int
     policy: str = "static"
     pipeline: int = 0
+    runs_per_cycle: int = 1
 
 
 @dataclass
@@ -194,10 +196,10 @@ def _lane_items(x: np.ndarray, geo: TcGeometry) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _packer(n, s, owner, owned, n_tc, cost, lane_bytes):  # pragma: no cover - numba
+def _packer(n, s, owner, owned, n_tc, cost, lane_bytes, measure):  # pragma: no cover - numba
     """Policy `dynamic` for E instances of one tile (see `_dynamic_work`); s is (E or 1, R,
-    lanes). Returns (4, E): busiest lane's cycles, the cores' reload cycles beyond it, the
-    packer's cycles, bytes reloaded."""
+    lanes); measure: the cycles measuring the R runs. Returns (4, E): busiest lane's cycles,
+    the cores' reload cycles beyond it, the packer's cycles, bytes reloaded."""
     e_n, r_n = n.shape
     lanes = s.shape[2]
     groups = owned.shape[1]
@@ -213,17 +215,20 @@ def _packer(n, s, owner, owned, n_tc, cost, lane_bytes):  # pragma: no cover - n
     hasg = np.zeros(groups, np.bool_)
     for e in range(e_n):
         se = e if s.shape[0] > 1 else 0
-        # 1. the work list's prefix sums: an item weighs its busiest lane's steps
+        # 1. the work list's prefix sums: an item weighs all its lanes' steps (the core's lanes
+        #    share its chunk, step 3); big: the most steps one item costs one lane
         big = 0
         for r in range(r_n):
             mr = 0
+            tr = 0
             for i in range(lanes):
+                tr += s[se, r, i]
                 if s[se, r, i] > mr:
                     mr = s[se, r, i]
-            m[r] = mr
+            m[r] = tr
             if n[e, r] > 0 and mr > big:
                 big = mr
-            wc[r + 1] = wc[r] + n[e, r] * mr
+            wc[r + 1] = wc[r] + n[e, r] * tr
             nc[r + 1] = nc[r] + n[e, r]
             for i in range(lanes):
                 ls[r + 1, i] = ls[r, i] + n[e, r] * s[se, r, i]
@@ -308,48 +313,61 @@ def _packer(n, s, owner, owned, n_tc, cost, lane_bytes):  # pragma: no cover - n
             moved += foreign * lanes + pieces
         out[0, e] = t_max
         out[1, e] = time_max - t_max
-        out[2, e] = r_n + n_tc * lanes + n_tc
+        out[2, e] = measure + n_tc * lanes + n_tc
         out[3, e] = moved * lane_bytes
     return out
 
 
 def _dynamic_work(
-    n, s, owner, share: int, geo: TcGeometry, reload: int, pipeline: int, lane_bytes: int
+    n,
+    s,
+    owner,
+    share: int,
+    geo: TcGeometry,
+    reload: int,
+    pipeline: int,
+    lane_bytes: int,
+    runs_per_cycle: int = 1,
 ):
     """Policy `dynamic` for one tile's instances. The work is a list of runs, group-major (a
     run belongs to one lane group, the 16 consecutive channels a core's lanes hold; owner: the
     lane group of each run, non-decreasing); run r has n[e, r] identical items, an item costing
     s[e, r, i] steps on lane i of the core that takes it. The packer
-    1. cuts the list into n_tc contiguous chunks of equal work, measuring an item by its
-       busiest lane, on whole items: core t takes chunk t;
+    1. cuts the list into n_tc contiguous chunks of equal work, measuring an item by the sum
+       of its lanes' steps (step 2 spreads a chunk over the core's lanes, so a core's time
+       follows its chunk's total, not its busiest lane: weighing an item by its busiest lane
+       gave the cores of a Lasso-skewed WU tile up to 3x unequal totals), on whole items:
+       core t takes chunk t;
     2. plans, per core, that lanes with little work take over parts of the busiest lanes'
        pixel (or output) ranges, each piece costing its helper `reload + pipeline` cycles and
        ending on a whole item: the core finishes at the least T with
        sum (w - T)+ <= sum (T - w - cost)+ (each helper one piece), plus one item, never
        later than its busiest lane.
     A core taking a lane group it does not hold under `static` reloads that group's stationary
-    operands too (`lane_bytes` per lane). The packer measures one run per cycle, plans one lane
-    per cycle and writes one descriptor per core. Returns per instance (4, E): busiest lane's
-    cycles, the cores' reload cycles beyond it, the packer's cycles, bytes reloaded."""
+    operands too (`lane_bytes` per lane). The packer measures `runs_per_cycle` runs per cycle
+    (`tensor_core.packer_runs_per_cycle`), plans one lane per cycle and writes one descriptor
+    per core. Returns per instance (4, E): busiest lane's cycles, the cores' reload cycles
+    beyond it, the packer's cycles, bytes reloaded."""
     n = np.ascontiguousarray(n, np.int64)
     s = np.asarray(s, np.int64)
     if s.ndim == 2:
         s = s[None]
     groups = int(owner.max()) + 1
     owned = _owned(groups, geo, share)
+    measure = -(-n.shape[1] // runs_per_cycle)
     return _packer(
         n, np.ascontiguousarray(s), np.ascontiguousarray(owner, np.int64), owned,
-        geo.n_tc, reload + pipeline, lane_bytes,
+        geo.n_tc, reload + pipeline, lane_bytes, measure,
     )  # fmt: skip
 
 
 def _pick(out: TcWork, at, static_steps, dyn, lane_steps, geo: TcGeometry) -> None:
-    """Store policy `dynamic`'s result. The packer first measures the tile's runs (one per
-    cycle), which gives it the static assignment's busiest lane and the balanced bound (all
-    lanes' steps / lanes). It plans the lanes (n_tc x (lanes + 1) cycles: one per lane, one
-    descriptor per core) only where the static busiest lane exceeds that bound by more than
-    the lane plan costs, and keeps its own plan only where it is faster than the static one;
-    elsewhere the tile runs static, having paid the measuring only."""
+    """Store policy `dynamic`'s result. The packer first measures the tile's runs
+    (`runs_per_cycle` per cycle), which gives it the static assignment's busiest lane and the
+    balanced bound (all lanes' steps / lanes). It plans the lanes (n_tc x (lanes + 1) cycles:
+    one per lane, one descriptor per core) only where the static busiest lane exceeds that
+    bound by more than the lane plan costs, and keeps its own plan only where it is faster
+    than the static one; elsewhere the tile runs static, having paid the measuring only."""
     steps, extra, plan, moved = dyn
     lane_plan = geo.n_tc * (geo.lanes + 1)
     bound = -(-np.asarray(lane_steps) // (geo.n_tc * geo.lanes))
@@ -376,7 +394,9 @@ def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
         if dyn:  # items: (lane group, pixel); stationary operand: the lanes' weights
             n_, s_, owner = _fwd_items(t, s, gates, int(kk), sel, steps, groups)
             reload = -(-cn * d.taps // geo.dp)  # a lane's weights W[k, c-range, taps]
-            dyn_sel = _dynamic_work(n_, s_, owner, share, geo, reload, s.pipeline, cn * d.taps)
+            dyn_sel = _dynamic_work(
+                n_, s_, owner, share, geo, reload, s.pipeline, cn * d.taps, s.runs_per_cycle
+            )
         if gates is None:
             npix = np.broadcast_to(
                 _static_pixels(p0[sel], pn, d.ow, share)[:, None, :], (len(sel), kn, share)
@@ -471,7 +491,9 @@ def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
     dyn_all = np.zeros((4, len(k0)), np.int64)
 
     def dynamic(n_, s_, owner, at):
-        dyn_all[:, at] = _dynamic_work(n_, s_, owner, share, geo, reload, s.pipeline, kn * d.taps)
+        dyn_all[:, at] = _dynamic_work(
+            n_, s_, owner, share, geo, reload, s.pipeline, kn * d.taps, s.runs_per_cycle
+        )
 
     for kk, cc in combos:
         sel = np.nonzero((k0 == kk) & (c0 == cc))[0]
@@ -548,7 +570,10 @@ def wgr_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
             n_ = np.full(x.shape[:2], d.taps, np.int64)
             owner = np.repeat(np.arange(groups), cn)
             npx = pn * d.ow  # the dY row over the tile's pixels
-            dyn_sel = _dynamic_work(n_, x, owner, share, geo, -(-npx // geo.dp), s.pipeline, npx)
+            reload = -(-npx // geo.dp)
+            dyn_sel = _dynamic_work(
+                n_, x, owner, share, geo, reload, s.pipeline, npx, s.runs_per_cycle
+            )
             _pick(out, sel, out.max_steps[sel], dyn_sel, work.sum(axis=(1, 2)), geo)
         out.lane_steps[sel] = work.sum(axis=(1, 2))
         out.useful_macs[sel] = useful

@@ -280,12 +280,12 @@ def test_dynamic_with_gate_groups_narrower_or_offset_from_lane_groups(cg, kk, kn
 # --- the packer kernel against a vectorised numpy statement of the same policy ---------------
 
 
-def _ref_dynamic_work(n, s, owner, share, geo, cost, lane_bytes):
+def _ref_dynamic_work(n, s, owner, share, geo, cost, lane_bytes, runs_per_cycle):
     """`tensor_core._dynamic_work` written with whole-array numpy (the kernel's earlier form),
     kept as the oracle of the numba kernel."""
     e, r = n.shape
     s = np.broadcast_to(s, (e, r, s.shape[-1]))
-    m = s.max(axis=2)
+    m = s.sum(axis=2)  # an item weighs all its lanes' steps
     wc = np.concatenate([np.zeros((e, 1), np.int64), np.cumsum(n * m, axis=1)], axis=1)
     nc = np.concatenate([np.zeros((e, 1), np.int64), np.cumsum(n, axis=1)], axis=1)
     ls = np.concatenate(
@@ -308,7 +308,7 @@ def _ref_dynamic_work(n, s, owner, share, geo, cost, lane_bytes):
     has = np.minimum(it[:, 1:, None], nc[:, None, 1:]) > np.maximum(
         it[:, :-1, None], nc[:, None, :-1]
     )
-    big = (m * (n > 0)).max(axis=1)
+    big = (s.max(axis=2) * (n > 0)).max(axis=1)
     lo = -(-w.sum(axis=2) // w.shape[2])
     top = w.max(axis=2)
     hi = top.copy()
@@ -331,7 +331,7 @@ def _ref_dynamic_work(n, s, owner, share, geo, cost, lane_bytes):
     foreign = (hasg & ~owned[None]).sum(axis=2)
     time = finish + foreign * cost
     steps = finish.max(axis=1)
-    plan = np.full(e, r + geo.n_tc * geo.lanes + geo.n_tc)
+    plan = np.full(e, -(-r // runs_per_cycle) + geo.n_tc * geo.lanes + geo.n_tc)
     moved = (foreign.sum(axis=1) * geo.lanes + pieces.sum(axis=1)) * lane_bytes
     return np.stack([steps, time.max(axis=1) - steps, plan, moved])
 
@@ -350,6 +350,7 @@ def test_packer_kernel_matches_numpy_statement(seed):
         rng.random((1, r, GEO.lanes)) < 0.6
     )
     share = 1 if groups >= GEO.n_tc else GEO.n_tc // groups
-    got = _dynamic_work(n, s, owner, share, GEO, 5, 2, 36)
-    want = _ref_dynamic_work(n, s, owner, share, GEO, 7, 36)
+    rpc = (1, 4, 16)[seed % 3]
+    got = _dynamic_work(n, s, owner, share, GEO, 5, 2, 36, rpc)
+    want = _ref_dynamic_work(n, s, owner, share, GEO, 7, 36, rpc)
     np.testing.assert_array_equal(got, want)
