@@ -485,8 +485,10 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "(all tc ops): each accumulator takes its products in dp_width-wide steps of the "
         "dot-product tree (docs/dot-product.md), rounded into the FP16 accumulator with RNE "
         "after every step; here kernel taps in row-major order, and within a tap the channels "
-        "[rc, rc + cn) in chunks of dp_width (zero-padded); an op with acc = 1 appends its "
-        "steps. fin rounds through the `act` SRU stream.",
+        "[rc, rc + cn) in chunks of the dp_width-aligned channel blocks (c div dp_width; "
+        "zero-padded: a pass starting inside a block takes that block's rest alone); with "
+        "wsparse a lane skips its chunks whose weights are all in zero Lasso groups; an op "
+        "with acc = 1 appends its steps. fin rounds through the `act` SRU stream.",
     ),
     OpSpec(
         0x31,
@@ -501,7 +503,10 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "from ro. Skipped if image `rimg` is skipped (its skip flag: mask-buffer byte rimg); "
         "gated outputs have zero error and their work is skipped. Step order per dX pixel: "
         "kernel taps in row-major order (taps without a dY pixel contribute nothing), within "
-        "a tap the kn channels in chunks of dp_width. fin rounds through the `err` stream.",
+        "a tap the kn channels in chunks of dp_width; with wsparse, the lanes of one Lasso "
+        "group of input channels take, per tap, only the k of their nonzero groups, "
+        "compacted in order, per gate group where gating applies (else the whole tile), "
+        "each part zero-padded to whole chunks. fin rounds through the `err` stream.",
     ),
     OpSpec(
         0x32,
@@ -513,7 +518,9 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "rows X (act), [row][col][c] of cn channels, from input row max(0, p stride - pad); "
         "ro = FP16 gradient accumulators (err), [k][tap][c]. Skipped if image `rimg` is "
         "skipped; gated outputs (zero error) and zero groups are skipped. Step order: the "
-        "tile's output pixels in row-major order in chunks of dp_width (not compacted).",
+        "tile's output pixels in row-major order in chunks of dp_width; where gating "
+        "applies, each gate group's outputs take only the pixels where it is open, "
+        "compacted in order.",
     ),
     # -- sparsity units
     OpSpec(

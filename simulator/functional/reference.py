@@ -12,6 +12,7 @@ dp_width-product step makes that order visible.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -185,11 +186,13 @@ class Reference:
                 gate = mean > self.gate_thr[name]
                 active = gate.repeat_interleave(g, dim=1)
                 self.gates[name] = active.reshape(b, L, k)
-            # taps in order, channels of the pass in chunks within each tap
-            A = Xf[:, :, c0:c1].reshape(b * L, taps, c1 - c0)
-            B = W[:, :, c0:c1]
+            # taps in order; within a tap the pass's channels in chunks of the dp-aligned
+            # channel blocks (a pass starting inside a block takes that block's rest alone)
+            dp = self.num.dp
+            cuts = [c0, *range((c0 // dp + 1) * dp, c1, dp), c1]
             for t in range(taps):
-                acc = self.reduce(acc, A[:, t], B[:, t], active)
+                for lo, hi in itertools.pairwise(cuts):
+                    acc = self.reduce(acc, Xf[:, t, lo:hi], W[:, t, lo:hi], active)
         y = self.q8(acc, "act", bits)
         oh, ow = layer.out_shape[1:] if len(layer.out_shape) == 3 else (1, 1)
         return y.reshape(b, oh, ow, k).permute(0, 3, 1, 2)
@@ -202,6 +205,24 @@ class Reference:
         qy, qx = torch.arange(h), torch.arange(wd)
         kt = self.sched[name].bp_k_tile
         acc = torch.zeros(b * h * wd, c, dtype=torch.float64)
+        lists = None
+        if self.prune_threshold is not None and self.sched[name].wsparse:
+            gc = self.prune_gc
+            seg = self.gate_group if name in self.gate_thr else kt
+            # a group is nonzero when one of its codes is (the group map the program loads)
+            nz = ((w != 0) | torch.signbit(w)).reshape(k, c // gc, -1).any(dim=2)  # (K, groups)
+            lists = {}
+            for k0 in range(0, k, kt):
+                lists[k0] = [
+                    (
+                        (q * gc, (q + 1) * gc),
+                        [
+                            [j - k0 for j in range(s0, min(s0 + seg, k0 + kt, k)) if nz[j, q]]
+                            for s0 in range(k0, k0 + kt, seg)
+                        ],
+                    )
+                    for q in range(c // gc)
+                ]
         for k0 in range(0, k, kt):
             for ty in range(kh):
                 py = qy + p - ty
@@ -215,7 +236,14 @@ class Reference:
                     g = g * (oky[:, None] & okx[None, :])
                     A = g.permute(0, 2, 3, 1).reshape(b * h * wd, -1)
                     B = w[k0 : k0 + kt, :, ty, tx].t()  # (C, kt)
-                    acc = self.reduce(acc, A, B)
+                    if lists is None:
+                        acc = self.reduce(acc, A, B)
+                        continue
+                    # weight sparsity: each Lasso group of input channels takes the k of its
+                    # nonzero groups, compacted, segment by segment (gate groups if gated)
+                    for (c0, c1), segs in lists[k0]:
+                        for ks in segs:
+                            acc[:, c0:c1] = self.reduce(acc[:, c0:c1], A[:, ks], B[c0:c1][:, ks])
         return self.q8(acc, "err", bits).reshape(b, h, wd, c).permute(0, 3, 1, 2)
 
     def conv_wgr(self, dy: torch.Tensor, x: torch.Tensor, name: str, keep) -> torch.Tensor:
@@ -227,13 +255,22 @@ class Reference:
         D = dy.reshape(b, k, L)
         rows = self.sched[name].wu_rows
         acc = torch.zeros(k, taps * c, dtype=torch.float64)
+        gates = self.gates.get(name)  # (B, L, K) open outputs, with gating on
+        g = self.gate_group
         for i in range(b):
             if not keep[i]:
                 continue
             for p0 in range(0, L, rows * ow):
                 A = D[i, :, p0 : p0 + rows * ow]  # (K, pixels)
                 B = X[i, p0 : p0 + rows * ow].reshape(-1, taps * c).t()  # (taps C, pixels)
-                acc = self.reduce(acc, A, B)
+                if gates is None:
+                    acc = self.reduce(acc, A, B)
+                    continue
+                # a gate group's outputs reduce over its open pixels only, in order
+                for k0 in range(0, k, g):
+                    open_ = gates[i, p0 : p0 + rows * ow, k0]
+                    acc[k0 : k0 + g] = self.reduce(acc[k0 : k0 + g], A[k0 : k0 + g][:, open_],
+                                                   B[:, open_])  # fmt: skip
         return acc
 
     @staticmethod

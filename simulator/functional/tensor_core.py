@@ -31,6 +31,38 @@ from simulator.functional.tree import (
 )
 
 
+@lru_cache(maxsize=64)
+def aligned_chunks(c0: int, cn: int, dp: int) -> np.ndarray:
+    """The step layout of channels [c0, c0 + cn) within a tap (tc.fwd, isa.spec): chunks of
+    the dp-aligned channel blocks (c // dp), each zero-padded to dp: per slot the channel's
+    offset from c0, or -1 for padding. Aligned ops (c0 a multiple of dp) get the channels
+    in order, then the padding; a pass starting inside a block (a conditional pass after a
+    base pass of 4 channels) starts with that block's part alone."""
+    out = []
+    c = c0
+    while c < c0 + cn:
+        end = min(c0 + cn, (c // dp + 1) * dp)
+        out += list(range(c - c0, end - c0)) + [-1] * (dp - (end - c))
+        c = end
+    lay = np.array(out, np.int64)
+    lay.setflags(write=False)
+    return lay
+
+
+@lru_cache(maxsize=256)
+def compacted_k(nonzero: tuple[bool, ...], seg: int, dp: int) -> np.ndarray:
+    """tc.bwd's step layout over a tile's output channels k with weight sparsity: per
+    segment of `seg` channels the k whose Lasso group is nonzero, in order, zero-padded to a
+    multiple of dp (per slot the k offset, or -1)."""
+    out: list[int] = []
+    for s0 in range(0, len(nonzero), seg):
+        ks = [k for k in range(s0, min(s0 + seg, len(nonzero))) if nonzero[k]]
+        out += ks + [-1] * (-len(ks) % dp)
+    lay = np.array(out, np.int64)
+    lay.setflags(write=False)
+    return lay
+
+
 class TensorCore:
     def __init__(self, m: Machine, srus: SRUs) -> None:
         self.m, self.srus = m, srus
@@ -110,11 +142,25 @@ class TensorCore:
     def _patches(self, src: np.ndarray, d: Descriptor, p0: int, pn: int, c0: int, cn: int):
         """tc.fwd's A (P, S, dp): `gather` with `_fwd_index`, as row copies where it is runs."""
         geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, d.c, c0, cn, self.dp)
+        if c0 % self.dp:  # the first chunk holds only the rest of c0's aligned block
+            return gather(src, self._fwd_aligned_index(*geom))
         starts = self._patch_runs(*geom)
         if starts is None:
             return gather(src, self._fwd_index(d, p0, pn, c0, cn))
         cnp = -(-cn // self.dp) * self.dp
         return gather_runs(src, starts, cn, cnp).reshape(pn * d.ow, -1, self.dp)
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def _fwd_aligned_index(*geom: int) -> np.ndarray:
+        """`_patch_index(*geom)` with the channels of each tap in `aligned_chunks`' layout:
+        (P, taps S, dp)."""
+        idx = TensorCore._patch_index(*geom[:12], 1)  # (P, taps, cn), no padding
+        lay = aligned_chunks(geom[10], geom[11], geom[12])
+        out = np.where(lay >= 0, idx[..., np.maximum(lay, 0)], -1).astype(np.int32)
+        out = out.reshape(idx.shape[0], -1, geom[12])
+        out.setflags(write=False)
+        return out
 
     def _fwd_index(self, d: Descriptor, p0: int, pn: int, c0: int, cn: int) -> np.ndarray:
         """(P, S, dp) gather indices of tc.fwd's A (patches in dp-wide channel chunks)."""
@@ -294,6 +340,10 @@ class TensorCore:
 
         def build() -> np.ndarray:
             W = self._group_mask(d, a["gm"], self._weights(d, rb, kn, d.c))
+            if c0 % self.dp:  # `aligned_chunks`, as the patches
+                lay = aligned_chunks(c0, cn, self.dp)
+                W = np.where(lay >= 0, W[:, :, c0 + np.maximum(lay, 0)], 0).astype(np.uint8)
+                return W.reshape(kn, -1, self.dp)
             return self._chunks(W[:, :, c0 : c0 + cn]).reshape(kn, -1, self.dp)
 
         key = (0, rb, kn, c0, cn, d.taps, d.c, self.m.ws_gc)
@@ -320,6 +370,9 @@ class TensorCore:
         if gate is not None:
             dy = dy.reshape(pn * ow, kn).copy()
             dy[~gate] = 0  # gated outputs have zero error
+        if d.wsparse and m.mode.wsparse:
+            self._bwd_compacted(a, d, dy, kn, c0, cn, p0, pn, gate is not None)
+            return
         # gather form: dX[q] takes, tap by tap, dY[(q + pad - tap) / stride] where it exists
         # (zeros where it does not, and in the last chunk's padding)
         geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, kn, self.dp)
@@ -351,6 +404,54 @@ class TensorCore:
         )
         self._acc_out("err", ro, acc, a["fin"], "err")
 
+    def _bwd_compacted(self, a, d: Descriptor, dy, kn: int, c0: int, cn: int, p0: int,
+                       pn: int, gated: bool) -> None:  # fmt: skip
+        """tc.bwd with weight sparsity (isa.spec): the lanes of one Lasso group of input
+        channels (gc consecutive c) share the list of output channels k whose group with
+        theirs is nonzero; per tap they take those k compacted, in chunks of dp, segment by
+        segment (the tile's gate groups where gating applies, else the whole tile), so a
+        gated (pixel, group)'s chunks are all zero and skipped."""
+        m = self.m
+        gc = m.ws_gc
+        if c0 % gc:
+            raise FunctionalError(f"tc.bwd tile from channel {c0}: not whole Lasso groups of {gc}")
+        ng = -(-cn // gc)
+        mask = m.view("msk", a["gm"], kn * ng).reshape(kn, ng).astype(bool)
+        seg = d.cg_group if gated else kn
+        base = self._bwd_gather_cached(d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, kn, 1)
+        base = base.reshape(base.shape[0], d.taps, kn)  # (h w, taps, kn): dY byte or -1
+        npix = d.h * d.w
+        ro = m.reg(a["ro"])
+        acc = self._acc_in("err", ro, (npix, cn), a["acc"])
+        rb = m.reg(a["rb"])
+        src = self._wsource(d, rb, kn, cn, a["gm"])
+        for q in range(ng):
+            lay = compacted_k(tuple(mask[:, q].tolist()), seg, self.dp)
+            if not len(lay):
+                continue  # no nonzero group: these lanes do nothing
+            cq = slice(q * gc, min(cn, (q + 1) * gc))
+            idx = np.where(lay >= 0, base[..., np.maximum(lay, 0)], -1).astype(np.int32)
+            A = gather(dy, idx.reshape(npix, -1, self.dp))
+
+            def build(cq=cq, lay=lay) -> np.ndarray:
+                W = self._group_mask(d, a["gm"], self._weights(d, rb, kn, cn))
+                B = np.transpose(W[:, :, cq], (2, 1, 0))  # (lanes, taps, kn)
+                B = np.where(lay >= 0, B[..., np.maximum(lay, 0)], 0).astype(np.uint8)
+                return B.reshape(B.shape[0], -1, self.dp)
+
+            key = (3, rb, kn, c0, cn, d.taps, q, gc, seg)
+            acc_q = np.ascontiguousarray(acc[:, cq])
+            tree_accumulate(
+                A,
+                self._prepare(key, src, build),
+                acc_q,
+                operand_format=self.opf,
+                accumulator_format=self.accf,
+                align_bits=self.align,
+            )
+            acc[:, cq] = acc_q
+        self._acc_out("err", ro, acc, a["fin"], "err")
+
     def wgr(self, a: dict[str, int], d: Descriptor) -> None:
         _, kn, _, cn, p0, pn = self._tile(a, d, "tc.wgr")
         m = self.m
@@ -376,13 +477,35 @@ class TensorCore:
         # fast path's bounds): the patches go in as the row operand and the small dY tile is
         # the one decoded for the kernel, so the accumulators are taken transposed
         accT = np.ascontiguousarray(acc.T)
-        tree_accumulate(
-            XT,
-            prepare_operand(self._chunks(np.ascontiguousarray(dy.T)), self.opf),
-            accT,
-            operand_format=self.opf,
-            accumulator_format=self.accf,
-            align_bits=self.align,
-            active=None if active is None else np.ascontiguousarray(active.T),
-        )
+        activeT = None if active is None else np.ascontiguousarray(active.T)
+        if gate is None:
+            tree_accumulate(
+                XT,
+                prepare_operand(self._chunks(np.ascontiguousarray(dy.T)), self.opf),
+                accT,
+                operand_format=self.opf,
+                accumulator_format=self.accf,
+                align_bits=self.align,
+                active=activeT,
+            )
+        else:  # each gate group reduces over its open pixels only, compacted (isa.spec)
+            g = d.cg_group
+            X2 = XT.reshape(XT.shape[0], -1)[:, :P]
+            for j in range(0, kn, g):
+                open_ = np.flatnonzero(gate[:, j])
+                if not len(open_):
+                    continue
+                acc_j = np.ascontiguousarray(accT[:, j : j + g])
+                tree_accumulate(
+                    self._chunks(np.ascontiguousarray(X2[:, open_])),
+                    prepare_operand(
+                        self._chunks(np.ascontiguousarray(dy[open_, j : j + g].T)), self.opf
+                    ),
+                    acc_j,
+                    operand_format=self.opf,
+                    accumulator_format=self.accf,
+                    align_bits=self.align,
+                    active=None if activeT is None else np.ascontiguousarray(activeT[:, j : j + g]),
+                )
+                accT[:, j : j + g] = acc_j
         self._acc_out("err", ro, accT.T, a["fin"], "err")

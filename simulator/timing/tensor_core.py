@@ -3,14 +3,17 @@ group) work or zero weight groups skip it, and a tile lasts as long as its busie
 
 Lane mapping (an assumption of this model, documented in docs/simulator.md):
 - `n_tc` cores x `lanes` dot-product units; each unit owns one output element stream and feeds
-  its `dp_width`-wide tree from a compacted list of the nonzero operands it needs (a sparse
-  gather front end), so one step retires up to `dp_width` nonzero products.
+  its `dp_width`-wide tree with the step layouts of `isa.spec` (which the functional model
+  computes bit for bit): a sparse gather front end skips what the masks say is zero.
 - FP (`tc.fwd`): a lane owns an output channel k and reduces over (tap, input channel); per
-  output pixel and tap it needs ceil(nonzero input channels / dp_width) steps. BP (`tc.bwd`):
-  a lane owns an input channel c and reduces over output channels k, the nonzero ones being
-  those with a nonzero weight group and (per pixel) an ungated channel group. WU (`tc.wgr`):
-  a lane owns an output channel k and reduces over the tile's pixels, skipping gated ones; its
-  (input channel, tap) outputs of zero groups are skipped entirely.
+  output pixel and tap it takes the chunks of the dp-aligned channel blocks and skips those
+  whose weights are all in zero Lasso groups (`aligned_chunks_in_use`). BP (`tc.bwd`): a lane
+  owns an input channel c and reduces over output channels k: the k whose weight group with
+  c's is nonzero, compacted, per gate group, skipping gated groups: per dY pixel and tap
+  the sum over ungated groups of ceil(nonzero k / dp_width) steps. WU (`tc.wgr`): a lane owns
+  an output channel k and reduces over the tile's open pixels of its gate group, compacted
+  (ceil(open / dp_width) steps); its (input channel, tap) outputs of zero groups are skipped
+  entirely.
 - Lanes come in groups of `lanes` consecutive channels. With at least `n_tc` lane groups in
   the tile, core t takes groups t, t + n_tc, ...; with fewer, every group is replicated on
   n_tc // groups cores, which split the pixels (FP, BP: flat pixel index modulo the split) or
@@ -170,6 +173,14 @@ def nonzero_channels(wg: np.ndarray | None, k0: int, kn: int, c0: int, cn: int, 
         return np.ones((kn, cn), bool)
     c = np.arange(c0, c0 + cn) // group_in
     return wg[k0 : k0 + kn][:, c]
+
+
+def aligned_chunks_in_use(nz: np.ndarray, c0: int, dp: int) -> np.ndarray:
+    """FP steps per tap of each lane: nz (kn, cn) nonzero weights of channels [c0, c0 + cn);
+    a tap's channels go in chunks of the dp-aligned channel blocks (isa.spec, tc.fwd), and a
+    lane skips the chunks whose weights are all in zero Lasso groups. (kn,)."""
+    block = (c0 + np.arange(nz.shape[1])) // dp
+    return sum(nz[:, block == b].any(axis=1).astype(np.int64) for b in np.unique(block))
 
 
 def _empty_work(k0: np.ndarray, c0: np.ndarray) -> tuple[TcWork, np.ndarray]:
@@ -389,8 +400,9 @@ def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
     out, combos = _empty_work(k0, c0)
     for kk, cc in combos:
         sel = np.nonzero((k0 == kk) & (c0 == cc))[0]
-        nnz = nonzero_channels(wg, int(kk), kn, int(cc), cn, group_in).sum(axis=1)  # (kn,)
-        steps = -(-nnz // geo.dp) * d.taps
+        nzc = nonzero_channels(wg, int(kk), kn, int(cc), cn, group_in)  # (kn, cn)
+        nnz = nzc.sum(axis=1)
+        steps = aligned_chunks_in_use(nzc, int(cc), geo.dp) * d.taps
         if dyn:  # items: (lane group, pixel); stationary operand: the lanes' weights
             n_, s_, owner = _fwd_items(t, s, gates, int(kk), sel, steps, groups)
             reload = -(-cn * d.taps // geo.dp)  # a lane's weights W[k, c-range, taps]
@@ -437,7 +449,9 @@ def _fwd_items(t: OpTiles, s: SparsityView, gates, kk: int, sel, steps, groups: 
 def _bwd_gated(bits, per_group, part, share, dp, taps, lanes, want_items):  # pragma: no cover
     """BP tiles of gated layers: bits (E, Gr, P) ungated (group, dY pixel); per_group (Gr, cn)
     nonzero weights of each input channel per channel group. Per (image, dY pixel, input
-    channel) the lane needs ceil(nonzero k / dp) steps per tap. Returns the lane steps per
+    channel) the lane needs, per tap, ceil(nonzero k / dp) steps of each ungated group: it
+    takes a group's nonzero k compacted, and no step mixes two gate groups (the functional
+    step layout, `simulator.functional.tensor_core.compacted_k`). Returns the lane steps per
     (instance, channel, core share), the nonzero products, and (want_items) the packer's items
     (instance, lane group x pixel, lane)."""
     e_n, gr, p_n = bits.shape
@@ -446,16 +460,12 @@ def _bwd_gated(bits, per_group, part, share, dp, taps, lanes, want_items):  # pr
     work = np.zeros((e_n, cn, share), np.int64)
     useful = np.zeros(e_n, np.int64)
     items = np.zeros((e_n, groups * p_n if want_items else 0, lanes), np.int64)
-    top = 0
-    for c in range(cn):
-        tot = 0
-        for g in range(gr):
-            tot += per_group[g, c]
-        top = max(top, tot)
-    steps_of = np.zeros(top + 1, np.int64)  # a table: no integer division in the loop
-    for k in range(top + 1):
-        steps_of[k] = (k + dp - 1) // dp * taps
+    seg_steps = np.zeros((gr, cn), np.int64)  # no integer division in the loop
+    for g in range(gr):
+        for c in range(cn):
+            seg_steps[g, c] = (per_group[g, c] + dp - 1) // dp * taps
     nnz = np.zeros(cn, np.int64)
+    stp = np.zeros(cn, np.int64)
     row = np.zeros(cn, np.int64)  # item row and lane of channel c (no division in the loop)
     lane = np.zeros(cn, np.int64)
     for c in range(cn):
@@ -466,12 +476,14 @@ def _bwd_gated(bits, per_group, part, share, dp, taps, lanes, want_items):  # pr
         for p in range(p_n):
             j = part[p]
             nnz[:] = 0
+            stp[:] = 0
             for g in range(gr):
                 if bits[e, g, p]:
                     for c in range(cn):
                         nnz[c] += per_group[g, c]
+                        stp[c] += seg_steps[g, c]
             for c in range(cn):
-                steps = steps_of[nnz[c]]
+                steps = stp[c]
                 work[e, c, j] += steps
                 total += nnz[c]
                 if want_items:
@@ -481,7 +493,8 @@ def _bwd_gated(bits, per_group, part, share, dp, taps, lanes, want_items):  # pr
 
 
 def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
-    """BP op work (lanes own input channels; per dY pixel the nonzero k are compacted)."""
+    """BP op work (lanes own input channels; per dY pixel and gate group the k of nonzero
+    weight groups are compacted)."""
     d, kn, cn, pn, k0, c0, p0, img = t.d, t.kn, t.cn, t.pn, t.k0, t.c0, t.p0, t.img
     geo, wg, group_in, channel_group = s.geo, s.wg, s.group_in, s.channel_group
     groups, share = _split(cn, geo)

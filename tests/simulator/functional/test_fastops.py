@@ -25,7 +25,7 @@ from simulator.functional.fastops import (
 from simulator.functional.norm import derived
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor
-from simulator.functional.tensor_core import TensorCore
+from simulator.functional.tensor_core import TensorCore, aligned_chunks
 from simulator.functional.tree import acc_decode
 from simulator.functional.units import exact_group_sums
 from simulator.numerics import decode, encode, quantize
@@ -189,7 +189,15 @@ def test_patch_indices_equal_the_slices(g):
     # the same as row copies: every (pixel, tap) is cn consecutive bytes or zeros
     geom = (h, w, kh, kw, stride, pad, d.ow, p0, pn, c, c0, cn, dp)
     assert tc._patch_runs(*geom) is not None
-    assert np.array_equal(tc._patches(buf, d, p0, pn, c0, cn), A)
+    # tc.fwd's operand: within a tap the chunks of the dp-aligned channel blocks
+    lay = aligned_chunks(c0, cn, dp)
+    assert (lay >= 0).sum() == cn and len(lay) % dp == 0
+    want = np.where(lay >= 0, ref[..., np.maximum(lay, 0)], 0).reshape(ref.shape[0], -1, dp)
+    assert np.array_equal(tc._patches(buf, d, p0, pn, c0, cn), want)
+    if c0 % dp == 0:
+        assert np.array_equal(want, A)
+    else:  # the first chunk holds the rest of c0's block only
+        assert (lay[: dp - c0 % dp] >= 0).all() and (lay[dp - c0 % dp : dp] < 0).all()
     # tc.wgr's patches transposed, pixels in dp-wide chunks (channels from 0, `cn` per pixel)
     refw = _old_patches(d, buf, p0, pn, cn, 0, cn).reshape(ref.shape[0], -1).T
     XT = gather(buf, tc._wgr_index(h, w, kh, kw, stride, pad, d.ow, p0, pn, cn, dp))

@@ -35,13 +35,15 @@ def ref_fwd(d, kn, cn, pn, k0, c0, p0, img, wg, gate):
     for i in range(kn):
         k = k0 + i
         nnz = sum(1 for c in range(c0, c0 + cn) if wg is None or wg[k, c // GI])
+        # a tap's channels go in chunks of the dp-aligned blocks; all-zero chunks are skipped
+        used = {c // GEO.dp for c in range(c0, c0 + cn) if wg is None or wg[k, c // GI]}
         for q in range(p0 * d.ow, (p0 + pn) * d.ow):
             if gate is not None and not gate[img, k // CG, q // d.ow, q % d.ow]:
                 continue
             gi, lane = divmod(i, GEO.lanes)
             core = (gi % GEO.n_tc, 0) if share == 1 else (gi, q % share)
             key = (core, lane)
-            lane_time[key] = lane_time.get(key, 0) + -(-nnz // GEO.dp) * d.taps
+            lane_time[key] = lane_time.get(key, 0) + len(used) * d.taps
             useful += nnz * d.taps
     return max(lane_time.values(), default=0), sum(lane_time.values()), useful
 
@@ -53,17 +55,20 @@ def ref_bwd(d, kn, cn, pn, k0, c0, p0, img, wg, gate):
     for i in range(cn):
         c = c0 + i
         for q in range(p0 * d.ow, (p0 + pn) * d.ow):
-            nnz = 0
+            per_seg: dict[int, int] = {}  # compacted k per gate group (one segment ungated)
             for k in range(k0, k0 + kn):
                 if wg is not None and not wg[k, c // GI]:
                     continue
                 if gate is not None and not gate[img, k // CG, q // d.ow, q % d.ow]:
                     continue
-                nnz += 1
+                seg = k // CG if gate is not None else 0
+                per_seg[seg] = per_seg.get(seg, 0) + 1
+            nnz = sum(per_seg.values())
+            steps = sum(-(-n // GEO.dp) for n in per_seg.values())
             gi, lane = divmod(i, GEO.lanes)
             core = (gi % GEO.n_tc, 0) if share == 1 else (gi, q % share)
             key = (core, lane)
-            lane_time[key] = lane_time.get(key, 0) + -(-nnz // GEO.dp) * d.taps
+            lane_time[key] = lane_time.get(key, 0) + steps * d.taps
             useful += nnz * d.taps
     return max(lane_time.values(), default=0), sum(lane_time.values()), useful
 
@@ -97,6 +102,7 @@ CASES = [  # (C, K, H, kernel, kn, cn, pn, k0, c0, p0)
     (32, 48, 4, 3, 48, 24, 4, 0, 8, 0),  # 3 groups: share 1, one core idles
     (64, 144, 3, 1, 144, 64, 3, 0, 0, 0),  # 9 groups over 4 cores (sums per core)
     (24, 40, 5, 3, 20, 16, 2, 16, 8, 1),  # partial lane group, offsets
+    (16, 32, 4, 3, 32, 12, 2, 0, 4, 1),  # channels from inside an aligned block (a cond pass)
 ]
 
 
