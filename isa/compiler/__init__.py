@@ -21,9 +21,10 @@ What the program looks like (what a simulator of it can rely on):
   the last compute signals 3 (or 1 without stores); stores wait 3 and the last signals 1. Slot
   registers r6-r9 (act, wgt, err, msk) toggle between the two halves with `xorr` after each step.
   Token 5 orders persistent loads and accumulator clears before their consumers; token 6
-  guards a persistent accumulator (BP's dX) until its store has completed. Token 12 (with a
-  `sync tc` per image) lets a forward conv's statistics pass run one image behind its
-  tensor-core work.
+  guards a persistent accumulator (BP's dX) until its store has completed. Token 12
+  (signalled by the step's first store, which waits for the tensor cores; a `sync tc` only
+  where the step has one store) lets a forward conv's statistics pass run one image behind
+  its tensor-core work.
 - Registers: r1 image index, r2-r4 per-image DRAM bases, r5 DMA address temporary, r6-r9
   slot bases, r10-r12 temporaries (in tile loops: the tile's weight, group-mask and gate-map
   offsets; FP also uses r7/r8, whose slots it does not use), r13-r15 tile indices k, c, p.

@@ -17,17 +17,20 @@ from isa.compiler.emitter import (
     IMG,
     K_IDX,
     LATE,
+    NORM_IN,
     P_IDX,
     PERS,
     SIDE,
     SIDE2,
     SIDE3,
     SLOT,
+    SUMS,
     TMP_A,
     TMP_B,
     TMP_O,
     W_OFF,
     ZERO,
+    sfu_code,
     unit_of,
 )
 from isa.compiler.plan import (
@@ -486,7 +489,8 @@ class BackwardLowering(BlockBuilder):
                 e.emit("nop", sg=SIDE2)
             wrow = ch if sh.groups == 1 else sh.cg
 
-            def body(
+            def make_step(
+                k0: int,
                 kbase: int = kbase,
                 kspan: int = kspan,
                 c0: int = c0,
@@ -494,106 +498,128 @@ class BackwardLowering(BlockBuilder):
                 kn: int = kn,
                 wrow: int = wrow,
                 split: bool = split,
+            ) -> tuple[list, list, list, int]:
+                """One k-step of an image: its loads, compute ops and stores with their
+                tokens (not placed), and how many of the loads are late."""
+                last = k0 + kn == kbase + kspan
+                # the gate mask first: the work packer reads it before the step's
+                # tc.bwd and plans while the output errors are loading
+                loads = []
+                if gated:
+                    loads += self.gate_map(
+                        "dma.ld", sh.k // group, sh.oh * sh.ow, k0 // group, kn // group,
+                        note="gate mask",
+                    )  # fmt: skip
+                loads += self.channels(
+                    "dma.ld",
+                    "err",
+                    SLOT["err"],
+                    0,
+                    BASE_A,
+                    sh.k,
+                    sh.oh * sh.ow,
+                    k0,
+                    kn,
+                    note="output errors",
+                )
+                gm = self.skip_bytes + ((k0 - kbase) * (ch // gc) if ws else 0)
+                pre = []
+                if app is not None:  # dY through the ReLU's and the norm's backward
+                    pre = self.bp_norm_load(sh, t, app, dsrc, loads)
+                n_early = sum(o.op == "dma.ld" for o in loads)
+                comp = [
+                    *pre,
+                    self.addr_op(TMP_A, SLOT["err"], align(kn * sh.oh * sh.ow) if pre else 0),
+                    self.setr_op(TMP_B, (k0 - kbase) * sh.taps * wrow),
+                    self.setr_op(K_IDX, k0),
+                    self.setr_op(C_IDX, 0 if sh.groups > 1 else c0),
+                    self.setr_op(P_IDX, 0),
+                    e.make(
+                        "tc.bwd",
+                        desc=desc,
+                        rk=K_IDX,
+                        kn=kn,
+                        rc=C_IDX,
+                        cn=sh.cg if sh.groups > 1 else ch,
+                        rp=P_IDX,
+                        pn=sh.oh,
+                        rimg=IMG,
+                        ra=TMP_A,
+                        rb=TMP_B,
+                        ro=ZERO,
+                        acc=int(k0 != kbase),
+                        fin=int(last),
+                        rm=SLOT["msk"] if gated else ZERO,
+                        gm=gm,
+                    ),
+                ]
+                stores = []
+                if app is not None:  # the normalised error, once (WU and the reference)
+                    px = sh.k * sh.oh * sh.ow
+                    stores += self.channels(
+                        "dma.st", "err", SLOT["err"], align(px), BASE_A, sh.k,
+                        sh.oh * sh.ow, 0, sh.k, note=f"error of {layer.name}",
+                        dram_off=dy.addr - dsrc.addr,
+                    )  # fmt: skip
+                # dX is a rounding record where the fused work below consumes it on chip
+                keep_dx = not (last and self.dropped(dx.name))
+                if last and keep_dx:
+                    stores += self.channels(
+                        "dma.st", "err", ZERO, 0, BASE_B, sh.c, pin, c0, ch, note="input errors"
+                    )
+                if last:
+                    if fuse is not None:
+                        self.bp_pool_tile(sh, kn, c0, ch, fuse, loads, comp, stores)
+                    if stat is not None:
+                        self.bp_norm_stat_tile(sh, t, stat, app, dx, loads, comp, stores)
+                    if mrg is not None:
+                        self.bp_merge_tile(sh, t, mrg, app, res, dx, loads, comp, stores)
+                dx_st = [o for o in stores if o.op == "dma.st" and o.note == "input errors"]
+                if split:
+                    self._side_paths(comp, keep_dx)
+                if app is not None:
+                    self._early_store(comp)
+                # the operands of the SFU work on dX load after what the tensor cores
+                # (and the SFU work before them) need: the cores start once those are in
+                late = sum(o.op == "dma.ld" for o in loads) - n_early if split and pre else 0
+                if late:
+                    j = next(j for j, o in enumerate(comp)
+                             if o.op == "sfu" and j > _tc_index(comp))  # fmt: skip
+                    comp.insert(j, e.make("sync", unit=UNIT.values.index("sfu")))
+                    comp[j].wt = LATE
+                first = self._relu_first(loads, pre) if late else 0
+                e.step_tokens(loads, comp, stores, late=late, first=first)
+                self._patch_stores(comp, stores, dx_st, split, app is not None, keep_dx)
+                if late:
+                    stores += self._stores_before_sums(comp, stores)
+                return loads, comp, stores, late
+
+            def body(
+                kbase: int = kbase, kspan: int = kspan, kn: int = kn, split: bool = split
             ) -> None:
                 e.emit("sync", wt=ACC, unit=UNIT.values.index("tc"))
                 if split:
                     e.emit("sync", wt=SIDE2, unit=UNIT.values.index("tc"))
                 for k0 in range(kbase, kbase + kspan, kn):
-                    last = k0 + kn == kbase + kspan
-                    # the gate mask first: the work packer reads it before the step's
-                    # tc.bwd and plans while the output errors are loading
-                    loads = []
-                    if gated:
-                        loads += self.gate_map(
-                            "dma.ld", sh.k // group, sh.oh * sh.ow, k0 // group, kn // group,
-                            note="gate mask",
-                        )  # fmt: skip
-                    loads += self.channels(
-                        "dma.ld",
-                        "err",
-                        SLOT["err"],
-                        0,
-                        BASE_A,
-                        sh.k,
-                        sh.oh * sh.ow,
-                        k0,
-                        kn,
-                        note="output errors",
-                    )
-                    gm = self.skip_bytes + ((k0 - kbase) * (ch // gc) if ws else 0)
-                    pre = []
-                    if app is not None:  # dY through the ReLU's and the norm's backward
-                        pre = self.bp_norm_load(sh, t, app, dsrc, loads)
-                    n_early = sum(o.op == "dma.ld" for o in loads)
-                    comp = [
-                        *pre,
-                        self.addr_op(TMP_A, SLOT["err"], align(kn * sh.oh * sh.ow) if pre else 0),
-                        self.setr_op(TMP_B, (k0 - kbase) * sh.taps * wrow),
-                        self.setr_op(K_IDX, k0),
-                        self.setr_op(C_IDX, 0 if sh.groups > 1 else c0),
-                        self.setr_op(P_IDX, 0),
-                        e.make(
-                            "tc.bwd",
-                            desc=desc,
-                            rk=K_IDX,
-                            kn=kn,
-                            rc=C_IDX,
-                            cn=sh.cg if sh.groups > 1 else ch,
-                            rp=P_IDX,
-                            pn=sh.oh,
-                            rimg=IMG,
-                            ra=TMP_A,
-                            rb=TMP_B,
-                            ro=ZERO,
-                            acc=int(k0 != kbase),
-                            fin=int(last),
-                            rm=SLOT["msk"] if gated else ZERO,
-                            gm=gm,
-                        ),
-                    ]
-                    stores = []
-                    if app is not None:  # the normalised error, once (WU and the reference)
-                        px = sh.k * sh.oh * sh.ow
-                        stores += self.channels(
-                            "dma.st", "err", SLOT["err"], align(px), BASE_A, sh.k,
-                            sh.oh * sh.ow, 0, sh.k, note=f"error of {layer.name}",
-                            dram_off=dy.addr - dsrc.addr,
-                        )  # fmt: skip
-                    # dX is a rounding record where the fused work below consumes it on chip
-                    keep_dx = not (last and self.dropped(dx.name))
-                    if last and keep_dx:
-                        stores += self.channels(
-                            "dma.st", "err", ZERO, 0, BASE_B, sh.c, pin, c0, ch, note="input errors"
-                        )
-                    if last:
-                        if fuse is not None:
-                            self.bp_pool_tile(sh, kn, c0, ch, fuse, loads, comp, stores)
-                        if stat is not None:
-                            self.bp_norm_stat_tile(sh, t, stat, app, dx, loads, comp, stores)
-                        if mrg is not None:
-                            self.bp_merge_tile(sh, t, mrg, app, res, dx, loads, comp, stores)
-                    dx_st = [o for o in stores if o.op == "dma.st" and o.note == "input errors"]
-                    if split:
-                        self._side_paths(comp, keep_dx)
-                    if app is not None:
-                        self._early_store(comp)
-                    # the operands of the SFU work on dX load after what the tensor cores
-                    # (and the SFU work before them) need: the cores start once those are in
-                    late = sum(o.op == "dma.ld" for o in loads) - n_early if split and pre else 0
-                    if late:
-                        j = next(j for j, o in enumerate(comp)
-                                 if o.op == "sfu" and j > _tc_index(comp))  # fmt: skip
-                        comp.insert(j, e.make("sync", unit=UNIT.values.index("sfu")))
-                        comp[j].wt = LATE
-                    e.step(loads, comp, stores, late=late)
-                    self._patch_stores(comp, stores, dx_st, split, app is not None, keep_dx)
+                    loads, comp, stores, _ = make_step(k0)
+                    for o in (*loads, *comp, *stores):
+                        e.place(o)
+                    e.toggle_slots()
                 if not split:
                     e.emit("sync", sg=ACC, unit=UNIT.values.index("st"))
 
             gate = [(BASE_C, mm[f"gate:{layer.name}"])] if gated else []
             if fuse is not None:  # the conv's error (SLOT wgt is free in this block)
                 gate.append((SLOT["wgt"], mm[f"err:{fuse[0].name}"]))
-            self.batch_loop([(BASE_A, dsrc), (BASE_B, dx), *gate], body)
+            bases = [(BASE_A, dsrc), (BASE_B, dx), *gate]
+            # software-pipelined in the dense program only: with gradient skipping an image
+            # may have no tensor-core work to hide the next image's norm behind, and the
+            # pipelined order makes this image's dX work wait for the next image's loads
+            # (measured: mode all lost at 400 MHz, where the loads are slow; docs)
+            if split and app is not None and self.batch > 1 and not self.sparse:
+                self.bp_pipelined(bases, lambda kbase=kbase: make_step(kbase))
+            else:
+                self.batch_loop(bases, body)
             e.emit("nop", wt=ACC)
             if split:
                 e.emit("nop", wt=SIDE2)
@@ -613,6 +639,90 @@ class BackwardLowering(BlockBuilder):
                     e.place(o)
                 e.emit("barrier")
 
+    def bp_pipelined(self, bases: list[tuple], make) -> None:
+        """The image loop of a data-gradient block that applies a batch norm to dY before
+        the tensor cores and works on dX after them, one k-step per image (`make()`: one
+        image's step, tokens set, not placed), software-pipelined over the images: iteration
+        i places image i's tc.bwd, then image i+1's front (its loads, the norm on its dY and
+        the normalised error's store), then image i's back (the SFU work on dX, the stores;
+        `_pipe_parts` cuts a step). The in-order SFU so normalises image i+1's dY while the
+        tensor cores work on image i, before it waits for them to finish image i (in step
+        order it did image i's work on dX first, and the cores waited for it and the next
+        norm). Image 0's front comes before the loop, image B-1's tc.bwd and back after it.
+        The next image's front is placed with the DRAM bases, IMG and the slot registers
+        moved one image on (registers are read at dispatch). Every token keeps its per-image
+        order on every unit, so its waits and signals stay matched."""
+        e = self.e
+        for reg, region in bases:
+            e.setr(reg, region.addr)
+        e.setr(IMG, 0)
+
+        def shift(sign: int) -> None:  # to the next image and back
+            for reg, region in bases:
+                e.addr(reg, reg, sign * region.bytes_per_image)
+            e.addr(IMG, IMG, sign)
+
+        def tc(parts: dict) -> None:
+            e.emit("sync", wt=ACC, unit=UNIT.values.index("tc"))
+            e.emit("sync", wt=SIDE2, unit=UNIT.values.index("tc"))
+            self._place(parts["tc"])
+
+        e.per_image_backward = True
+        try:
+            self._place(_pipe_parts(*make())["front"])
+            with e.loop(self.batch - 1):
+                cur, nxt = _pipe_parts(*make()), _pipe_parts(*make())
+                tc(cur)
+                shift(1)
+                e.toggle_slots()
+                self._place(nxt["front"])
+                e.toggle_slots()
+                shift(-1)
+                self._place(cur["back"])
+                e.toggle_slots()
+                shift(1)
+            last = _pipe_parts(*make())
+            tc(last)
+            self._place(last["back"])
+        finally:
+            e.per_image_backward = False
+
+    def _place(self, ops: list) -> None:
+        for o in ops:
+            self.e.place(o)
+
+    @staticmethod
+    def _relu_first(loads: list, pre: list) -> int:
+        """With a fused ReLU before the applied norm (`bp_norm_load`): the loads its relu_bwd
+        reads (all before the norm's input x), for `Emitter.step(first=)`; the norm's
+        norm_bwd waits for the rest (NORM_IN), so the ReLU's backward overlaps x's load."""
+        if not pre or pre[0].op != "sfu" or pre[0].args["op"] != sfu_code("relu_bwd"):
+            return 0
+        lds = [o for o in loads if o.op == "dma.ld"]
+        first = next(i for i, o in enumerate(lds) if o.note.startswith("input of "))
+        norm = next(o for o in pre[1:] if o.op == "sfu")
+        norm.wt = NORM_IN
+        return first
+
+    def _stores_before_sums(self, comp: list, stores: list) -> list:
+        """After `_patch_stores`: where the step's SFU work ends with batch-norm gradient sums
+        (norm_bwd_stat writes only the sums, which no store of the step reads), the stores
+        waiting for DONE wait for the SFU op before the sums instead and run beside them; a
+        `sync st` after the stores frees the slot (FREE) once the sums are done too (SUMS)."""
+        sfu = [o for o in comp if o.op == "sfu"]
+        sts = [o for o in stores if o.op == "dma.st"]
+        stat = sfu_code("norm_bwd_stat")
+        n = len(sfu)
+        while n and sfu[n - 1].args["op"] == stat:
+            n -= 1
+        if n == len(sfu) or not n or sfu[-1].sg != DONE or not sts or sts[-1].sg != FREE:
+            return []
+        assert sfu[n - 1].sg == 0 and comp.index(sfu[n - 1]) > _tc_index(comp)
+        sfu[n - 1].sg, sfu[-1].sg, sts[-1].sg = DONE, SUMS, 0
+        sync = self.e.make("sync", unit=UNIT.values.index("st"))
+        sync.wt, sync.sg = SUMS, FREE
+        return [sync]
+
     def _early_store(self, comp: list) -> None:
         """Consumer side of a fused batch norm: a `sync sfu` after norm_bwd signals SIDE3, for
         the normalised error's store (the step's first) to go without waiting for the tensor
@@ -623,8 +733,9 @@ class BackwardLowering(BlockBuilder):
 
     def _side_paths(self, comp: list, keep_dx: bool = True) -> None:
         """Producer side (fused work on dX, one k-step): a `sync tc` after tc.bwd signals SIDE
-        (dX may be stored), a `sync sfu` after the first SFU op after it, which reads the
-        accumulators, signals SIDE2 (the next image's tensor-core work may overwrite them).
+        (dX may be stored); the first SFU op after it, which reads the accumulators, signals
+        SIDE2 (the next image's tensor-core work may overwrite them), through a `sync sfu`
+        after it where it ends the SFU chain (its own signal is the step's).
         Without dX's store (a rounding record left out) there is no SIDE, and a second `sync
         sfu` releases the accumulators (ACC) in the store's place."""
         t = _tc_index(comp)
@@ -632,11 +743,15 @@ class BackwardLowering(BlockBuilder):
             comp.insert(t + 1, self.e.make("sync", unit=UNIT.values.index("tc")))
             comp[t + 1].sg = SIDE
         f = next(j for j, o in enumerate(comp) if o.op == "sfu" and j > t)
-        comp.insert(f + 1, self.e.make("sync", unit=UNIT.values.index("sfu")))
-        comp[f + 1].sg = SIDE2
+        if any(o.op == "sfu" for o in comp[f + 1 :]):  # not the chain's last: no token of its own
+            comp[f].sg = SIDE2  # one SFU queue entry less than a sync
+        else:
+            comp.insert(f + 1, self.e.make("sync", unit=UNIT.values.index("sfu")))
+            comp[f + 1].sg = SIDE2
+            f += 1
         if not keep_dx:
-            comp.insert(f + 2, self.e.make("sync", unit=UNIT.values.index("sfu")))
-            comp[f + 2].sg = ACC
+            comp.insert(f + 1, self.e.make("sync", unit=UNIT.values.index("sfu")))
+            comp[f + 1].sg = ACC
 
     def _patch_stores(
         self,
@@ -1131,6 +1246,25 @@ class BackwardLowering(BlockBuilder):
             )
         e.step(loads, comp, stores)
         e.end_block(nslots)
+
+
+def _pipe_parts(loads: list, comp: list, stores: list, late: int) -> dict:
+    """One image's step cut for `BackwardLowering.bp_pipelined`: "front" (all its loads, the
+    late ones too, so that they are requested early, the SFU work on dY up to its SIDE3 sync,
+    the normalised error's store), "tc" (the tensor cores' operand registers, tc.bwd and its
+    SIDE sync) and "back" (the SFU work on dX, the other stores)."""
+    assert late
+    side3 = next(j for j, o in enumerate(comp) if o.op == "sync" and o.sg == SIDE3) + 1
+    t = _tc_index(comp) + 1
+    if comp[t].op == "sync" and comp[t].sg == SIDE:
+        t += 1
+    st = next(j for j, o in enumerate(stores) if o.op == "dma.st") + 1
+    assert stores[st - 1].wt == SIDE3  # the normalised error's
+    return {
+        "front": [*loads, *comp[:side3], *stores[:st]],
+        "tc": comp[side3:t],
+        "back": [*comp[t:], *stores[st:]],
+    }
 
 
 def _tc_index(comp: list) -> int:

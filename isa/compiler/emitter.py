@@ -38,6 +38,10 @@ CHAIN = (4, 7, 8, 9, 10, 11)
 # a step's loads that only the SFU work after the tensor cores reads (`step(late=)`); shares
 # the last chain token, which such a step never uses
 LATE = CHAIN[-1]
+# in the same steps: the norm's input x is in (`step(first=)`: the ReLU's backward before the
+# norm's starts on the loads before it), and the batch-norm gradient sums after the SFU work on
+# dX are done (the slot is free once they and the step's stores are: `BackwardLowering`)
+NORM_IN, SUMS = CHAIN[-2], CHAIN[-3]
 
 MAX_ROWS = (1 << 12) - 1  # dma `rows` field
 
@@ -153,10 +157,30 @@ class Emitter:
         return out
 
     # -- the step protocol
-    def step(self, loads: list[Op], computes: list[Op], stores: list[Op], late: int = 0) -> None:
-        """Place one double-buffered step with its tokens, then toggle the slots. `late`: the
-        last `late` loads are not needed by the first compute op; the load before them signals
-        LOADED, the last LATE (the caller makes their consumer wait for it)."""
+    def step(
+        self, loads: list[Op], computes: list[Op], stores: list[Op], late: int = 0, first: int = 0
+    ) -> None:
+        """Place one double-buffered step with its tokens (`step_tokens`), then toggle the
+        slots."""
+        self.step_tokens(loads, computes, stores, late, first)
+        for o in (*loads, *computes, *stores):
+            self.place(o)
+        self.toggle_slots()
+
+    def toggle_slots(self) -> None:
+        for buf, mask in self.slot_toggle.items():
+            if mask:
+                self.emit("xorr", rd=SLOT[buf], rs=SLOT[buf], imm=mask)
+
+    def step_tokens(
+        self, loads: list[Op], computes: list[Op], stores: list[Op], late: int = 0, first: int = 0
+    ) -> None:
+        """The tokens of one double-buffered step (ld -> compute chain -> st), not placed.
+        `late`: the last `late` loads are not needed by the first compute op; the load before
+        them signals LOADED, the last LATE (the caller makes their consumer wait for it).
+        `first`: the first compute op needs only the first `first` loads: the load `first - 1`
+        signals LOADED and the last before the late ones NORM_IN (the caller makes their
+        consumer wait for it)."""
         lds = [o for o in loads if o.op == "dma.ld"]
         sts = [o for o in stores if o.op == "dma.st"]
         if lds:
@@ -165,6 +189,9 @@ class Emitter:
         if late:
             assert 0 < late < len(lds)
             lds[-1 - late].sg, lds[-1].sg = LOADED, LATE
+        if first:
+            assert 0 < first < len(lds) - late
+            lds[first - 1].sg, lds[-1 - late].sg = LOADED, NORM_IN
         chain = [o for o in computes if unit_of(o.op) != "ctrl"]
         edges = 0
         for i, o in enumerate(chain):
@@ -175,6 +202,8 @@ class Emitter:
                 edges += 1
         if late:
             assert edges < len(CHAIN), "LATE shares the last chain token"
+        if first:
+            assert edges < len(CHAIN) - 1, "NORM_IN shares a chain token"
         if chain:
             chain[-1].sg = DONE if sts else FREE
         if sts:
@@ -183,11 +212,6 @@ class Emitter:
         if self.per_image_backward:  # a skipped image moves no data (tokens still flow)
             for o in (*lds, *sts):
                 o.args["gsk"], o.args["rimg"] = 1, IMG
-        for o in (*loads, *computes, *stores):
-            self.place(o)
-        for buf, mask in self.slot_toggle.items():
-            if mask:
-                self.emit("xorr", rd=SLOT[buf], rs=SLOT[buf], imm=mask)
 
     def begin_slots(self, bases: dict[str, tuple[int, int]]) -> int:
         """Set the slot registers: buffer -> (slot 0 address, slot 1 address or equal for

@@ -360,21 +360,18 @@ class ForwardLowering(BlockBuilder):
                         note="output rows",
                     )
                 if gated:
-                    stores += self.gate_map(
+                    gmap = self.gate_map(
                         "dma.st", sh.k // group, t.pn * sh.ow, 0, t.kn // group,
                         pix0=p0 * sh.ow, note="gate map",
                     )  # fmt: skip
+                    # lagged: the short gate-map store first, its completion signals STAT
+                    # (`hand_over_lagged`)
+                    stores = gmap + stores if lagged else stores + gmap
                 if pool is not None:
                     comp, stores = self.fp_pool_tile(sh, t, pool, xbytes, comp, stores)
                 e.step(loads, comp, stores)
                 if stat_prev is not None:
-                    # the tensor cores wait for the normalisation only: the op before the
-                    # statistics hands over to them; the statistics wait for the previous
-                    # image's tensor-core work (signalled by the sync below)
-                    sfu_ops = [o for o in comp if o.op == "sfu"]
-                    before = sfu_ops[sfu_ops.index(stat_prev) - 1]
-                    before.sg, stat_prev.sg, stat_prev.wt = stat_prev.sg, 0, STAT
-                    e.emit("sync", sg=STAT, unit=UNIT.values.index("tc"))
+                    self.hand_over_lagged(comp, stat_prev, stores)
 
         bases = [(BASE_A, x), (BASE_B, y, K_IDX)]
         if pool is not None:  # the pooled output (the argmax at a fixed distance)
@@ -398,6 +395,25 @@ class ForwardLowering(BlockBuilder):
         e.end_block(nslots)
         if bn is not None:
             self.store_stats(bn, 0, sh.k)
+
+    def hand_over_lagged(self, comp: list, stat_prev, stores: list) -> None:
+        """Tokens of a step whose SFU takes the previous image's statistics (`lagged`).
+
+        The tensor cores wait for the normalisation only: the SFU op before the statistics
+        hands over to them. The statistics wait for the previous image's output tile (STAT).
+        STAT comes from the step's first store: it waits for the tensor cores' last op (DONE,
+        whose drain writes the tile), so its completion says the tile is there without
+        holding the tensor-core queue, as a `sync tc` would (the next image's first pass
+        behind this image's drain). Gated convs store the short gate map first, so STAT
+        follows DONE closely. A single store (it signals FREE) falls back to the sync."""
+        sfu_ops = [o for o in comp if o.op == "sfu"]
+        before = sfu_ops[sfu_ops.index(stat_prev) - 1]
+        before.sg, stat_prev.sg, stat_prev.wt = stat_prev.sg, 0, STAT
+        sts = [o for o in stores if o.op == "dma.st"]
+        if len(sts) > 1:
+            sts[0].sg = STAT
+        else:
+            self.e.emit("sync", sg=STAT, unit=UNIT.values.index("tc"))
 
     def fp_pool_tile(self, sh, t, pool, xbytes: int, comp: list, stores: list):
         """The fused ReLU and max-pool of a forward output tile (whole images, `t.pn` = oh):

@@ -143,8 +143,14 @@ def fp_tiling(
     """Forward: weights (and their group mask) of a k-tile stay resident; per image, steps
     over row tiles. `pool` > 0: a ReLU and a max-pool of `pool` taps (window = stride, no
     padding) run on each output tile in the buffer (whole images only: pn = oh): the
-    ReLU's output and the pooled output follow the accumulators, the argmax the gate mask."""
+    ReLU's output and the pooled output follow the accumulators, the argmax the gate mask.
+    Cost: DRAM bytes read plus the bandwidth-delay product per step, then fewer steps."""
     group = cfg.cgu.group_size_channels
+    # Each step waits for its loads and stores' DRAM round trips (double buffering hides
+    # one step, not the latency of every small one): a step costs as much as the bytes the
+    # channel could move in its latency (the bandwidth-delay product), so a 1x1 stride-2
+    # conv takes whole images (reading the rows it skips) rather than one row per step.
+    step_bytes = cfg.dma.dram_bytes_per_cycle * cfg.dma.dram_latency_cycles
 
     def cands():
         for kn in _k_tiles(sh):
@@ -164,7 +170,7 @@ def fp_tiling(
                     needs["act"] = x + align(acc) + align(out) + out // pool
                     needs["msk"] = align(gate) + out // pool
                 steps = (sh.k // kn) * (sh.oh // pn)
-                cost = (steps * x, steps)
+                cost = (steps * (x + step_bytes), steps)
                 pers = {"wgt": align(wbytes) + (16 if gated else 0)}  # + gate threshold
                 if wsparse:
                     pers["msk"] = kn * _groups(cfg, sh.cg)

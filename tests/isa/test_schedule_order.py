@@ -68,8 +68,9 @@ def test_the_cores_do_not_wait_for_the_operands_of_the_sfu_work_on_dx():
     """ResNet-20's data-gradient steps that normalise dY before the tensor cores and work on
     dX after them (merge, gradient sums): the operands of the work on dX are the step's last
     loads and signal LATE, not LOADED; the SFU waits for them (`sync sfu`) only after tc.bwd,
-    so the cores start once dY and the norm's operands are in."""
-    from isa.compiler.emitter import LATE, LOADED
+    so the cores start once dY and the norm's operands are in. (A step ends with the store or
+    `sync st` that frees its slot.)"""
+    from isa.compiler.emitter import FREE, LATE, LOADED, NORM_IN
 
     prog = program("resnet20")
     sfu = UNIT.values.index("sfu")
@@ -79,7 +80,7 @@ def test_the_cores_do_not_wait_for_the_operands_of_the_sfu_work_on_dx():
         if a["phase"] != "bp":
             continue
         step.append((ins, a["note"]))
-        if ins.op != "dma.st" or not ins.sg:
+        if not (ins.op == "dma.st" and ins.sg) and not (ins.op == "sync" and ins.sg == FREE):
             continue
         ops = [i.op for i, _ in step]
         lds = [(i, n) for i, n in step if i.op == "dma.ld" and i["gsk"]]
@@ -87,8 +88,10 @@ def test_the_cores_do_not_wait_for_the_operands_of_the_sfu_work_on_dx():
             steps += 1
             sg = [i.sg for i, _ in lds]
             assert sg.count(LOADED) == 1 and sg[-1] == LATE
-            # the norm's input x is the last load the cores (through norm_bwd) wait for
-            assert lds[sg.index(LOADED)][1].startswith("input of ")
+            # the norm's input x is the last load the cores (through norm_bwd) wait for:
+            # NORM_IN where a ReLU's backward before the norm waits only for LOADED
+            x = sg.index(NORM_IN) if NORM_IN in sg else sg.index(LOADED)
+            assert lds[x][1].startswith("input of ")
             tc = ops.index("tc.bwd")
             waits = [j for j, (i, _) in enumerate(step) if i.op == "sync" and i.wt == LATE]
             assert len(waits) == 1 and waits[0] > tc and step[waits[0]][0]["unit"] == sfu
