@@ -48,6 +48,7 @@ class Step:
     machine: Machine | None = None
     executed: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the process's CPU time of the run (steadier on a shared machine)
     norms: dict[str, np.ndarray] | None = None  # batch norms' float32 (2, C) gamma, beta
 
 
@@ -125,9 +126,10 @@ def execute(
         step.norms,
     )  # fmt: skip
     ex = Executor(m)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     step.executed = ex.run(step.prog.instructions)
     step.seconds = time.perf_counter() - t0
+    step.cpu_seconds = time.process_time() - c0
     step.machine = m
     return step
 
