@@ -11,7 +11,7 @@ group) work, `weight_sparsity` zero weight groups, `grad_skip` the BP/WU work of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -436,7 +436,7 @@ def _check_masks(prep: PreparedProgram, masks: SparsityMasks) -> list[str]:
 
 def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWork]:
     """Tensor-core work of every static op's executions in `mode`."""
-    gating, wsparse, _ = _FLAGS[mode]
+    gating, wsparse, gskip = _FLAGS[mode]
     tcc = prep.cfg.tensor_core
     geo = TcGeometry(tcc.n_tc, tcc.lanes, tcc.dp_width)
     gate_counts: dict[str, GateCounts] = {}
@@ -450,19 +450,39 @@ def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWo
         gc = None
         if gate is not None and op.op != "tc.bwd":
             gc = gate_counts.setdefault(op.layer, GateCounts(gate))
-        tiles = OpTiles(d, a["kn"], a["cn"], a["pn"], op.k0, op.c0, op.p0, op.img)
+        # a skipped image's BP/WU op does nothing (`_tc_costs`): its work is not worked out
+        kept = None
+        if gskip and op.op != "tc.fwd":
+            kept = np.flatnonzero(~masks.skip[op.img])
+        at = slice(None) if kept is None else kept
+        tiles = OpTiles(d, a["kn"], a["cn"], a["pn"], op.k0[at], op.c0[at], op.p0[at], op.img[at])
         view = SparsityView(
             geo, wg, masks.group_in, masks.channel_group,
             tcc.lane_distribution, tcc.pipeline_depth_cycles, tcc.packer_runs_per_cycle,
         )  # fmt: skip
-        if op.op == "tc.fwd":
+        if kept is not None and not len(kept):
+            w = TcWork(*[np.zeros(0, np.int64) for _ in range(6)])
+        elif op.op == "tc.fwd":
             w = fwd_work(tiles, view, gc)
         elif op.op == "tc.bwd":
             w = bwd_work(tiles, view, gate)
         else:
             w = wgr_work(tiles, view, gc)
-        out.append(w)
+        out.append(w if kept is None else _scatter(w, kept, len(op.img)))
     return out
+
+
+def _scatter(w: TcWork, at: np.ndarray, n: int) -> TcWork:
+    """`w` of the instances `at` as the work of all n instances (zeros elsewhere)."""
+
+    def full(x):
+        if x is None:
+            return None
+        y = np.zeros(n, np.int64)
+        y[at] = x
+        return y
+
+    return TcWork(*(full(getattr(w, f.name)) for f in fields(TcWork)))
 
 
 def _tc_costs(prep, masks, mode, dur, sev, bank_extra, tail, pre, stream) -> None:

@@ -187,7 +187,10 @@ def _empty_work(k0: np.ndarray, c0: np.ndarray) -> tuple[TcWork, np.ndarray]:
     """Zeroed work for each op instance, and the distinct (k0, c0) tiles among them."""
     e = len(k0)
     z = [np.zeros(e, np.int64) for _ in range(6)]
-    return TcWork(*z), np.unique(np.stack([k0, c0], 1), axis=0)
+    # one key per (k0, c0): a 1-D unique is much cheaper than unique rows (axis=0)
+    span = int(c0.max()) + 1 if e else 1
+    keys = np.unique(np.asarray(k0, np.int64) * span + c0)
+    return TcWork(*z), np.stack([keys // span, keys % span], 1)
 
 
 def _owned(groups: int, geo: TcGeometry, share: int) -> np.ndarray:

@@ -195,3 +195,23 @@ def test_cgu_streams_behind_the_base_pass(setup):
     cond = np.array([c + np.flatnonzero(ops[c:] == "tc.fwd")[0] for c in cond])
     assert (start[cond] >= end[gates]).all()
     assert check(on, m, "all") == []
+
+
+def test_skipped_images_work_is_not_worked_out(setup):
+    """In modes with gradient skipping, `tc_work` works out BP/WU work only for the images
+    that are not skipped (zeros for the others, which `_tc_costs` replaces anyway); for those
+    it equals the work worked out for every image."""
+    from simulator.timing.model import tc_work
+
+    _cfg, g, prep = setup
+    _, m = _masks(g, skip=0.5, seed=1, skew="realistic")
+    assert m.skip.any() and not m.skip.all()
+    every = dataclasses.replace(m, skip=np.zeros_like(m.skip))
+    for op, a, b in zip(
+        prep.tc_ops, tc_work(prep, m, "all"), tc_work(prep, every, "all"), strict=True
+    ):
+        keep = np.ones(len(op.img), bool) if op.op == "tc.fwd" else ~m.skip[op.img]
+        for f in ("max_steps", "lane_steps", "useful_macs", "overhead", "plan"):
+            x, y = getattr(a, f), getattr(b, f)
+            assert np.array_equal(x[keep], y[keep]), (op.layer, op.op, f)
+            assert not x[~keep].any(), (op.layer, op.op, f)
