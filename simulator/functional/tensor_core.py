@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from isa.layouts import aligned_chunks, compacted_k
 from simulator.functional.fastops import _rne_params, gather, gather_runs, run_starts
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor, FunctionalError, Machine
@@ -29,38 +30,6 @@ from simulator.functional.tree import (
     prepare_operand,
     tree_accumulate,
 )
-
-
-@lru_cache(maxsize=64)
-def aligned_chunks(c0: int, cn: int, dp: int) -> np.ndarray:
-    """The step layout of channels [c0, c0 + cn) within a tap (tc.fwd, isa.spec): chunks of
-    the dp-aligned channel blocks (c // dp), each zero-padded to dp: per slot the channel's
-    offset from c0, or -1 for padding. Aligned ops (c0 a multiple of dp) get the channels
-    in order, then the padding; a pass starting inside a block (a conditional pass after a
-    base pass of 4 channels) starts with that block's part alone."""
-    out = []
-    c = c0
-    while c < c0 + cn:
-        end = min(c0 + cn, (c // dp + 1) * dp)
-        out += list(range(c - c0, end - c0)) + [-1] * (dp - (end - c))
-        c = end
-    lay = np.array(out, np.int64)
-    lay.setflags(write=False)
-    return lay
-
-
-@lru_cache(maxsize=256)
-def compacted_k(nonzero: tuple[bool, ...], seg: int, dp: int) -> np.ndarray:
-    """tc.bwd's step layout over a tile's output channels k with weight sparsity: per
-    segment of `seg` channels the k whose Lasso group is nonzero, in order, zero-padded to a
-    multiple of dp (per slot the k offset, or -1)."""
-    out: list[int] = []
-    for s0 in range(0, len(nonzero), seg):
-        ks = [k for k in range(s0, min(s0 + seg, len(nonzero))) if nonzero[k]]
-        out += ks + [-1] * (-len(ks) % dp)
-    lay = np.array(out, np.int64)
-    lay.setflags(write=False)
-    return lay
 
 
 class TensorCore:

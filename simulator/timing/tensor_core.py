@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from isa.layouts import aligned_chunks
 from isa.program import DescriptorGeometry
 
 
@@ -176,11 +177,13 @@ def nonzero_channels(wg: np.ndarray | None, k0: int, kn: int, c0: int, cn: int, 
 
 
 def aligned_chunks_in_use(nz: np.ndarray, c0: int, dp: int) -> np.ndarray:
-    """FP steps per tap of each lane: nz (kn, cn) nonzero weights of channels [c0, c0 + cn);
-    a tap's channels go in chunks of the dp-aligned channel blocks (isa.spec, tc.fwd), and a
-    lane skips the chunks whose weights are all in zero Lasso groups. (kn,)."""
-    block = (c0 + np.arange(nz.shape[1])) // dp
-    return sum(nz[:, block == b].any(axis=1).astype(np.int64) for b in np.unique(block))
+    """FP steps per tap of each lane: nz (kn, cn) nonzero weights of channels [c0, c0 + cn)
+    in the chunks of `isa.layouts.aligned_chunks`; a lane skips the chunks whose weights are
+    all in zero Lasso groups. (kn,)."""
+    lay = aligned_chunks(c0, nz.shape[1], dp)
+    chunk = np.empty(nz.shape[1], np.int64)
+    chunk[lay[lay >= 0]] = np.flatnonzero(lay >= 0) // dp
+    return sum(nz[:, chunk == b].any(axis=1).astype(np.int64) for b in np.unique(chunk))
 
 
 def _empty_work(k0: np.ndarray, c0: np.ndarray) -> tuple[TcWork, np.ndarray]:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from isa.layouts import aligned_chunks, compacted_k
 from simulator.functional import Modes
 from simulator.functional.compare import prepare_model, verify_step
-from simulator.functional.tensor_core import aligned_chunks, compacted_k
 from tests.simulator.functional.test_verify import _sparse_cfg
 
 

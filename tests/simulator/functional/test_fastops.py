@@ -4,6 +4,7 @@ gather indices equal the numpy compositions they replace, bit for bit."""
 import numpy as np
 import pytest
 
+from isa.layouts import aligned_chunks
 from simulator.config import load_config
 from simulator.functional import Machine
 from simulator.functional.fastops import (
@@ -25,7 +26,7 @@ from simulator.functional.fastops import (
 from simulator.functional.norm import derived
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor
-from simulator.functional.tensor_core import TensorCore, aligned_chunks
+from simulator.functional.tensor_core import TensorCore
 from simulator.functional.tree import acc_decode
 from simulator.functional.units import exact_group_sums
 from simulator.numerics import decode, encode, quantize
