@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from simulator.config import provenance
 from simulator.report import figures, tables
 
 REPORT_FILES = ("report.md", "report.html", "summary.json")
@@ -94,6 +95,15 @@ def write_report(
                            "tflops_per_w_dense_equivalent_with_dram")}
         for p in summary["operating_points"]
     ]  # fmt: skip
+    # every chip parameter with its unit and provenance, so the report says what it assumed
+    params = [
+        {"parameter": q.path, "value": q.value, "unit": q.unit, "provenance": q.provenance,
+         "source": q.source or ""}
+        for q in provenance(cfg)
+    ]  # fmt: skip
+    counts = {
+        k: sum(q["provenance"] == k for q in params) for k in ("published", "hinted", "assumed")
+    }
     data = {
         "headline": head,
         "per_layer": layer_rows,
@@ -101,6 +111,7 @@ def write_report(
         "units": unit_rows,
         "operating_points": points,
         "calibration_gap": tables.gap_analysis(summary),
+        "config": params,
     }
     for name, rows in data.items():
         _csv(rows, out / f"{name}.csv")
@@ -147,6 +158,9 @@ def write_report(
         "the operating-points table gives each point's own simulated cycles).",
         "All figures are simulated cycles (chip clock) and pJ/uJ per training step "
         f"at {summary['operating_point']} unless stated; data files beside each figure.",
+        f"Chip parameters: {len(params)}, of which {counts['published']} published, "
+        f"{counts['hinted']} hinted (the group's public code) and {counts['assumed']} assumed "
+        "(section 'Chip parameters', config.csv).",
     ]
     sections = [
         ("Headline (per mode; data: headline.csv)", head),
@@ -158,6 +172,11 @@ def write_report(
             "Calibration against the chip: where the FLOPs reduction goes "
             "(calibration_gap.csv; docs/simulator.md explains each line)",
             data["calibration_gap"],
+        ),
+        (
+            "Chip parameters: value, unit and provenance (config.csv; published, hinted from "
+            "the group's public code, or assumed, with the source of each choice)",
+            params,
         ),
     ]
     md = ["# fp8sim speedup and energy report", ""] + [f"- {s}" for s in intro] + [""]

@@ -20,9 +20,16 @@ def test_report_writes_everything_and_refuses_to_overwrite(tmp_path):
         "per_phase.csv", "units.csv", "operating_points.csv", "energy_by_component.png",
         "energy_by_component_pj.json", "energy_by_phase.png", "energy_by_phase_pj.json",
         "roofline.png", "timeline.png", "timeline.json", "efficiency.png", "instructions.csv",
-        "calibration_gap.csv",
+        "calibration_gap.csv", "config.csv",
     ):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
+    # every chip parameter with its provenance, e.g. this session's assumed CGU streaming
+    par = {r["parameter"]: r for r in csv.DictReader((out / "config.csv").open())}
+    assert par["cgu.streams_base_sums"]["provenance"] == "assumed"
+    assert par["cgu.streams_base_sums"]["source"]
+    kinds = {r["provenance"] for r in par.values()}
+    assert kinds <= {"published", "hinted", "assumed"} and {"hinted", "assumed"} <= kinds
+    assert f"Chip parameters: {len(par)}, of which" in (out / "report.md").read_text()
     rows = list(csv.DictReader((out / "headline.csv").open()))
     assert [r["mode"] for r in rows] == ["dense", "gating", "weight_sparsity", "grad_skip", "all"]
     ins = list(csv.DictReader((out / "instructions.csv").open()))
