@@ -504,24 +504,7 @@ class BackwardLowering(BlockBuilder):
                 last = k0 + kn == kbase + kspan
                 # the gate mask first: the work packer reads it before the step's
                 # tc.bwd and plans while the output errors are loading
-                loads = []
-                if gated:
-                    loads += self.gate_map(
-                        "dma.ld", sh.k // group, sh.oh * sh.ow, k0 // group, kn // group,
-                        note="gate mask",
-                    )  # fmt: skip
-                loads += self.channels(
-                    "dma.ld",
-                    "err",
-                    SLOT["err"],
-                    0,
-                    BASE_A,
-                    sh.k,
-                    sh.oh * sh.ow,
-                    k0,
-                    kn,
-                    note="output errors",
-                )
+                loads = self.dy_loads(sh, gated, group, sh.oh * sh.ow, k0, kn)
                 gm = self.skip_bytes + ((k0 - kbase) * (ch // gc) if ws else 0)
                 pre = []
                 if app is not None:  # dY through the ReLU's and the norm's backward
@@ -638,6 +621,22 @@ class BackwardLowering(BlockBuilder):
                                     0, 0, note=f"gradient sums of {bn.name}"):  # fmt: skip
                     e.place(o)
                 e.emit("barrier")
+
+    def dy_loads(
+        self, sh, gated: bool, group: int, pixels: int, k0: int, kn: int, pix0: int = 0
+    ) -> list:
+        """A BP/WU step's gate mask (first: the work packer plans while the rest loads), then
+        its output errors dY: channels [k0, k0 + kn) of `pixels` pixels from pix0."""
+        loads = []
+        if gated:
+            loads += self.gate_map(
+                "dma.ld", sh.k // group, pixels, k0 // group, kn // group, pix0=pix0,
+                note="gate mask",
+            )  # fmt: skip
+        return loads + self.channels(
+            "dma.ld", "err", SLOT["err"], 0, BASE_A, sh.k, pixels, k0, kn, pix0=pix0,
+            note="output errors",
+        )  # fmt: skip
 
     def bp_pipelined(self, bases: list[tuple], make) -> None:
         """The image loop of a data-gradient block that applies a batch norm to dY before
@@ -1128,25 +1127,7 @@ class BackwardLowering(BlockBuilder):
                 # first input channel, BASE_C at the tile's first channel group. The gate
                 # mask is loaded first: the work packer reads it before the tile starts and
                 # plans while the operands are still loading.
-                loads = []
-                if gated:
-                    loads += self.gate_map(
-                        "dma.ld", sh.k // group, t.pn * sh.ow, 0, t.kn // group,
-                        pix0=p0 * sh.ow, note="gate mask",
-                    )  # fmt: skip
-                loads += self.channels(
-                    "dma.ld",
-                    "err",
-                    SLOT["err"],
-                    0,
-                    BASE_A,
-                    sh.k,
-                    t.pn * sh.ow,
-                    0,
-                    t.kn,
-                    pix0=p0 * sh.ow,
-                    note="output errors",
-                )
+                loads = self.dy_loads(sh, gated, group, t.pn * sh.ow, 0, t.kn, pix0=p0 * sh.ow)
                 loads += self.channels(
                     "dma.ld",
                     "act",
