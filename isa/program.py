@@ -1,5 +1,5 @@
-"""Whole-program rules that single instructions cannot check: loop bodies inside the program
-and properly nested. Shared by the decoder (errors name byte offsets) and the assembler."""
+"""Whole-program rules that single instructions cannot check: loop bodies and skipped regions
+inside the program and properly nested. Shared by the decoder (errors name byte offsets) and the assembler."""
 
 from __future__ import annotations
 
@@ -7,20 +7,28 @@ from isa.encoding import Instruction
 
 
 def structure_error(program: list[Instruction]) -> tuple[int, str] | None:
-    """(index of the offending instruction, reason) or None when the structure is valid."""
+    """(index of the offending instruction, reason) or None when the structure is valid:
+    loop bodies and `skipimg` regions end inside the program and inside the innermost
+    enclosing loop body, and a loop or region that begins in a region ends in it."""
     open_ends: list[tuple[int, int]] = []  # (loop index, end index) of enclosing loops
+    regions: list[tuple[int, int]] = []  # (skipimg index, end index) of enclosing regions
     for i, ins in enumerate(program):
         while open_ends and open_ends[-1][1] <= i:
             open_ends.pop()
-        if ins.op != "loop":
+        while regions and regions[-1][1] <= i:
+            regions.pop()
+        if ins.op not in ("loop", "skipimg"):
             continue
         end = i + ins["end"]
+        what = "loop body" if ins.op == "loop" else "skipped region"
         if end > len(program):
-            return i, f"loop body ends at instruction {end}, past the program's {len(program)}"
+            return i, f"{what} ends at instruction {end}, past the program's {len(program)}"
         if open_ends and end > open_ends[-1][1]:
             outer = open_ends[-1][0]
-            return i, f"loop body overlaps the end of the enclosing loop at instruction {outer}"
-        open_ends.append((i, end))
+            return i, f"{what} overlaps the end of the enclosing loop at instruction {outer}"
+        if regions and end > regions[-1][1]:
+            return i, f"{what} overlaps the end of the skipped region at {regions[-1][0]}"
+        (open_ends if ins.op == "loop" else regions).append((i, end))
     return None
 
 
@@ -47,10 +55,11 @@ class HardwareLoops:
         """`ins` at `pc` is a `loop`: its body starts at pc + 1."""
         self._open.append([pc + 1, pc + ins["end"], ins["count"]])
 
-    def next_pc(self, pc: int) -> int:
-        """The instruction after the one at `pc`: back to a body's start while iterations
+    def next_pc(self, pc: int, to: int | None = None) -> int:
+        """The instruction after the one at `pc` (or the target `to` of a taken `skipimg`,
+        which lies inside the innermost body): back to a body's start while iterations
         remain, else onwards (closing every loop that ends here)."""
-        pc += 1
+        pc = pc + 1 if to is None else to
         while self._open and pc == self._open[-1][1]:
             self._open[-1][2] -= 1
             if self._open[-1][2] > 0:

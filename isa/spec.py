@@ -357,6 +357,24 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         (r("rd", "Destination."), r("rs", "Source."), u("imm", 32, "Mask.")),
         "rd = rs xor imm. Toggles between the two halves of a double buffer.",
     ),
+    OpSpec(
+        0x08,
+        "skipimg",
+        "ctrl",
+        (
+            r("rimg", "Image index whose skip flag (mask-buffer byte rimg) is read."),
+            FieldSpec("end", Kind.LABEL, 16, "First instruction after the region.", min_value=1),
+        ),
+        "The gradient-skip unit's issue rule (the GSU decides whether an image's BP and WU "
+        "are issued): with gradient skipping on and image rimg's skip flag set, the "
+        "controller continues at `end`, and the region from the next instruction up to (not "
+        "including) `end` is not issued: its instructions move no data, wait for and signal "
+        "no tokens and change no register. Otherwise it continues with the next instruction. "
+        "The flag is read once every earlier gs.decide has completed. The region lies inside "
+        "the innermost enclosing loop body and contains only whole loops; the compiler keeps "
+        "each region's token signals and waits balanced, so the images that are issued pair "
+        "their tokens as if the skipped ones were not in the program.",
+    ),
     # -- configuration
     OpSpec(
         0x10,

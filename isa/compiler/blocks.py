@@ -103,7 +103,12 @@ class BlockBuilder(GraphPlan):
         with self.e.loop(self.batch):
             self.e.per_image_backward = self.e.phase in ("bp", "wu")
             try:
-                body()
+                if self.e.per_image_backward and self.sparse:
+                    # a skipped image's work is not issued, so it holds no buffer slot
+                    with self.e.skip_region(IMG):
+                        body()
+                else:
+                    body()
             finally:
                 self.e.per_image_backward = False
             for base in bases:

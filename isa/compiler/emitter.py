@@ -109,6 +109,16 @@ class Emitter:
             self.emit("nop")
         head.args["end"] = len(self.ops) - start + 1
 
+    @contextmanager
+    def skip_region(self, rimg: int) -> Iterator[None]:
+        """The instructions placed inside are one image's BP/WU work: with gradient skipping on
+        and image `rimg` skipped, the controller does not issue them (`skipimg`). They must
+        signal and wait for each token equally often."""
+        head = self.emit("skipimg", rimg=rimg, end=1)
+        start = len(self.ops)
+        yield
+        head.args["end"] = len(self.ops) - start + 1
+
     def setr(self, reg: int, value: int) -> None:
         self.emit("setr", rd=reg, imm=value)
 

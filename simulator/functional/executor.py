@@ -33,7 +33,7 @@ from simulator.functional.units import SparsityUnits
 
 _NO_DATA = frozenset({"nop", "barrier", "sync"})
 # pre-decoded instruction kinds (Executor._decode)
-_GENERIC, _SETR, _ADDR, _XORR, _LOOP, _HALT, _NOP, _DMA = range(8)
+_GENERIC, _SETR, _ADDR, _XORR, _LOOP, _HALT, _NOP, _DMA, _SKIP = range(9)
 
 
 class _DmaOp:
@@ -103,6 +103,8 @@ class Executor:
                 out.append((_LOOP, a["end"], a["count"], 0))
             elif op == "halt":
                 out.append((_HALT, 0, 0, 0))
+            elif op == "skipimg":
+                out.append((_SKIP, a["rimg"], a["end"], 0))
             elif op in _NO_DATA:
                 out.append((_NOP, 0, 0, 0))
             elif op in ("dma.ld", "dma.st"):
@@ -139,6 +141,13 @@ class Executor:
                     loops.append([pc + 1, pc + x, y])  # as isa.program.HardwareLoops
                 elif kind == _HALT:
                     break
+                elif kind == _SKIP:
+                    try:
+                        taken = self.m.skipped(regs[x])
+                    except FunctionalError as exc:
+                        raise FunctionalError(f"instruction {pc} (skipimg): {exc}") from None
+                    if taken:  # the region is not issued: continue at its end
+                        pc += y - 1
                 else:
                     try:
                         self.m.pc = pc

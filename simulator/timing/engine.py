@@ -54,7 +54,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from simulator.timing.stream import K_BARRIER, K_HALT, K_SYNC, K_UNIT, N_UNITS
+from simulator.timing.stream import K_BARRIER, K_HALT, K_SKIP, K_SYNC, K_UNIT, N_UNITS
 
 HEAP_CAP = 4096
 CH_CAP = 4096  # busy intervals of the DRAM channel kept for gap filling
@@ -302,6 +302,9 @@ def schedule(  # pragma: no cover - numba
         else:
             # Control instruction executed by the controller itself.
             s = t_ctrl
+            if k == K_SKIP and unit_done[u] > s:  # reads the skip flags the GSU wrote
+                stall[0, u] += unit_done[u] - s
+                s = unit_done[u]
             if wt[i] != 0:
                 if hsize[wt[i]] == 0:
                     return dispatch[:i], start[:i], end[:i], busy, stall, 1

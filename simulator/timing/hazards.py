@@ -38,8 +38,8 @@ import numpy as np
 from isa.compiler import CompiledProgram
 from isa.spec import BUFFER, BY_MNEMONIC, LAYER_KIND, SFU_OP, TC_PASS
 from simulator.timing.masks import SparsityMasks
-from simulator.timing.model import PreparedProgram, _descriptor, simulate
-from simulator.timing.stream import _count, _unroll, static_program
+from simulator.timing.model import PreparedProgram, _descriptor, for_mode, simulate
+from simulator.timing.stream import _count, _unroll, skip_flags, static_program
 from simulator.timing.tensor_core import LayerDesc
 
 BUFS = tuple(BUFFER.values)  # act, wgt, err, msk
@@ -251,8 +251,11 @@ def _sfu(name: str, a: dict, r: dict[str, int], d: _Desc | None) -> list[Access]
     raise ValueError(f"sfu op {name!r} has no footprint rule")
 
 
-def executed_footprints(compiled: CompiledProgram) -> tuple[np.ndarray, list[list[Access]]]:
-    """Static index and footprint of every executed instruction, in program order."""
+def executed_footprints(
+    compiled: CompiledProgram, skipped: np.ndarray | None = None
+) -> tuple[np.ndarray, list[list[Access]]]:
+    """Static index and footprint of every executed instruction, in program order
+    (`skipped`: the images whose `skipimg` regions are not issued, as `stream.unroll`)."""
     prog = compiled.instructions
     sp = static_program(prog)
     cap = np.full((len(prog), len(REG_FIELDS)), -1, np.int64)
@@ -261,7 +264,7 @@ def executed_footprints(compiled: CompiledProgram) -> tuple[np.ndarray, list[lis
             if name in ins.args and name not in ("rd", "rs"):
                 cap[i, j] = ins.args[name]
     total = int(_count(sp.kind, sp.a0, sp.a1))
-    idx, regs = _unroll(sp.kind, sp.a0, sp.a1, sp.a2, cap, total)
+    idx, regs = _unroll(sp.kind, sp.a0, sp.a1, sp.a2, cap, total, skip_flags(skipped))
     descs: dict[int, _Desc] = {}
     gc = 8
     feet: list[list[Access]] = []
@@ -283,13 +286,14 @@ def executed_footprints(compiled: CompiledProgram) -> tuple[np.ndarray, list[lis
 def check(prep: PreparedProgram, masks: SparsityMasks, mode: str, limit: int = 20) -> list[Hazard]:
     """Hazards of `prep`'s schedule in `mode` (at most `limit`, the first in program order)."""
     res = simulate(prep, masks, mode, timeline_bins=1, keep_times=True)
+    prep = for_mode(prep, masks, mode)  # the stream `simulate` scheduled
     start, end = res.times
     released, pre_start = res.released, res.pre_start
     dep = prep.mask_dep[: len(end)]
     # preludes that began before their mask writer (the CGU) ended: streamed behind it
     streamed = (dep >= 0) & (pre_start < end[np.maximum(dep, 0)])
     follow = prep.follow[: len(end)] if prep.follow is not None else np.full(len(end), -1)
-    idx, feet = executed_footprints(prep.compiled)
+    idx, feet = executed_footprints(prep.compiled, prep.skipped)
     if len(idx) != len(start) or not np.array_equal(idx, prep.stream.index[: len(idx)]):
         raise AssertionError("the footprint walk and the timing stream disagree")
     unit = prep.unit

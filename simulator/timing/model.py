@@ -25,6 +25,7 @@ from simulator.timing.masks import SparsityMasks
 from simulator.timing.stream import (
     K_CTRL,
     K_LOOP,
+    K_SKIP,
     K_SYNC,
     K_UNIT,
     UNITS,
@@ -111,6 +112,10 @@ class PreparedProgram:
     early: np.ndarray | None = None
     follow: np.ndarray | None = None
     follow_lag: np.ndarray | None = None
+    # the images whose `skipimg` regions were left out of the stream (None: none were)
+    skipped: np.ndarray | None = None
+    # per set of skip flags, the program as issued with gradient skipping on (`for_mode`)
+    derived: dict = field(default_factory=dict, repr=False)
 
 
 def _descriptor(a) -> LayerDesc:
@@ -120,11 +125,15 @@ def _descriptor(a) -> LayerDesc:
     )  # fmt: skip
 
 
-def prepare(compiled: CompiledProgram, cfg: HardwareConfig) -> PreparedProgram:
-    """Unroll the program and cost everything that does not depend on masks or mode."""
+def prepare(
+    compiled: CompiledProgram, cfg: HardwareConfig, skipped: np.ndarray | None = None
+) -> PreparedProgram:
+    """Unroll the program and cost everything that does not depend on masks or mode.
+    `skipped` (bool per image): leave those images' `skipimg` regions out, as the controller
+    does with gradient skipping on (`for_mode` calls it; None: every region is issued)."""
     prog = compiled.instructions
     sp = static_program(prog)
-    stream = unroll(sp)
+    stream = unroll(sp, skipped)
     idx = stream.index.astype(np.int64)
     n = len(idx)
     counts = np.bincount(idx, minlength=len(prog))
@@ -209,7 +218,23 @@ def prepare(compiled: CompiledProgram, cfg: HardwareConfig) -> PreparedProgram:
         layers, phases,
         layer_names, phase_names, dense_macs, bank, *_tc_touch(stream, tc_ops, cfg),
         _mask_writers(prog, idx), *_streams(prog, sp, idx, cfg),
+        None if skipped is None else np.asarray(skipped, bool).copy(),
     )  # fmt: skip
+
+
+def for_mode(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> PreparedProgram:
+    """The program as the controller issues it in `mode`: with gradient skipping on, the
+    skipped images' `skipimg` regions are not issued, so their instructions leave the stream
+    (prepared once per set of skip flags and kept on `prep`); else `prep` itself."""
+    if not _FLAGS[mode][2] or not np.any(prep.sp.kind == K_SKIP):
+        return prep
+    if prep.skipped is not None:  # already the issued program of these flags
+        return prep
+    flags = np.asarray(masks.skip, bool)
+    key = flags.tobytes()
+    if key not in prep.derived:
+        prep.derived[key] = prepare(prep.compiled, prep.cfg, flags)
+    return prep.derived[key]
 
 
 def _streams(prog, sp, idx, cfg: HardwareConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -596,6 +621,7 @@ def simulate(
     if mode not in _FLAGS:
         raise SimulationError(f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
     notes = _check_masks(prep, masks)
+    whole, prep = prep, for_mode(prep, masks, mode)  # dense MACs count the whole program
     # SFU ops: conflict-free cycles x degree
     bank_extra = np.where(prep.kind == K_UNIT, prep.dur * (prep.bank - 1), 0)
     dur = prep.dur + bank_extra
@@ -625,7 +651,7 @@ def simulate(
         n_skipped = np.bincount(idx[skip], minlength=n_static).astype(float)
         sev -= n_skipped[:, None] * prep.unit_events
         sev[:, EVENT_ID["instructions"]] += n_skipped  # the skipped op is still issued
-    dur[(prep.kind == K_CTRL) | (prep.kind == K_LOOP)] = 1
+    dur[(prep.kind == K_CTRL) | (prep.kind == K_LOOP) | (prep.kind == K_SKIP)] = 1
     dur[prep.kind == K_SYNC] = 0
     cfg = prep.cfg
     released = np.zeros(len(dur), np.int64)
@@ -662,7 +688,7 @@ def simulate(
             unit_stall[u]["bank"] = int(bank_cyc[i])
     unit_busy = {u: int(busy[i] - bank_cyc[i]) for i, u in enumerate(UNITS)}
     unit_idle = {u: max(0, total - unit_busy[u] - sum(unit_stall[u].values())) for u in UNITS}
-    layer_phase = _layer_phase(prep, masks, dispatch, end, static_cycles, sev)
+    layer_phase = _layer_phase(prep, masks, dispatch, end, static_cycles, sev, whole.tc_ops)
     return TimingResult(
         mode,
         total,
@@ -674,7 +700,7 @@ def simulate(
         sev,
         layer_phase,
         _timeline(prep.unit[: len(start)], start, end, occ[: len(start)], total, timeline_bins),
-        int(prep.dense_macs.sum()),
+        int(whole.dense_macs.sum()),
         int(sev[:, EVENT_ID["tc_macs"]].sum()),
         notes,
         (start, end) if keep_times else None,
@@ -683,7 +709,7 @@ def simulate(
     )
 
 
-def _layer_phase(prep, masks, dispatch, end, static_cycles, sev) -> list[dict]:
+def _layer_phase(prep, masks, dispatch, end, static_cycles, sev, tc_ops) -> list[dict]:
     """Per (layer, phase) block: wall-clock span, tensor-core busy cycles, MACs, densities.
 
     A block's executions are contiguous in the executed stream (loops never cross blocks),
@@ -709,7 +735,7 @@ def _layer_phase(prep, masks, dispatch, end, static_cycles, sev) -> list[dict]:
     macs = np.bincount(skey, weights=sev[:, EVENT_ID["tc_macs"]], minlength=n_keys)
     dram = np.bincount(skey, weights=sev[:, EVENT_ID["dram_bytes"]], minlength=n_keys)
     dense = np.zeros(n_keys)
-    for op in prep.tc_ops:
+    for op in tc_ops:  # the dense step's work, skipped images included
         a = op.args
         dense[skey[op.static]] += (
             len(op.execs) * a["kn"] * a["cn"] * a["pn"] * op.desc.ow * op.desc.taps

@@ -22,8 +22,9 @@ UNIT_ID = {u: i for i, u in enumerate(UNITS)}
 N_UNITS = len(UNITS)
 
 # Control-flow kinds the unroller and the scheduler distinguish.
-K_CTRL, K_LOOP, K_SETR, K_ADDR, K_XORR, K_BARRIER, K_HALT, K_SYNC, K_UNIT = range(9)
+K_CTRL, K_LOOP, K_SETR, K_ADDR, K_XORR, K_BARRIER, K_HALT, K_SYNC, K_UNIT, K_SKIP = range(10)
 _KIND = {
+    "skipimg": K_SKIP,
     "loop": K_LOOP,
     "setr": K_SETR,
     "addr": K_ADDR,
@@ -46,8 +47,8 @@ class StaticProgram:
     unit: np.ndarray  # executing unit id (sync: the named unit's queue)
     wt: np.ndarray
     sg: np.ndarray
-    a0: np.ndarray  # loop: count; setr/addr/xorr: rd
-    a1: np.ndarray  # loop: end distance; addr/xorr: rs
+    a0: np.ndarray  # loop: count; setr/addr/xorr: rd; skipimg: rimg
+    a1: np.ndarray  # loop, skipimg: end distance; addr/xorr: rs
     a2: np.ndarray  # setr/addr/xorr: immediate
     capture: np.ndarray  # (n, len(CAPTURE)) register numbers of CAPTURE fields, -1 when absent
 
@@ -78,6 +79,8 @@ def static_program(program: Sequence[Instruction]) -> StaticProgram:
             a0[i], a1[i], a2[i] = ins["rd"], ins["rs"], ins["imm"]
         elif ins.op == "sync":
             unit[i] = ins["unit"]
+        elif ins.op == "skipimg":  # reads the GSU's flags: waits for its last decision
+            a0[i], a1[i], unit[i] = ins["rimg"], ins["end"], UNIT_ID["gsu"]
         for j, name in enumerate(CAPTURE):
             if name in ins.args:
                 cap[i, j] = ins.args[name]
@@ -118,7 +121,8 @@ def _count(kind, a0, a1):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True)
-def _unroll(kind, a0, a1, a2, cap, total):  # pragma: no cover - numba
+def _unroll(kind, a0, a1, a2, cap, total, skipped):  # pragma: no cover - numba
+    """`skipped`: per image, 1 where `skipimg` skips its region (empty: never)."""
     n = kind.shape[0]
     out_idx = np.empty(total, np.int32)
     out_regs = np.zeros((total, cap.shape[1]), np.int64)
@@ -154,6 +158,10 @@ def _unroll(kind, a0, a1, a2, cap, total):  # pragma: no cover - numba
             depth += 1
         elif k == K_HALT:
             break
+        elif k == K_SKIP:
+            img = regs[a0[pc]]
+            if 0 <= img < skipped.shape[0] and skipped[img]:
+                pc += a1[pc] - 1  # the region is not issued
         pc += 1
         while depth > 0 and pc == l_end[depth - 1]:
             l_left[depth - 1] -= 1
@@ -164,8 +172,17 @@ def _unroll(kind, a0, a1, a2, cap, total):  # pragma: no cover - numba
     return out_idx[:e], out_regs[:e]
 
 
-def unroll(sp: StaticProgram) -> Stream:
-    """Execute the control flow: every executed instruction with its captured registers."""
+def skip_flags(skipped: np.ndarray | None) -> np.ndarray:
+    """The unroller's per-image flags: where `skipimg` skips (None: nowhere)."""
+    if skipped is None:
+        return np.zeros(0, np.int8)
+    return np.ascontiguousarray(skipped, dtype=np.int8).reshape(-1)
+
+
+def unroll(sp: StaticProgram, skipped: np.ndarray | None = None) -> Stream:
+    """Execute the control flow: every executed instruction with its captured registers.
+    `skipped` (bool per image): the images whose `skipimg` regions are not issued (the
+    program's gradient skipping on); None: every region is issued."""
     total = int(_count(sp.kind, sp.a0, sp.a1))
-    idx, regs = _unroll(sp.kind, sp.a0, sp.a1, sp.a2, sp.capture, total)
+    idx, regs = _unroll(sp.kind, sp.a0, sp.a1, sp.a2, sp.capture, total, skip_flags(skipped))
     return Stream(idx, regs)

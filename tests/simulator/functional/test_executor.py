@@ -97,3 +97,34 @@ def test_dma_shapes(record):
         b = m.bits["act"]
         assert list(b[10:25]) == list(np.arange(100, 115) * 7)
         assert list(m.bits["dram"][2016:2024]) == list(b[30:38])
+
+
+@pytest.mark.parametrize("gskip", [False, True])
+def test_skipimg_leaves_out_a_skipped_images_region(gskip):
+    """Image 1's skip flag is set: with gradient skipping on its region is not executed (no
+    register effect, no data), with it off every region is."""
+    m = _machine()
+    m.view("msk", 0, 3)[:] = [0, 1, 0]
+    prog = [
+        Ins("mode", {"gating": 0, "wsparse": 0, "gskip": int(gskip)}),
+        Ins("setr", {"rd": 1, "imm": 0}),
+        Ins("loop", {"count": 3, "end": 4}),
+        Ins("skipimg", {"rimg": 1, "end": 2}),
+        Ins("addr", {"rd": 5, "rs": 5, "imm": 1}),  # counts the regions executed
+        Ins("addr", {"rd": 1, "rs": 1, "imm": 1}),
+        Ins("halt", {}),
+    ]
+    Executor(m).run(prog)
+    assert m.regs[1] == 3
+    assert m.regs[5] == (2 if gskip else 3)
+
+
+def test_skipimg_with_an_image_outside_the_mask_buffer_is_an_error():
+    m = _machine()
+    prog = [
+        Ins("mode", {"gating": 0, "wsparse": 0, "gskip": 1}),
+        Ins("setr", {"rd": 1, "imm": 1 << 30}),
+        Ins("skipimg", {"rimg": 1, "end": 1}),
+    ]
+    with pytest.raises(FunctionalError, match="instruction 2 \\(skipimg\\)"):
+        Executor(m).run(prog)
