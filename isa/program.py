@@ -1,5 +1,6 @@
 """Whole-program rules that single instructions cannot check: loop bodies and skipped regions
-inside the program and properly nested. Shared by the decoder (errors name byte offsets) and the assembler."""
+inside the program and properly nested. Shared by the decoder (errors name byte offsets) and
+the assembler."""
 
 from __future__ import annotations
 

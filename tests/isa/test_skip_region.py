@@ -27,7 +27,10 @@ def compiled(model: str, sparse: bool):
 
 
 def test_a_region_assembles_and_round_trips():
-    src = "loop 2, done\n  skipimg r1, next\n  nop sg=1\n  nop wt=1\nnext: addr r1, r1, 1\ndone: halt\n"
+    src = (
+        "loop 2, done\n  skipimg r1, next\n  nop sg=1\n  nop wt=1\n"
+        "next: addr r1, r1, 1\ndone: halt\n"
+    )
     prog = assemble_program(src)
     assert prog[1].op == "skipimg" and prog[1]["end"] == 3 and prog[1]["rimg"] == 1
     assert structure_error(prog) is None
