@@ -144,7 +144,11 @@ ROUNDING = Enumeration(
 RANDOM_SOURCE = Enumeration(
     "random_source",
     ("lfsr", "lfsr_inverted", "lfsr_alternate", "xorshift32", "tensor_bits"),
-    "Where an SRU's random bits come from (simulator.numerics.random_sources).",
+    "Where an SRU's random bits come from (simulator.numerics.random_sources). `tensor_bits` "
+    "has no generator: an op's results go sru.units per cycle in its output order (result i: "
+    "lane i mod units, cycle i div units), and lane j rounds with floor(d 2^r) of lane j+1's "
+    "result in that cycle, d the fraction that lane's rounding discards (the cycle's last busy "
+    "lane takes lane 0's); `width`, `sharing` and `seed` are unused.",
 )
 SHARING = Enumeration(
     "sharing", ("per_lane", "shared"), "One PRNG per SRU lane, or one shared register (rotated)."
@@ -372,8 +376,9 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "no tokens and change no register. Otherwise it continues with the next instruction. "
         "The flag is read once every earlier gs.decide has completed. The region lies inside "
         "the innermost enclosing loop body and contains only whole loops; the compiler keeps "
-        "each region's token signals and waits balanced, so the images that are issued pair "
-        "their tokens as if the skipped ones were not in the program.",
+        "the token signals and waits of all of an image's regions in a block balanced, so the "
+        "images that are issued pair their tokens as if the skipped ones were not in the "
+        "program.",
     ),
     # -- configuration
     OpSpec(

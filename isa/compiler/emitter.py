@@ -112,8 +112,8 @@ class Emitter:
     @contextmanager
     def skip_region(self, rimg: int) -> Iterator[None]:
         """The instructions placed inside are one image's BP/WU work: with gradient skipping on
-        and image `rimg` skipped, the controller does not issue them (`skipimg`). They must
-        signal and wait for each token equally often."""
+        and image `rimg` skipped, the controller does not issue them (`skipimg`). All of an
+        image's regions in a block must signal and wait for each token equally often."""
         head = self.emit("skipimg", rimg=rimg, end=1)
         start = len(self.ops)
         yield

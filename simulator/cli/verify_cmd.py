@@ -7,6 +7,8 @@ import json
 
 import click
 
+from isa.spec import RANDOM_SOURCE
+
 
 @click.command("verify")
 @click.option("--model", "model", required=True, help="Model name (workloads.models), e.g. vgg7.")
@@ -17,7 +19,15 @@ import click
     type=click.Choice(["rne", "sr", "sr_half", "sr_corrected"]),
     default="rne",
     show_default=True,
-    help="SRU rule of every stream (stochastic: the reference uses the SRUs' random words).",
+    help="SRU rule of every stream (stochastic: the reference uses the SRUs' random words; "
+    "with --source tensor_bits it takes them from its own values).",
+)
+@click.option(
+    "--source",
+    type=click.Choice(RANDOM_SOURCE.values),
+    default=None,
+    help="SRUs' random source (default: the configuration's, lfsr); tensor_bits: each SRU lane "
+    "takes the bits its neighbour lane's rounding discards.",
 )
 @click.option(
     "--mode",
@@ -35,6 +45,7 @@ def verify_cmd(
     batch: int,
     seed: int,
     rounding: str,
+    source: str | None,
     mode: str,
     gate_threshold: float,
     as_json: bool,
@@ -45,14 +56,17 @@ def verify_cmd(
     from simulator.functional import FunctionalError, VerifyError, verify
 
     try:
-        res = verify(model, batch, rounding, seed, mode, gate_threshold, progress=True)
+        res = verify(
+            model, batch, rounding, seed, mode, gate_threshold, progress=True, source=source
+        )
     except (VerifyError, FunctionalError, CompileError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     if as_json:
         click.echo(json.dumps(res, indent=1))
     else:
         click.echo(
-            f"{res['model']} batch {res['batch']}, rounding {res['rounding']}, mode "
+            f"{res['model']} batch {res['batch']}, rounding {res['rounding']} "
+            f"({res['source']}), mode "
             f"{res['mode']}: {res['executed_instructions']:,} instructions executed in "
             f"{res['simulator_s']:.2f} s (reference {res['reference_s']:.2f} s)"
         )

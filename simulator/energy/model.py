@@ -61,8 +61,10 @@ def _component_matrix(cfg: HardwareConfig) -> np.ndarray:
         buf = getattr(cfg.buffers, name)
         put(f"sram_rd_{b}", f"sram_{b}", e.sram_pj_per_byte(buf, write=False))
         put(f"sram_wr_{b}", f"sram_{b}", e.sram_pj_per_byte(buf, write=True))
-    stochastic = cfg.sru.variant != "rne"
-    put("sru_rounds", "sru", e.sru_round_pj + (e.prng_step_pj if stochastic else 0.0))
+    # a PRNG steps per stochastic rounding; `tensor_bits` takes the neighbour lane's
+    # discarded bits, with no generator
+    prng = cfg.sru.variant != "rne" and cfg.sru.random_source != "tensor_bits"
+    put("sru_rounds", "sru", e.sru_round_pj + (e.prng_step_pj if prng else 0.0))
     put("sfu_ops", "sfu", e.sfu_op_pj)
     put("cgu_ops", "cgu", e.sfu_op_pj)
     put("gsu_ops", "gsu", e.sfu_op_pj)

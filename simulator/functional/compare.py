@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from isa.compiler import CompiledProgram, compile_graph
+from isa.spec import RANDOM_SOURCE
 from simulator.config import HardwareConfig, load_config
 from simulator.functional.executor import Executor
 from simulator.functional.loader import (
@@ -52,12 +53,19 @@ class Step:
     norms: dict[str, np.ndarray] | None = None  # batch norms' float32 (2, C) gamma, beta
 
 
-def config_for(rounding: str, config: str = "ref28") -> HardwareConfig:
-    """The configuration with every SRU stream rounding by `rounding`."""
+SOURCES = RANDOM_SOURCE.values
+
+
+def config_for(rounding: str, config: str = "ref28", source: str | None = None) -> HardwareConfig:
+    """The configuration with every SRU stream rounding by `rounding`, with random `source`
+    (None: the configuration's)."""
     cfg = load_config(config)
     if rounding not in ("rne", "sr", "sr_half", "sr_corrected"):
         raise VerifyError(f"unknown rounding {rounding!r}")
-    return cfg.model_copy(update={"sru": cfg.sru.model_copy(update={"variant": rounding})})
+    if source is not None and source not in SOURCES:
+        raise VerifyError(f"unknown random source {source!r}; choose one of {', '.join(SOURCES)}")
+    update = {"variant": rounding} | ({} if source is None else {"random_source": source})
+    return cfg.model_copy(update={"sru": cfg.sru.model_copy(update=update)})
 
 
 def prepare(model_name: str, batch: int, cfg: HardwareConfig, seed: int = 0) -> Step:
@@ -191,11 +199,13 @@ def verify(
     mode: str = "dense",
     gate_threshold: float = 0.0,
     progress: bool = False,
+    source: str | None = None,
 ) -> dict:
-    """Simulator vs reference (FP8 codes of the updated weights) and vs float32 autograd."""
+    """Simulator vs reference (FP8 codes of the updated weights) and vs float32 autograd.
+    `source`: the SRUs' random source (None: the configuration's)."""
     if mode not in MODE_FLAGS:
         raise VerifyError(f"unknown mode {mode!r}; choose one of {', '.join(MODE_FLAGS)}")
-    step = prepare(model_name, batch, config_for(rounding), seed)
+    step = prepare(model_name, batch, config_for(rounding, source=source), seed)
     res = verify_step(step, MODE_FLAGS[mode], gate_threshold, progress=progress)
     return {**res, "mode": mode}
 
@@ -282,6 +292,8 @@ def verify_step(
         tc.dp_width,
         cfg.sru.random_bits,
         {s: rounding for s in ("act", "err", "wgt", "mom")},
+        cfg.sru.random_source,
+        cfg.sru.units,
     )
     lr, mom, wd = m.sgd_lr, m.sgd_momentum, m.sgd_wd  # as the program's sgdcfg set them
     sched = schedule_from_program(prog, graph)
@@ -347,6 +359,7 @@ def verify_step(
         "model": model_name,
         "batch": batch,
         "rounding": rounding,
+        "source": cfg.sru.random_source,
         "mode": mode_name(modes),
         "skipped_images": int((~ref.keep).sum()) if modes.gskip else 0,
         "gate_density": {n: float(g.float().mean()) for n, g in ref.gates.items()},

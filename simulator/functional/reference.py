@@ -7,7 +7,10 @@ is written again in torch float64 ops, and every rounding goes through
 What it takes from the program is only the *order* of each reduction (`Schedule`): which
 channel passes a forward conv makes, how many output channels one backward op reduces, and
 how many output rows one weight-gradient op reduces, since the rounding after every
-dp_width-product step makes that order visible.
+dp_width-product step makes that order visible. Stochastic rounding takes the SRUs' random
+words from the executor's record; with the `tensor_bits` source the record holds only each
+result's SRU cycle and lane, and the reference takes the neighbour lane's discarded bits from
+its own values (`Reference.tensor_bits`).
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class Numerics:
     rounding: dict[str, str] = field(
         default_factory=lambda: {"act": "rne", "err": "rne", "wgt": "rne", "mom": "rne"}
     )
+    source: str = "lfsr"  # the SRUs' random source (`tensor_bits`: the neighbour lane's bits)
+    lanes: int = 64  # SRUs rounding one op's results per cycle (sru.units)
 
 
 class Reference:
@@ -110,7 +115,47 @@ class Reference:
         if bits is None:
             raise ValueError(f"stream {stream} rounds with {mode}: the reference needs its bits")
         rb = bits.reshape(x.shape).to(torch.int64)
+        if self.num.source == "tensor_bits":
+            rb = self.tensor_bits(x, rb)
         return quantize_torch(x, self.num.operand, mode, r=self.num.r, random_bits=rb) + 0.0
+
+    def discarded(self, x: torch.Tensor) -> torch.Tensor:
+        """floor(d 2^r): the first r bits that rounding x onto the operand format discards
+        (m = (k + d) u, u the format's spacing at m; the smallest normal below it)."""
+        fo, r = get_format(self.num.operand), self.num.r
+        m = x.double().abs()
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        _, e = torch.frexp(m)
+        lsb = torch.where(e - 1 >= fo.emin, e - 1 - fo.man_bits, fo.emin - fo.man_bits)
+        if not fo.subnormals:
+            lsb = torch.where(e - 1 >= fo.emin, lsb, fo.emin)
+        q = m / torch.pow(2.0, lsb.double())  # k + d, exact (a power of two)
+        return torch.floor((q - torch.floor(q)) * 2.0**r).to(torch.int64)
+
+    def tensor_bits(self, x: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        """The `tensor_bits` words of x: each result takes the discarded bits of the result in
+        the next lane of its SRU cycle, the cycle's last lane those of its first. `tags` is
+        each result's `cycle * lanes + lane` as the executor recorded it."""
+        lanes = self.num.lanes
+        t = tags.reshape(-1)
+        order = torch.argsort(t)
+        ts = t[order]
+        n = ts.numel()
+        pos = torch.arange(n)
+        if n > 1 and bool((ts[1:] == ts[:-1]).any()):
+            raise ValueError("tensor_bits: two results of this tensor carry the same SRU tag")
+        cyc = ts // lanes
+        first = torch.ones(n, dtype=torch.bool)
+        first[1:] = cyc[1:] != cyc[:-1]
+        start = torch.cummax(torch.where(first, pos, 0), 0).values
+        if bool(((ts % lanes) != pos - start).any()):
+            raise ValueError("tensor_bits: an SRU cycle's results are not all in this tensor")
+        last = torch.ones(n, dtype=torch.bool)
+        last[:-1] = first[1:]
+        partner = torch.where(last, start, pos + 1)
+        words = torch.empty_like(ts)
+        words[order] = self.discarded(x).reshape(-1)[order][partner]
+        return words.reshape(x.shape)
 
     def _slot(self, v: torch.Tensor, emin: int) -> torch.Tensor:
         _, e = torch.frexp(v.abs())

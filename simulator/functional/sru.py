@@ -6,6 +6,15 @@ packed output order the ISA gives for the op), one word per result. The function
 draws from one source object per stream; with `per_lane` sharing the source is a bank of
 `sru.units` registers (simulator.numerics.random_sources.LFSRSource lanes), which produces
 its words lane by lane, cycle by cycle, as the SRUs consume them.
+
+`tensor_bits` takes no generator: the op's results go `sru.units` per cycle (result i: lane
+i % units, cycle i // units, counted from the op's first result), and lane j rounds with the
+first r bits that rounding discards in lane j + 1 of the same cycle (the cycle's last busy lane:
+lane 0), floor(d 2**r) of that result's value as the SRU receives it
+(`simulator.numerics.random_sources.neighbour_lane_words`). A bit-recording machine then tags
+each result with its SRU cycle and lane (`cycle * units + lane`, counting every cycle of every
+stream from the start of the run) instead of a word: the reference finds each result's
+neighbour by its tag and takes the bits from its own values.
 """
 
 from __future__ import annotations
@@ -18,14 +27,21 @@ from simulator.functional.fastops import rne_codes
 from simulator.functional.state import FunctionalError, Machine
 from simulator.functional.tree import acc_encode
 from simulator.numerics import STOCHASTIC, quantize
-from simulator.numerics.random_sources import LFSRSource, RandomSource, Xorshift32Source
+from simulator.numerics.random_sources import (
+    LFSRSource,
+    RandomSource,
+    Xorshift32Source,
+    neighbour_lane_words,
+)
+
+TAG_LIMIT = 1 << 32  # tags are recorded in the machine's uint32 bit records
 
 
 @dataclass
 class Stream:
     rounding: str = "rne"
     r: int = 8
-    source: RandomSource | None = None
+    source: RandomSource | None = None  # None with a stochastic rule: `tensor_bits`
 
 
 @dataclass
@@ -34,6 +50,7 @@ class SRUs:
     lanes: int
     streams: dict[str, Stream] = field(default_factory=dict)
     machine: Machine | None = None  # where `round(..., dest=...)` tags the random words
+    cycles: int = 0  # SRU cycles of `tensor_bits` rounding so far (the recorded tags)
 
     def configure(
         self, target: str, r: int, variant: str, source: str, width: int, sharing: str, seed: int
@@ -45,6 +62,9 @@ class SRUs:
             )
         elif source == "xorshift32":
             src = Xorshift32Source(seed or 1, self.lanes)
+        elif source == "tensor_bits":
+            self.streams[target] = Stream(variant, r, None)  # width, sharing, seed: unused
+            return
         else:
             raise FunctionalError(f"sru {target}: random source {source!r} is not modelled")
         self.streams[target] = Stream(variant, r, src)
@@ -68,14 +88,30 @@ class SRUs:
                 m.bits[dest[0]][dest[1] : dest[1] + codes.size] = 0
             return codes
         flat = np.ascontiguousarray(values).reshape(-1)
-        bits = None
+        record = bits = None
         if st.rounding in STOCHASTIC:
-            assert st.source is not None
-            bits = st.source.draw(flat.size, st.r)
+            if st.source is None:
+                bits = neighbour_lane_words(flat, self.fmt, st.r, self.lanes)
+                if m is not None and m.bits is not None:
+                    record = self._tags(target, flat.size)
+            else:
+                bits = record = st.source.draw(flat.size, st.r)
             q = quantize(flat, self.fmt, st.rounding, r=st.r, random_bits=bits)
         else:
             q = quantize(flat, self.fmt, st.rounding)
         if dest is not None and m is not None and m.bits is not None:
-            m.bits[dest[0]][dest[1] : dest[1] + flat.size] = 0 if bits is None else bits
+            m.bits[dest[0]][dest[1] : dest[1] + flat.size] = 0 if record is None else record
         q = q + np.asarray(0.0, q.dtype)  # one zero: the SRU writes +0
         return acc_encode(q, self.fmt).reshape(np.shape(values))
+
+    def _tags(self, target: str, n: int) -> np.ndarray:
+        """`cycle * lanes + lane` of n results rounded from the next SRU cycle on (the
+        `tensor_bits` record), advancing the cycle count."""
+        tags = self.cycles * self.lanes + np.arange(n, dtype=np.int64)
+        self.cycles += -(-n // self.lanes)
+        if self.cycles * self.lanes > TAG_LIMIT:
+            raise FunctionalError(
+                f"sru {target}: more than {TAG_LIMIT // self.lanes} tensor_bits SRU cycles in "
+                "one run; their tags no longer fit the 32-bit bit records"
+            )
+        return tags.astype(np.uint32)

@@ -26,6 +26,8 @@ from typing import Final, Literal
 import numpy as np
 from numba import njit
 
+from simulator.numerics.formats import FloatFormat, get_format
+
 # Maximal-length LFSR taps (1-indexed bit positions) for widths 2..32: one primitive polynomial
 # x^n + sum x^(t) per width, from the table in Xilinx application note XAPP052 (Alfke, 1996).
 # tests/simulator/numerics/test_random_sources.py proves each entry primitive over GF(2) and
@@ -370,6 +372,45 @@ class TensorBitsSource(RandomSource):
         self._pos += n
         words = (self._raw[idx] >> np.uint64(self.low_bit)) & np.uint64((1 << r) - 1)
         return words.astype(np.uint32)
+
+
+def discarded_words(values: np.ndarray, fmt: str | FloatFormat, r: int) -> np.ndarray:
+    """floor(d 2**r) per element: the first r bits that rounding `values` into `fmt` discards.
+
+    With the magnitude m = (k + d) u, u the spacing of `fmt` at m (docs/numerics.md; below the
+    smallest normal of a format without subnormals u is the smallest normal), this is the
+    quantity the `sr` decision compares with the random word, so an SRU already holds it.
+    Zero, Inf and NaN give 0. uint32, the shape of `values`."""
+    r = _check_r(r)
+    f = get_format(fmt)
+    m = np.abs(np.asarray(values, dtype=np.float64))
+    m = np.where(np.isfinite(m), m, 0.0)
+    _, e = np.frexp(m)  # m = mant 2**e, mant in [0.5, 1): the unbiased exponent is e - 1
+    low = f.emin - f.man_bits if f.subnormals else f.emin
+    lsb = np.where(e - 1 >= f.emin, e - 1 - f.man_bits, low)
+    scaled = np.ldexp(m, r - lsb)  # (k + d) 2**r: exact, a power-of-two scaling
+    return np.fmod(np.floor(scaled), float(1 << r)).astype(np.uint32)
+
+
+def neighbour_lane_words(
+    values: np.ndarray, fmt: str | FloatFormat, r: int, lanes: int
+) -> np.ndarray:
+    """The SRUs' `tensor_bits` source: the random word of result i of one op's result stream
+    (flat order) is `discarded_words` of another result of the same SRU cycle. Results go
+    `lanes` per cycle (result i: lane i % lanes, cycle i // lanes); lane j takes the bits of
+    lane j + 1, and the cycle's last busy lane those of lane 0 (a lone result its own)."""
+    if lanes < 1:
+        raise ValueError(f"lanes={lanes} must be at least 1")
+    flat = np.asarray(values).reshape(-1)
+    return discarded_words(flat, fmt, r)[neighbour_index(flat.size, lanes)]
+
+
+def neighbour_index(n: int, lanes: int) -> np.ndarray:
+    """For each of n results, the index whose bits it takes (`neighbour_lane_words`)."""
+    i = np.arange(n)
+    nxt = i + 1
+    wrap = (nxt % lanes == 0) | (nxt == n)  # the cycle's last lane, or the last busy one
+    return np.where(wrap, i - i % lanes, nxt)
 
 
 def lfsr_word_pmf(width: int, r: int, combine: Combine = "none") -> np.ndarray:

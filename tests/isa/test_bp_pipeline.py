@@ -66,13 +66,27 @@ def test_the_dense_program_normalises_the_next_image_before_the_work_on_dx():
         assert _repeats(m, "NTNPTP"), (layer, m)
 
 
-def test_the_sparse_program_keeps_the_step_order():
-    """With gradient skipping the image loop stays in step order (one loop body: norm,
-    tc.bwd, work on dX): an image may have no tensor-core work to hide the next norm behind."""
-    marks = _markers(resnet20(True))
+def test_the_sparse_program_pipelines_with_each_images_parts_in_its_regions():
+    """The sparse program pipelines the same way, with each image's parts (front, tensor
+    cores, back) and its slot turns in `skipimg` regions of that image: a skipped image's
+    parts leave the pipeline, so the next issued image does not wait behind them."""
+    prog = resnet20(True)
+    marks = _markers(prog)
     assert len(marks) == 18, sorted(marks)
     for layer, m in marks.items():
-        assert _repeats(m, "NTP"), (layer, m)
+        assert _repeats(m, "NTNPTP"), (layer, m)
+    ins = prog.instructions
+    inside = [False] * len(ins)
+    for i, x in enumerate(ins):
+        if x.op == "skipimg":
+            inside[i + 1 : i + x["end"]] = [True] * (x["end"] - 1)
+    for j, (x, a) in enumerate(zip(ins, prog.annotations, strict=True)):
+        if (
+            a["phase"] == "bp"
+            and a["layer"] in marks
+            and (x.op in ("tc.bwd", "xorr") or _sfu(x) == "norm_bwd" or x.args.get("gsk"))
+        ):  # the image's own work (`gsk` transfers: its loads and stores)
+            assert inside[j], (j, x.op, a["layer"])
 
 
 def _bp_steps(prog):
@@ -157,3 +171,23 @@ def test_the_pipelined_dense_program_is_bit_exact():
     res = verify_step(dataclasses.replace(step, prog=dense), Modes())
     assert res["ok"], res["layers"]
     assert all(la["mismatched_codes"] == 0 for la in res["layers"])
+
+
+@pytest.mark.parametrize("confidence", [2.0, 2.6])  # images 1-3 skipped; image 3 only
+def test_the_pipelined_sparse_program_with_skipped_images_is_bit_exact(confidence):
+    """The sparse program of the same network, four images with gradient skipping on and some
+    images skipped: their regions are left out of the pipelined loops and the executor still
+    matches the reference code for code."""
+    from simulator.functional import Modes
+    from simulator.functional.compare import config_for, prepare_model, verify_step
+    from tests.isa.test_res_norm_fusion import TinyResBN
+
+    torch.manual_seed(0)
+    cfg = config_for("sr")
+    gsu = cfg.gsu.model_copy(update={"threshold": confidence, "criterion": "confident"})
+    cfg = cfg.model_copy(update={"gsu": gsu})
+    step = prepare_model(TinyResBN(), (3, 8, 8), "tinyresbn", 4, cfg, seed=1)
+    assert any(_repeats(m, "NTNPTP") for m in _markers(step.prog).values())
+    res = verify_step(step, Modes(gskip=True))
+    assert res["ok"], res["layers"]
+    assert 0 < res["skipped_images"] < 4

@@ -72,7 +72,9 @@ def test_the_cores_do_not_wait_for_the_operands_of_the_sfu_work_on_dx():
     `sync st` that frees its slot.)"""
     from isa.compiler.emitter import FREE, LATE, LOADED, NORM_IN
 
-    prog = program("resnet20")
+    # one image: the image loop in step order (batches of two or more software-pipeline it,
+    # `bp_pipelined`, and a step's ops are no longer contiguous)
+    prog = compile_graph(graph_for("resnet20"), load_config("ref28"), 1)
     sfu = UNIT.values.index("sfu")
     steps = 0
     step: list = []

@@ -75,3 +75,15 @@ def test_rne_rounding_has_no_prng_energy(runs):
     sr, plain = _e(cfg, prep, t), _e(rne, prep, t)
     assert plain.by_component["sru"] < sr.by_component["sru"]
     assert t.events["sru_rounds"] > 0
+
+
+def test_tensor_bits_rounding_has_no_prng_energy(runs):
+    """`tensor_bits` takes the neighbour lane's discarded bits: SR without a PRNG step."""
+    cfg, prep, r = runs
+    sru = cfg.sru.model_copy(update={"random_source": "tensor_bits"})
+    tb = cfg.model_copy(update={"sru": sru})
+    rne = cfg.model_copy(update={"sru": cfg.sru.model_copy(update={"variant": "rne"})})
+    t = r["dense"]
+    sr, own, plain = _e(cfg, prep, t), _e(tb, prep, t), _e(rne, prep, t)
+    assert own.by_component["sru"] == pytest.approx(plain.by_component["sru"])
+    assert own.by_component["sru"] < sr.by_component["sru"]
