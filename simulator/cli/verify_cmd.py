@@ -51,7 +51,7 @@ def verify_cmd(
     as_json: bool,
 ) -> None:
     """Run one training step functionally and compare it per layer with the PyTorch
-    reference; exits non-zero when any updated weight's FP8 code differs."""
+    reference; exits non-zero when any updated weight's or momentum's FP8 code differs."""
     from isa.compiler import CompileError
     from simulator.functional import FunctionalError, VerifyError, verify
 
@@ -71,15 +71,16 @@ def verify_cmd(
             f"{res['simulator_s']:.2f} s (reference {res['reference_s']:.2f} s)"
         )
         click.echo(
-            f"{'layer':<20}{'weights':>9}{'changed':>9}{'mismatch':>9}"
+            f"{'layer':<20}{'weights':>9}{'changed':>9}{'mismatch':>9}{'mom.mism':>9}"
             f"{'cos(sim,f32)':>14}{'cos(ref16,f32)':>16}"
         )
         for la in res["layers"]:
             click.echo(
                 f"{la['layer']:<20}{la['weights']:>9}{la['changed_codes']:>9}"
-                f"{la['mismatched_codes']:>9}{la['cos_sim_update_vs_f32']:>14.4f}"
+                f"{la['mismatched_codes']:>9}{la['mismatched_momentum_codes']:>9}"
+                f"{la['cos_sim_update_vs_f32']:>14.4f}"
                 f"{la['cos_ref_fp16_grad_vs_f32']:>16.4f}"
             )
-        click.echo("OK: updated FP8 weights identical" if res["ok"] else "MISMATCH")
+        click.echo("OK: updated FP8 weights and momentum identical" if res["ok"] else "MISMATCH")
     if not res["ok"]:
         raise SystemExit(1)

@@ -27,7 +27,7 @@ from simulator.functional.state import Machine, Modes
 from simulator.numerics import decode, encode
 from workloads.graph import LAYER_KINDS, LayerGraph, extract_graph
 
-# every layer kind of the graph extractor is executed (grouped convolutions are refused apart)
+# every layer kind of the graph extractor is executed (grouped and depthwise convolutions too)
 SUPPORTED_KINDS = LAYER_KINDS
 
 
@@ -99,11 +99,6 @@ def prepare_model(
         raise VerifyError(
             f"model {name}: layer kinds {', '.join(missing)} are not modelled by the functional "
             "simulator and its reference yet (docs/functional.md)"
-        )
-    if any(la.kind == "conv" and la.groups > 1 for la in graph.layers):
-        raise VerifyError(
-            f"model {name}: grouped (depthwise) convolutions are not modelled by the functional "
-            "simulator yet (docs/functional.md)"
         )
     prog = compile_graph(graph, cfg, batch, records=True)
     data = load_digits(shape)
@@ -201,8 +196,8 @@ def verify(
     progress: bool = False,
     source: str | None = None,
 ) -> dict:
-    """Simulator vs reference (FP8 codes of the updated weights) and vs float32 autograd.
-    `source`: the SRUs' random source (None: the configuration's)."""
+    """Simulator vs reference (FP8 codes of the updated weights and momentum) and vs float32
+    autograd. `source`: the SRUs' random source (None: the configuration's)."""
     if mode not in MODE_FLAGS:
         raise VerifyError(f"unknown mode {mode!r}; choose one of {', '.join(MODE_FLAGS)}")
     step = prepare(model_name, batch, config_for(rounding, source=source), seed)
@@ -324,17 +319,23 @@ def verify_step(
     ref_s = time.perf_counter() - t0
     f32 = float32_grads(step, w0, x8, step.labels, n8)
     sim_w = read_weights(m, prog, graph, shapes)
+    sim_v = read_weights(m, prog, graph, shapes, region="v")
     layers, ok = [], True
     for name in shapes:
         ref_codes = encode(new_w[name].contiguous().numpy(), fmt)
         mism = int(np.count_nonzero(ref_codes != sim_w[name]))
-        ok &= mism == 0
-        v = decode(read_weights(m, prog, graph, shapes, region="v")[name], fmt)
+        # the momentum is the step's rounded gradient: compared too, since a small update
+        # leaves most weight codes as they were
+        ref_v = encode(ref.momentum_out[name].contiguous().numpy(), fmt)
+        mism_v = int(np.count_nonzero(ref_v != sim_v[name]))
+        ok &= mism == 0 and mism_v == 0
+        v = decode(sim_v[name], fmt)
         g16 = ref.torch_layout(graph.layer(name), grads[name].float(), shapes[name]).numpy()
         layers.append({
             "layer": name,
             "weights": int(sim_w[name].size),
             "mismatched_codes": mism,
+            "mismatched_momentum_codes": mism_v,
             "changed_codes": int(np.count_nonzero(sim_w[name] != codes0[name])),
             "zero_weights": int(np.count_nonzero(sim_w[name] == 0)),
             "cos_sim_update_vs_f32": _cos(v, f32[name]),
@@ -344,12 +345,16 @@ def verify_step(
         sim = read_region(m, prog, f"bn:{name}")
         ref_codes = encode(ref.norm_out[name].contiguous().numpy(), fmt).reshape(-1)
         mism = int(np.count_nonzero(ref_codes != sim))
-        ok &= mism == 0
-        v = decode(read_region(m, prog, f"bnv:{name}"), fmt)
+        sim_nv = read_region(m, prog, f"bnv:{name}")
+        ref_v = encode(ref.norm_mom[name].contiguous().numpy(), fmt).reshape(-1)
+        mism_v = int(np.count_nonzero(ref_v != sim_nv))
+        ok &= mism == 0 and mism_v == 0
+        v = decode(sim_nv, fmt)
         layers.append({
             "layer": name,
             "weights": int(sim.size),
             "mismatched_codes": mism,
+            "mismatched_momentum_codes": mism_v,
             "changed_codes": int(np.count_nonzero(sim != fp8_codes(gb.numpy(), fmt).reshape(-1))),
             "zero_weights": int(np.count_nonzero(sim == 0)),
             "cos_sim_update_vs_f32": _cos(v, f32[name]),

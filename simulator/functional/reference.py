@@ -34,7 +34,8 @@ ALIAS = frozenset({"flatten", "identity", "dropout", "output"})
 class Schedule:
     """Reduction order of one conv/FC layer."""
 
-    fp_passes: tuple[tuple[int, int], ...]  # input-channel ranges of the forward passes, in order
+    # input-channel ranges of the forward passes, in order (a grouped conv's: within a group)
+    fp_passes: tuple[tuple[int, int], ...]
     bp_k_tile: int  # output channels reduced by one data-gradient op
     wu_rows: int  # output rows reduced by one weight-gradient op
     wsparse: bool = False  # group-Lasso pruning applies to the layer
@@ -60,7 +61,7 @@ def schedule_from_program(prog: CompiledProgram, graph: LayerGraph) -> dict[str,
     for layer in graph.layers:
         if layer.kind not in MAC_KINDS:
             continue
-        c = layer.in_shape[0]
+        c = layer.in_shape[0] // (layer.groups if layer.kind == "conv" else 1)  # of a group
         n = layer.name
         passes = ((0, base[n]), (base[n], c)) if n in base else ((0, c),)
         out[n] = Schedule(passes, bp.get(n, layer.out_shape[0]), wu.get(n, 1), n in ws)
@@ -162,11 +163,15 @@ class Reference:
         return torch.clamp(e.to(torch.int64) - 1, min=emin) + 1
 
     def step(self, acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, active=None):
-        """One tree step for every (n, k): acc (N, K) float64, a (N, D), b (K, D) float64."""
+        """One tree step for every (n, k): acc (..., N, K) float64, a (..., N, D), b (..., K, D)
+        float64 (leading axes: independent groups of a grouped conv)."""
         big = -(1 << 40)
-        prods = a[:, None, :] * b[None, :, :]
+        prods = a[..., :, None, :] * b[..., None, :, :]
         live = prods != 0
-        pslot = self._slot(a, self.op_emin)[:, None, :] + self._slot(b, self.op_emin)[None]
+        pslot = (
+            self._slot(a, self.op_emin)[..., :, None, :]
+            + self._slot(b, self.op_emin)[..., None, :, :]
+        )
         emax = torch.where(live, pslot, big).amax(dim=-1)
         aslot = torch.where(acc != 0, self._slot(acc, self.acc_emin), big)
         emax = torch.maximum(emax, aslot)
@@ -190,10 +195,10 @@ class Reference:
         return torch.where(upd, q, acc)
 
     def reduce(self, acc: torch.Tensor, A: torch.Tensor, B: torch.Tensor, active=None):
-        """Steps over the last axis of A (N, R) and B (K, R) in chunks of dp."""
+        """Steps over the last axis of A (..., N, R) and B (..., K, R) in chunks of dp."""
         dp = self.num.dp
-        for s in range(0, A.shape[1], dp):
-            a, b = A[:, s : s + dp], B[:, s : s + dp]
+        for s in range(0, A.shape[-1], dp):
+            a, b = A[..., s : s + dp], B[..., s : s + dp]
             if not bool((a != 0).any()) or not bool((b != 0).any()):
                 continue
             acc = self.step(acc, a, b, active)
@@ -213,21 +218,33 @@ class Reference:
         u = tfn.unfold(x, (kh, kw), padding=p, stride=s)  # (B, C taps, L)
         return u.reshape(b, c, kh * kw, -1).permute(0, 3, 2, 1)
 
+    def _groups(self, name: str) -> int:
+        """Convolution groups of a MAC layer; gating and pruning apply to ordinary ones only."""
+        layer = self.g.layer(name)
+        groups = layer.groups if layer.kind == "conv" else 1
+        if groups > 1 and (name in self.gate_thr or self.sched[name].wsparse):
+            raise ValueError(f"reference: {name}: gating or pruning of a grouped conv")
+        return groups
+
     def conv_fwd(self, x: torch.Tensor, w: torch.Tensor, name: str, bits=None) -> torch.Tensor:
-        """bits: random words of the outputs, (B, oh, ow, K) ([row][col][k] per image)."""
+        """bits: random words of the outputs, (B, oh, ow, K) ([row][col][k] per image). Each
+        group of a grouped conv is reduced as an ordinary conv of its channels (leading axis
+        G of the reductions)."""
         layer = self.g.layer(name)
         k = w.shape[0]
+        G = self._groups(name)
         X = self._patches(x, name)  # (B, L, taps, C)
         b, L, taps, c = X.shape
-        W = w.reshape(k, c, taps).permute(0, 2, 1)  # (K, taps, C)
-        acc = torch.zeros(b * L, k, dtype=torch.float64)
-        Xf = X.reshape(b * L, taps, c)
+        cg, kg = c // G, k // G
+        W = w.reshape(G, kg, cg, taps).permute(0, 1, 3, 2)  # (G, kg, taps, cg)
+        acc = torch.zeros(G, b * L, kg, dtype=torch.float64)
+        Xf = X.reshape(b * L, taps, G, cg).permute(2, 0, 1, 3)  # (G, N, taps, cg)
         active = None
         for i, (c0, c1) in enumerate(self.sched[name].fp_passes):
             if i == 1 and name in self.gate_thr:
                 # the gate: mean of each 16-channel group's base sums above the threshold
                 g = self.gate_group
-                mean = acc.reshape(b * L, k // g, g).mean(dim=2)
+                mean = acc[0].reshape(b * L, k // g, g).mean(dim=2)
                 gate = mean > self.gate_thr[name]
                 active = gate.repeat_interleave(g, dim=1)
                 self.gates[name] = active.reshape(b, L, k)
@@ -237,8 +254,8 @@ class Reference:
             cuts = [c0, *range((c0 // dp + 1) * dp, c1, dp), c1]
             for t in range(taps):
                 for lo, hi in itertools.pairwise(cuts):
-                    acc = self.reduce(acc, Xf[:, t, lo:hi], W[:, t, lo:hi], active)
-        y = self.q8(acc, "act", bits)
+                    acc = self.reduce(acc, Xf[..., t, lo:hi], W[..., t, lo:hi], active)
+        y = self.q8(acc.permute(1, 0, 2).reshape(b * L, k), "act", bits)
         oh, ow = layer.out_shape[1:] if len(layer.out_shape) == 3 else (1, 1)
         return y.reshape(b, oh, ow, k).permute(0, 3, 1, 2)
 
@@ -249,7 +266,12 @@ class Reference:
         c, h, wd = xshape[1:]
         qy, qx = torch.arange(h), torch.arange(wd)
         kt = self.sched[name].bp_k_tile
-        acc = torch.zeros(b * h * wd, c, dtype=torch.float64)
+        G = self._groups(name)
+        if G > 1:  # the ops hold whole groups: each dX channel reduces its group's outputs
+            if kt % (k // G):
+                raise ValueError(f"reference: {name}: BP k-tile {kt} splits a group")
+            kt = k
+        acc = torch.zeros(G, b * h * wd, c // G, dtype=torch.float64)
         lists = None
         if self.prune_threshold is not None and self.sched[name].wsparse:
             gc = self.prune_gc
@@ -279,8 +301,9 @@ class Reference:
                     ix = torch.clamp(px // s, 0, ow - 1)
                     g = dy[:, k0 : k0 + kt][:, :, iy][:, :, :, ix]  # (B, kt, h, w)
                     g = g * (oky[:, None] & okx[None, :])
-                    A = g.permute(0, 2, 3, 1).reshape(b * h * wd, -1)
-                    B = w[k0 : k0 + kt, :, ty, tx].t()  # (C, kt)
+                    A = g.permute(0, 2, 3, 1).reshape(b * h * wd, G, -1).permute(1, 0, 2)
+                    B = w[k0 : k0 + kt, :, ty, tx].reshape(G, -1, c // G).transpose(1, 2)
+                    # A (G, N, kt / G), B (G, C / G, kt / G)
                     if lists is None:
                         acc = self.reduce(acc, A, B)
                         continue
@@ -288,35 +311,42 @@ class Reference:
                     # nonzero groups, compacted, segment by segment (gate groups if gated)
                     for (c0, c1), segs in lists[k0]:
                         for ks in segs:
-                            acc[:, c0:c1] = self.reduce(acc[:, c0:c1], A[:, ks], B[c0:c1][:, ks])
+                            acc[..., c0:c1] = self.reduce(
+                                acc[..., c0:c1], A[..., ks], B[:, c0:c1][..., ks]
+                            )
+        acc = acc.permute(1, 0, 2).reshape(b * h * wd, c)
         return self.q8(acc, "err", bits).reshape(b, h, wd, c).permute(0, 3, 1, 2)
 
     def conv_wgr(self, dy: torch.Tensor, x: torch.Tensor, name: str, keep) -> torch.Tensor:
-        """FP16 gradient values (K, taps C) in [k][tap][c] order, images in order."""
+        """FP16 gradient values (K, taps C / groups) in [k][tap][c] order, images in order."""
         X = self._patches(x, name)  # (B, L, taps, C)
         b, L, taps, c = X.shape
         k = dy.shape[1]
         ow = dy.shape[3] if dy.dim() == 4 else 1
         D = dy.reshape(b, k, L)
         rows = self.sched[name].wu_rows
-        acc = torch.zeros(k, taps * c, dtype=torch.float64)
+        G = self._groups(name)
+        cg = c // G
+        acc = torch.zeros(G, k // G, taps * cg, dtype=torch.float64)
         gates = self.gates.get(name)  # (B, L, K) open outputs, with gating on
         g = self.gate_group
         for i in range(b):
             if not keep[i]:
                 continue
             for p0 in range(0, L, rows * ow):
-                A = D[i, :, p0 : p0 + rows * ow]  # (K, pixels)
-                B = X[i, p0 : p0 + rows * ow].reshape(-1, taps * c).t()  # (taps C, pixels)
+                A = D[i, :, p0 : p0 + rows * ow].reshape(G, k // G, -1)  # (G, kg, pixels)
+                Xi = X[i, p0 : p0 + rows * ow].reshape(-1, taps, G, cg)
+                B = Xi.permute(2, 1, 3, 0).reshape(G, taps * cg, -1)  # (G, taps cg, pixels)
                 if gates is None:
                     acc = self.reduce(acc, A, B)
                     continue
                 # a gate group's outputs reduce over its open pixels only, in order
                 for k0 in range(0, k, g):
                     open_ = gates[i, p0 : p0 + rows * ow, k0]
-                    acc[k0 : k0 + g] = self.reduce(acc[k0 : k0 + g], A[k0 : k0 + g][:, open_],
-                                                   B[:, open_])  # fmt: skip
-        return acc
+                    acc[:, k0 : k0 + g] = self.reduce(acc[:, k0 : k0 + g],
+                                                      A[:, k0 : k0 + g][..., open_],
+                                                      B[..., open_])  # fmt: skip
+        return acc.reshape(k, taps * cg)
 
     @staticmethod
     def _windows(x: torch.Tensor, layer) -> torch.Tensor:
@@ -526,7 +556,7 @@ class Reference:
                 if need:
                     dx = self.conv_bwd(e, w8[la.name], la.name, x.shape, ebits(src, la.name))
                     put(src, la.name, dx)
-                grads[la.name] = self.conv_wgr(e, x, la.name, keep)
+                grads[la.name] = self._zero_group_grads(la, self.conv_wgr(e, x, la.name, keep), w8)
             elif la.kind == "fc":
                 xv = hwc_vec(x)[:, :, None, None]
                 wc = self._fc_w(la, w8[la.name])
@@ -534,7 +564,9 @@ class Reference:
                 if need:
                     dx = self.conv_bwd(e4, wc, la.name, xv.shape, ebits(src, la.name)).flatten(1)
                     put(src, la.name, self._from_hwc(dx, x.shape))
-                grads[la.name] = self.conv_wgr(e4, xv, la.name, keep)
+                grads[la.name] = self._zero_group_grads(
+                    la, self.conv_wgr(e4, xv, la.name, keep), w8
+                )
             elif la.kind == "relu":
                 put(src, la.name, torch.where(acts[la.name] > 0, e, torch.zeros_like(e)))
             elif la.kind == "add":  # the inputs' errors are the add's (shared storage)
@@ -595,6 +627,18 @@ class Reference:
             self.norm_out[name] = wn.reshape(2, -1)
             self.norm_mom[name] = v.reshape(2, -1)
         return new_w, grads, acts, err
+
+    def _zero_group_grads(self, la, g: torch.Tensor, w8) -> torch.Tensor:
+        """With pruning on, tc.wgr skips the Lasso groups that are zero at the step's start
+        (the group map it loads): their gradients stay zero, and so does their momentum."""
+        if self.prune_threshold is None or not self.sched[la.name].wsparse:
+            return g
+        gc, taps = self.prune_gc, self._taps(la)
+        wc = self._chip_w(la, w8[la.name])  # (K, taps C) [k][tap][c]
+        k = wc.shape[0]
+        shape = (k, taps, wc.shape[1] // taps // gc, gc)
+        nz = ((wc != 0) | torch.signbit(wc)).reshape(shape).any(dim=3).any(dim=1)  # (K, groups)
+        return (g.reshape(shape) * nz[:, None, :, None]).reshape(g.shape)
 
     # -- layout helpers
     def _taps(self, la) -> int:

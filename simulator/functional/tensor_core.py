@@ -8,6 +8,8 @@ Every accumulator takes its contributions as a sequence of dp_width-wide steps o
   contribute nothing), and within a tap the op's output channels in chunks of dp_width;
 - tc.wgr: the op's output pixels in row-major order in chunks of dp_width.
 Ops that continue an accumulation (`acc` = 1) append their steps after the earlier ones.
+A grouped conv's tile holds whole groups of outputs; each group is computed as an ordinary conv
+tile of its kg outputs and cg inputs (channels [rc, rc + cn) of the group), with the same order.
 Gated outputs (pass `cond`) keep their accumulator; in BP and WU their error is taken as zero;
 zero Lasso groups have their weights taken as zero. With `fin` the FP16 accumulators are
 rounded to FP8 by the SRU stream of the op (tc.fwd: act, tc.bwd and tc.wgr: err).
@@ -155,7 +157,16 @@ class TensorCore:
     ) -> np.ndarray:
         """(taps cn, S, dp) gather indices of tc.wgr's B: the patches transposed, pixels in
         dp-wide chunks (-1 pads the last)."""
-        idx = TensorCore._patch_index(h, w, kh, kw, stride, pad, ow, p0, pn, cn, 0, cn, 1)
+        return TensorCore._wgr_index_at(h, w, kh, kw, stride, pad, ow, p0, pn, cn, 0, cn, dp)
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def _wgr_index_at(
+        h: int, w: int, kh: int, kw: int, stride: int, pad: int, ow: int, p0: int, pn: int,
+        cols: int, c0: int, cn: int, dp: int,
+    ) -> np.ndarray:  # fmt: skip
+        """`_wgr_index` of channels [c0, c0 + cn) of a buffer with `cols` channels per pixel."""
+        idx = TensorCore._patch_index(h, w, kh, kw, stride, pad, ow, p0, pn, cols, c0, cn, 1)
         P = idx.shape[0]
         t = idx.reshape(P, -1).T
         padn = -P % dp
@@ -273,17 +284,27 @@ class TensorCore:
     def _check(d: Descriptor, op: str) -> None:
         if d.kind not in ("conv", "fc"):
             raise FunctionalError(f"{op}: descriptor kind {d.kind} is not conv/fc")
-        if d.groups != 1:
-            raise FunctionalError(f"{op}: grouped convolutions are not modelled functionally")
+        if d.groups < 1 or d.c % d.groups or d.k % d.groups:
+            raise FunctionalError(f"{op}: {d.groups} groups do not divide c {d.c}, k {d.k}")
+        if d.groups > 1 and (d.gate or d.wsparse):
+            raise FunctionalError(
+                f"{op}: gating or weight sparsity of a grouped convolution is not modelled"
+            )
 
     def _tile(self, a: dict[str, int], d: Descriptor, op: str) -> tuple[int, ...]:
-        """(k0, kn, c0, cn, p0, pn) of a tensor-core op, checked against its descriptor."""
+        """(k0, kn, c0, cn, p0, pn) of a tensor-core op, checked against its descriptor (a
+        grouped conv's tile: whole groups of outputs, channels c0 within the group)."""
         self._check(d, op)
         m = self.m
         k0, kn, c0, cn = m.reg(a["rk"]), a["kn"], m.reg(a["rc"]), a["cn"]
         p0, pn = m.reg(a["rp"]), a["pn"]
-        if c0 + cn > d.c or k0 + kn > d.k or p0 + pn > d.oh:
+        if c0 + cn > d.c // d.groups or k0 + kn > d.k or p0 + pn > d.oh:
             raise FunctionalError(f"{op} tile k{k0}+{kn} c{c0}+{cn} p{p0}+{pn} out of range")
+        kg = d.k // d.groups
+        if d.groups > 1 and (k0 % kg or kn % kg):
+            raise FunctionalError(
+                f"{op} tile k{k0}+{kn} is not whole groups of {kg} output channels"
+            )
         return k0, kn, c0, cn, p0, pn
 
     def _rows(self, d: Descriptor, addr: int, p0: int, pn: int, cols: int) -> np.ndarray:
@@ -297,6 +318,9 @@ class TensorCore:
     # -- the ops
     def fwd(self, a: dict[str, int], d: Descriptor, pass_: str) -> None:
         _, kn, c0, cn, p0, pn = self._tile(a, d, "tc.fwd")
+        if d.groups > 1:
+            self._fwd_grouped(a, d, kn, c0, cn, p0, pn)
+            return
         m = self.m
         X = self._patches(self._rows(d, m.reg(a["ra"]), p0, pn, d.c), d, p0, pn, c0, cn)
         P = pn * d.ow
@@ -335,6 +359,9 @@ class TensorCore:
             return
         ow = d.ow
         dy = m.view("err", m.reg(a["ra"]), pn * ow * kn)
+        if d.groups > 1:
+            self._bwd_grouped(a, d, dy, kn, cn, p0, pn)
+            return
         gate = self._gate(d, m.reg(a["rm"]), pn * ow, kn)
         if gate is not None:
             dy = dy.reshape(pn * ow, kn).copy()
@@ -422,12 +449,15 @@ class TensorCore:
         self._acc_out("err", ro, acc, a["fin"], "err")
 
     def wgr(self, a: dict[str, int], d: Descriptor) -> None:
-        _, kn, _, cn, p0, pn = self._tile(a, d, "tc.wgr")
+        _, kn, c0, cn, p0, pn = self._tile(a, d, "tc.wgr")
         m = self.m
         if m.skipped(m.reg(a["rimg"])):
             return
         P = pn * d.ow
         dy = m.view("err", m.reg(a["ra"]), P * kn).reshape(P, kn).copy()
+        if d.groups > 1:
+            self._wgr_grouped(a, d, dy, kn, c0, cn, p0, pn)
+            return
         gate = self._gate(d, m.reg(a["rm"]), P, kn)
         if gate is not None:
             dy[~gate] = 0
@@ -478,3 +508,110 @@ class TensorCore:
                 )
                 accT[:, j : j + g] = acc_j
         self._acc_out("err", ro, accT.T, a["fin"], "err")
+
+    # -- grouped convolutions: each group of the tile is an ordinary conv tile of its kg
+    # outputs and cg inputs, with the same step order (isa.spec, docs/functional.md)
+    def _tree(self, A, B, acc: np.ndarray) -> None:
+        tree_accumulate(
+            A, B, acc, operand_format=self.opf, accumulator_format=self.accf, align_bits=self.align
+        )
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def _grouped_patch_index(*geom: int) -> np.ndarray:
+        """(ng, P, S, dp) int32: tc.fwd's A of each group of the tile: the group's channels
+        [c0, c0 + cn) (of cg; ng cg channels per pixel in the buffer) under each output pixel
+        and tap, in `aligned_chunks`' layout relative to the group's first channel."""
+        h, w, kh, kw, stride, pad, ow, p0, pn, ng, cg, c0, cn, dp = geom
+        idx = TensorCore._patch_index(h, w, kh, kw, stride, pad, ow, p0, pn, ng * cg, c0, cn, 1)
+        lay = aligned_chunks(c0, cn, dp)
+        base = np.where(lay >= 0, idx[..., np.maximum(lay, 0)], -1)  # (P, taps, slots)
+        shift = (np.arange(ng) * cg)[:, None, None, None]
+        out = np.where(base >= 0, base[None] + shift, -1).astype(np.int32)
+        out = out.reshape(ng, idx.shape[0], -1, dp)
+        out.setflags(write=False)
+        return out
+
+    def _fwd_grouped(self, a, d: Descriptor, kn: int, c0: int, cn: int, p0: int, pn: int) -> None:
+        m, dp = self.m, self.dp
+        kg, cg = d.k // d.groups, d.c // d.groups
+        ng = kn // kg
+        src = self._rows(d, m.reg(a["ra"]), p0, pn, ng * cg)
+        geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, ng, cg, c0, cn, dp)
+        X = gather(src, self._grouped_patch_index(*geom))  # (ng, P, S, dp)
+        ro = m.reg(a["ro"])
+        acc = self._acc_in("act", ro, (pn * d.ow, kn), a["acc"])
+        W = self._weights(d, m.reg(a["rb"]), kn, cg)  # (kn, taps, cg)
+        lay = aligned_chunks(c0, cn, dp)
+        W = np.where(lay >= 0, W[:, :, c0 + np.maximum(lay, 0)], 0).astype(np.uint8)
+        W = W.reshape(kn, -1, dp)
+        for j in range(ng):
+            ks = slice(j * kg, (j + 1) * kg)
+            acc_j = np.ascontiguousarray(acc[:, ks])
+            self._tree(X[j], prepare_operand(W[ks], self.opf), acc_j)
+            acc[:, ks] = acc_j
+        self._acc_out("act", ro, acc, a["fin"], "act")
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def _grouped_bwd_index(*geom: int) -> np.ndarray:
+        """(ng, h w, S, dp) int32: tc.bwd's row operand of each group of the tile: the byte of
+        the dY tile ((pn ow, ng kg) codes) of the group's kg outputs under each dX pixel and
+        tap, in chunks of dp; -1 where that dY pixel does not exist and in the padding."""
+        *g, ng, kg, dp = geom
+        idx = TensorCore._bwd_gather_cached(*g, kg, dp).astype(np.int64)  # into (pn ow, kg)
+        row, kk = np.divmod(idx, kg)
+        shift = (np.arange(ng) * kg)[:, None, None, None]
+        out = np.where(idx >= 0, row * (ng * kg) + kk + shift, -1).astype(np.int32)
+        out.setflags(write=False)
+        return out
+
+    def _bwd_grouped(self, a, d: Descriptor, dy, kn: int, cn: int, p0: int, pn: int) -> None:
+        """dX accumulators at ro: [row][col][c] of the tile's groups, cn channels each."""
+        m, dp = self.m, self.dp
+        kg = d.k // d.groups
+        ng = kn // kg
+        geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, ng, kg, dp)
+        A = gather(dy, self._grouped_bwd_index(*geom))  # (ng, h w, S, dp)
+        ro = m.reg(a["ro"])
+        acc = self._acc_in("err", ro, (d.h * d.w, ng * cn), a["acc"])
+        W = self._weights(d, m.reg(a["rb"]), kn, cn)  # (kn, taps, cn)
+        for j in range(ng):
+            B = np.transpose(W[j * kg : (j + 1) * kg], (2, 1, 0))  # (cn, taps, kg)
+            B = self._chunks(B).reshape(cn, -1, dp)
+            cs = slice(j * cn, (j + 1) * cn)
+            acc_j = np.ascontiguousarray(acc[:, cs])
+            self._tree(A[j], prepare_operand(B, self.opf), acc_j)
+            acc[:, cs] = acc_j
+        self._acc_out("err", ro, acc, a["fin"], "err")
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def _grouped_wgr_index(*geom: int) -> np.ndarray:
+        """(ng, taps cn, S, dp) int32: tc.wgr's B of each group of the tile (`_wgr_index` of
+        the group's channels [c0, c0 + cn), ng cg channels per pixel in the buffer)."""
+        *g, ng, cg, c0, cn, dp = geom
+        base = TensorCore._wgr_index_at(*g, ng * cg, c0, cn, dp)
+        shift = (np.arange(ng) * cg)[:, None, None, None]
+        out = np.where(base >= 0, base[None] + shift, -1).astype(np.int32)
+        out.setflags(write=False)
+        return out
+
+    def _wgr_grouped(self, a, d: Descriptor, dy, kn: int, c0: int, cn: int, p0: int,
+                     pn: int) -> None:  # fmt: skip
+        """Gradients at ro: [k][tap][c] of the kn outputs, cn channels (from c0 of the group)."""
+        m, dp = self.m, self.dp
+        kg, cg = d.k // d.groups, d.c // d.groups
+        ng = kn // kg
+        src = self._rows(d, m.reg(a["rb"]), p0, pn, ng * cg)
+        ro = m.reg(a["ro"])
+        acc = self._acc_in("err", ro, (kn, d.taps * cn), a["acc"])
+        geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, ng, cg, c0, cn, dp)
+        XT = gather(src, self._grouped_wgr_index(*geom))  # (ng, taps cn, S, dp)
+        for j in range(ng):
+            ks = slice(j * kg, (j + 1) * kg)
+            dyj = self._chunks(np.ascontiguousarray(dy[:, ks].T))  # (kg, S, dp)
+            accT = np.ascontiguousarray(acc[ks].T)
+            self._tree(XT[j], prepare_operand(dyj, self.opf), accT)
+            acc[ks] = accT.T
+        self._acc_out("err", ro, acc, a["fin"], "err")
