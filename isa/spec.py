@@ -511,7 +511,13 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         "[rc, rc + cn) in chunks of the dp_width-aligned channel blocks (c div dp_width; "
         "zero-padded: a pass starting inside a block takes that block's rest alone); with "
         "wsparse a lane skips its chunks whose weights are all in zero Lasso groups; an op "
-        "with acc = 1 appends its steps. fin rounds through the `act` SRU stream.",
+        "with acc = 1 appends its steps. fin rounds through the `act` SRU stream. Grouped "
+        "convs (descriptor groups > 1; all tc ops): a tile holds whole groups of outputs; ra "
+        "(tc.fwd) and rb (tc.wgr) hold the input channels of the tile's groups, (kn / kg) cg "
+        "per pixel, and tc.bwd's ro the dX of those groups; each group is reduced as an "
+        "ordinary conv of its kg outputs and cg inputs (tc.fwd's aligned blocks and tc.bwd's "
+        "k chunks counted from the group's first channel / output). Gating and weight "
+        "sparsity do not apply to grouped convs.",
     ),
     OpSpec(
         0x31,

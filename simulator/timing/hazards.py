@@ -163,10 +163,12 @@ def _tc(op: str, a: dict, r: dict[str, int], d: _Desc, gc: int) -> list[Access]:
     kn, cn, pn = a["kn"], a["cn"], a["pn"]
     npix = pn * d.ow
     out: list[Access] = []
+    # a grouped conv's tile holds the input channels (and dX) of its kn / kg whole groups
+    cin = kn // (d.k // d.groups) * cn if d.groups > 1 else None
     if op == "tc.fwd":
         out += [
-            _rng("act", r["ra"], _in_rows(d, r["rp"], pn) * d.w * d.c, False),
-            _rng("wgt", r["rb"], kn * d.taps * d.c, False),
+            _rng("act", r["ra"], _in_rows(d, r["rp"], pn) * d.w * (cin or d.c), False),
+            _rng("wgt", r["rb"], kn * d.taps * (cn if cin else d.c), False),
         ]
         acc_space, acc_bytes = "act", 2 * npix * kn
         gate = d.gate and TC_PASS.values[a["pass"]] == "cond"
@@ -176,12 +178,12 @@ def _tc(op: str, a: dict, r: dict[str, int], d: _Desc, gc: int) -> list[Access]:
             _rng("err", r["ra"], npix * kn, False),
             _rng("wgt", r["rb"], kn * d.taps * cn, False),
         ]
-        acc_space, acc_bytes = "err", 2 * d.h * d.w * cn
+        acc_space, acc_bytes = "err", 2 * d.h * d.w * (cin or cn)
         gate, row = d.gate, cn
     else:
         out += [
             _rng("err", r["ra"], npix * kn, False),
-            _rng("act", r["rb"], _in_rows(d, r["rp"], pn) * d.w * cn, False),
+            _rng("act", r["rb"], _in_rows(d, r["rp"], pn) * d.w * (cin or cn), False),
         ]
         acc_space, acc_bytes = "err", 2 * kn * d.taps * cn
         gate, row = d.gate, cn

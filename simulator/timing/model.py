@@ -323,15 +323,17 @@ def _tc_touch(stream, tc_ops, cfg) -> tuple[np.ndarray, np.ndarray]:
         regs = stream.regs[op.execs]
         ra, rb, ro = regs[:, 4], regs[:, 5], regs[:, 6]
         rows = _in_rows(d, op.p0, pn)
+        # a grouped conv's tile holds the input channels (and dX) of its kn / kg groups
+        cin = kn // (d.k // d.groups) * cn if d.groups > 1 else None
         if op.op == "tc.fwd":  # outputs in act; reads X (act)
             sp, size = 0, 2 * npix * kn
-            reads = [(0, ra, ra + rows * d.w * d.c)]
+            reads = [(0, ra, ra + rows * d.w * (cin or d.c))]
         elif op.op == "tc.bwd":  # outputs in err; reads dY (err)
-            sp, size = 1, 2 * d.h * d.w * cn
+            sp, size = 1, 2 * d.h * d.w * (cin or cn)
             reads = [(1, ra, ra + npix * kn)]
         else:  # outputs in err; reads dY (err) and X (act)
             sp, size = 1, 2 * kn * d.taps * cn
-            reads = [(1, ra, ra + npix * kn), (0, rb, rb + rows * d.w * cn)]
+            reads = [(1, ra, ra + npix * kn), (0, rb, rb + rows * d.w * (cin or cn))]
         n = len(op.execs)
         pos.append(op.execs)
         out_sp.append(np.full(n, sp))

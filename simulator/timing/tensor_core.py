@@ -498,9 +498,33 @@ def _bwd_gated(bits, per_group, part, share, dp, taps, lanes, want_items):  # pr
     return work, useful, items
 
 
+def _bwd_grouped(t: OpTiles, s: SparsityView) -> TcWork:
+    """BP work of a grouped conv's tile (no gating or weight sparsity applies to it): the
+    lanes own the dX channels of the tile's whole groups, (kn / kg) cg of them, and each
+    reduces over its own group's kg outputs in chunks of dp_width (isa.spec, as the
+    functional tensor core computes it)."""
+    d, geo = t.d, s.geo
+    kg = d.k // d.groups
+    nch = t.kn // kg * t.cn
+    _, share = _split(nch, geo)
+    steps = -(-kg // geo.dp) * d.taps
+    out, combos = _empty_work(t.k0, t.c0)
+    for kk, cc in combos:
+        sel = np.nonzero((t.k0 == kk) & (t.c0 == cc))[0]
+        npix = _static_pixels(t.p0[sel], t.pn, d.ow, share)  # (E, share)
+        work = _pad_lanes(np.broadcast_to(npix[:, None, :] * steps, (len(sel), nch, share)),
+                          nch, geo)  # fmt: skip
+        out.max_steps[sel] = _busiest(work, geo, share)
+        out.lane_steps[sel] = work.sum(axis=(1, 2))
+        out.useful_macs[sel] = npix.sum(axis=1) * t.kn * t.cn * d.taps
+    return out
+
+
 def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
     """BP op work (lanes own input channels; per dY pixel and gate group the k of nonzero
     weight groups are compacted)."""
+    if t.d.groups > 1:
+        return _bwd_grouped(t, s)
     d, kn, cn, pn, k0, c0, p0, img = t.d, t.kn, t.cn, t.pn, t.k0, t.c0, t.p0, t.img
     geo, wg, group_in, channel_group = s.geo, s.wg, s.group_in, s.channel_group
     groups, share = _split(cn, geo)

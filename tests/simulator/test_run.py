@@ -51,7 +51,7 @@ def test_named_trace_hits_its_reduction_and_is_deterministic():
     [
         (["run", "--trace", "nosuch"], "neither a file nor a named trace"),
         (["run", "--trace", TINY, "--config", "nosuch.yaml"], "nosuch"),
-        (["run", "--trace", "mobilenet_v1_half_digits", "--mode", "functional"], "not modelled"),
+        (["run", "--trace", TINY, "--iteration", "99"], "iteration 99 out of range"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message):

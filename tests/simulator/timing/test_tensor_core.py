@@ -360,3 +360,22 @@ def test_packer_kernel_matches_numpy_statement(seed):
     got = _dynamic_work(n, s, owner, share, GEO, 5, 2, 36, rpc)
     want = _ref_dynamic_work(n, s, owner, share, GEO, 7, 36, rpc)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("cg, kg", [(1, 1), (4, 6), (2, 16)])
+def test_grouped_bwd_lanes_own_the_groups_dx_channels(cg, kg):
+    """A grouped conv's BP tile (isa.spec): the lanes own the (kn / kg) cg dX channels of its
+    groups and each reduces over its group's kg outputs, ceil(kg / dp) steps per tap and
+    pixel; a depthwise 64-channel tile so takes one step per tap and pixel, not eight."""
+    groups = 8 if kg > 1 else 64
+    d = LayerDesc(cg * groups, kg * groups, 8, 8, 3, 3, 1, 1, False, False, groups)
+    kn = d.k
+    z = np.zeros(2, np.int64)
+    w = bwd_work(OpTiles(d, kn, cg, 8, z, z, z, z), SparsityView(GEO, None, GI, CG), None)
+    nch = kn // kg * cg  # dX channels of the tile
+    per_lane = 8 * 8 * 9 * -(-kg // GEO.dp)  # pixels x taps x steps, before the cores split
+    lane_groups = -(-nch // GEO.lanes)
+    share = 1 if lane_groups >= GEO.n_tc else GEO.n_tc // lane_groups
+    assert (w.useful_macs == 8 * 8 * 9 * kn * cg).all()
+    assert (w.lane_steps == nch * per_lane).all()
+    assert (w.max_steps == -(-per_lane // share) * -(-lane_groups // (GEO.n_tc // share))).all()
