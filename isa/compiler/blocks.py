@@ -100,7 +100,8 @@ class BlockBuilder(GraphPlan):
             else:
                 self.e.addr(reg, off, region.addr)
         self.e.setr(IMG, 0)
-        with self.e.loop(self.batch):
+
+        def image() -> None:
             self.e.per_image_backward = self.e.phase in ("bp", "wu")
             try:
                 if self.e.per_image_backward and self.sparse:
@@ -114,6 +115,21 @@ class BlockBuilder(GraphPlan):
             for base in bases:
                 self.e.addr(base[0], base[0], base[1].bytes_per_image)
             self.e.addr(IMG, IMG, 1)
+
+        n = self.e.rotation
+        if not n:
+            with self.e.loop(self.batch):
+                image()
+            return
+        # a slot rotation (`Emitter.begin_slots`): n images per iteration, each step's slot
+        # fixed in the program, then the rest of the batch
+        assert self.e.phase not in ("bp", "wu") or not self.sparse, "rotation with skip regions"
+        if self.batch // n:
+            with self.e.loop(self.batch // n):
+                for _ in range(n):
+                    image()
+        for _ in range(self.batch % n):
+            image()
 
     def channel_loop(self, c: int, cn: int, regs: Sequence[int], tile: Callable[[], None]) -> None:
         """Channel tiles of [pixel][channel] tensors as a hardware loop: `tile()` emits the tile

@@ -76,6 +76,10 @@ class Emitter:
     layer: str = ""
     phase: str = "setup"
     slot_toggle: dict[str, int] = field(default_factory=dict)  # buffer -> xor mask
+    # three or more slots (`begin_slots`): buffer -> slot addresses, rotated by `setr`, and
+    # the slot of the step being emitted (the image loop is unrolled to keep it static)
+    slot_addrs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    slot_pos: int = 0
     # inside a batch loop of a BP/WU block: a step's transfers are the image's (dma `gsk`)
     per_image_backward: bool = False
 
@@ -178,9 +182,24 @@ class Emitter:
         self.toggle_slots()
 
     def toggle_slots(self) -> None:
+        if self.slot_addrs:  # rotation: the next slot's absolute address
+            self.slot_pos = (self.slot_pos + 1) % self.rotation
+            for buf, addrs in self.slot_addrs.items():
+                self.setr(SLOT[buf], addrs[self.slot_pos])
+            return
         for buf, mask in self.slot_toggle.items():
             if mask:
                 self.emit("xorr", rd=SLOT[buf], rs=SLOT[buf], imm=mask)
+
+    @property
+    def rotation(self) -> int:
+        """Slots rotated by `setr` (0: none, the block double-buffers by XOR or has one)."""
+        return len(next(iter(self.slot_addrs.values()))) if self.slot_addrs else 0
+
+    def prev_slot(self, buf: str) -> int:
+        """Under a rotation: the address of the previous step's slot of `buf`."""
+        addrs = self.slot_addrs[buf]
+        return addrs[(self.slot_pos - 1) % len(addrs)]
 
     def step_tokens(
         self, loads: list[Op], computes: list[Op], stores: list[Op], late: int = 0, first: int = 0
@@ -223,14 +242,21 @@ class Emitter:
             for o in (*lds, *sts):
                 o.args["gsk"], o.args["rimg"] = 1, IMG
 
-    def begin_slots(self, bases: dict[str, tuple[int, int]]) -> int:
+    def begin_slots(self, bases: dict[str, tuple[int, ...]]) -> int:
         """Set the slot registers: buffer -> (slot 0 address, slot 1 address or equal for
-        single buffering). Returns the number of slots and pre-signals FREE for each."""
-        nslots = 2 if all(a != b for a, b in bases.values()) else 1
+        single buffering), or n > 2 addresses (a rotation: `toggle_slots` sets the next one,
+        and `Blocks.batch_loop` unrolls the image loop n times so each step's slot is
+        static). Returns the number of slots and pre-signals FREE for each."""
+        first = next(iter(bases.values()))
+        nslots = (
+            len(first) if len(first) > 2 else 2 if all(v[0] != v[1] for v in bases.values()) else 1
+        )
         self.slot_toggle = {}
-        for buf, (a, b) in bases.items():
-            self.setr(SLOT[buf], a)
-            self.slot_toggle[buf] = (a ^ b) if nslots == 2 else 0
+        self.slot_addrs = {b: tuple(v) for b, v in bases.items()} if nslots > 2 else {}
+        self.slot_pos = 0
+        for buf, v in bases.items():
+            self.setr(SLOT[buf], v[0])
+            self.slot_toggle[buf] = (v[0] ^ v[1]) if nslots == 2 else 0
         for _ in range(nslots):
             self.emit("nop", sg=FREE)
         return nslots
@@ -239,6 +265,7 @@ class Emitter:
         for _ in range(nslots):
             self.emit("nop", wt=FREE)
         self.emit("barrier")
+        self.slot_addrs = {}
 
     def persistent_load(self, loads: list[Op], units: tuple[str, ...]) -> None:
         """Place loads of persistent data, then make each consumer unit's queue wait until the

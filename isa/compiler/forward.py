@@ -193,20 +193,29 @@ class ForwardLowering(BlockBuilder):
             bn_desc = self.descriptor(bn, "norm")
             self.sfu_zero(bn_desc, ZERO, 2 * sh.k, "clear statistics of " + bn.name, esz=4)
         pool = self.fwd_pool.get(layer.name)  # ReLU and max-pool applied to the output here
-        slot_bases = t.slot_bases(cfg, ("act", "msk") if gated or pool else ("act",))
-        nslots = e.begin_slots(slot_bases)
+        bufs = ("act", "msk") if gated or pool else ("act",)
         cload = sh.c if c_off is None else t.kn // sh.kg * sh.cg
         skew = cfg.buffers.activation.word_bytes
+        # more slots where three or four of a step fit (with the residual operand loaded
+        # after the accumulators): an image's chain (load, normalisation, passes, stores) is
+        # longer than two images' work, so two slots leave the cores idle (docs/simulator.md)
+        need = dict(t.needs)
+        if res is not None:
+            need["act"] = need.get("act", 0) + skew + align(sh.h * sh.w * sh.c)
+        slot_bases = t.rotation_bases(cfg, bufs, need, cfg.buffers.forward_slots) or t.slot_bases(
+            cfg, bufs
+        )
+        nslots = e.begin_slots(slot_bases)
         # Software pipelining: with the input normalised here, the SFU takes the statistics of
         # image i-1's output after normalising image i, so the tensor cores never wait for
         # the statistics (the in-order SFU would otherwise hold image i+1's normalisation
         # behind image i's statistics). Image 0 reads a zeroed tile; the last image's
         # statistics follow the loop.
-        lagged = norm is not None and bn is not None and nslots == 2
+        lagged = norm is not None and bn is not None and nslots >= 2
         outs = t.pn * sh.ow * sh.k
         if lagged:
             xb = align(sh.rows_in(t.pn) * sh.w * cload)
-            e.setr(TMP_D, slot_bases["act"][1] + xb)
+            e.setr(TMP_D, (e.prev_slot("act") if e.rotation else slot_bases["act"][1]) + xb)
             e.place(self.sfu("zero", bn_desc, ("act", TMP_D), ("act", ZERO), ("act", TMP_D), outs))
             e.emit("nop", sg=STAT)
 
@@ -268,11 +277,12 @@ class ForwardLowering(BlockBuilder):
                         "norm_stat", bn_desc, ("act", TMP_D), ("err", ZERO), ("err", ZERO),
                         outs, note=f"statistics of {bn.name} (previous image)", ch=sh.k,
                     )  # fmt: skip
-                    comp += [
-                        e.make("xorr", rd=TMP_D, rs=SLOT["act"], imm=e.slot_toggle["act"]),
-                        self.addr_op(TMP_D, TMP_D, xbytes),
-                        stat_prev,
-                    ]
+                    prev = (
+                        self.setr_op(TMP_D, e.prev_slot("act"))
+                        if e.rotation
+                        else e.make("xorr", rd=TMP_D, rs=SLOT["act"], imm=e.slot_toggle["act"])
+                    )
+                    comp += [prev, self.addr_op(TMP_D, TMP_D, xbytes), stat_prev]
                 comp += [
                     self.addr_op(TMP_O, SLOT["act"], xbytes),
                     self.setr_op(P_IDX, p0),
@@ -384,7 +394,10 @@ class ForwardLowering(BlockBuilder):
             bases.append((TMP_A, pre))
         self.batch_loop(bases, body)
         if lagged:  # the last image's statistics
-            e.emit("xorr", rd=TMP_D, rs=SLOT["act"], imm=e.slot_toggle["act"])
+            if e.rotation:
+                e.setr(TMP_D, e.prev_slot("act"))
+            else:
+                e.emit("xorr", rd=TMP_D, rs=SLOT["act"], imm=e.slot_toggle["act"])
             e.addr(TMP_D, TMP_D, xb)
             last = self.sfu(
                 "norm_stat", bn_desc, ("act", TMP_D), ("err", ZERO), ("err", ZERO), outs,

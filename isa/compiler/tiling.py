@@ -8,7 +8,7 @@ fewest steps. Footprints are in bytes: FP8 operands 1 byte, FP16 accumulators 2 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from isa.compiler.memmap import CompileError
 from simulator.config import HardwareConfig
@@ -79,6 +79,7 @@ class Tiling:
     pn: int
     double: bool
     persistent: dict[str, int]  # bytes kept for the whole block, per buffer (from address 0)
+    needs: dict[str, int] = field(default_factory=dict, compare=False)  # bytes per slot
 
     def slot_bases(self, cfg: HardwareConfig, bufs: tuple[str, ...]) -> dict[str, tuple[int, int]]:
         out = {}
@@ -88,6 +89,26 @@ class Tiling:
             size = _slot(cap - pers, self.double)
             out[b] = (pers, pers + size if self.double else pers)
         return out
+
+    def rotation_bases(
+        self, cfg: HardwareConfig, bufs: tuple[str, ...], need: dict[str, int], most: int = 4
+    ) -> dict[str, tuple[int, ...]] | None:
+        """Addresses of n equal slots per buffer, for the largest n in most..3 at which each
+        buffer's slot holds `need` bytes (absent: none) after its persistent data; None
+        where not even three fit (the block double-buffers, `slot_bases`)."""
+        if not self.double:
+            return None
+        for n in range(most, 2, -1):
+            out = {}
+            for b in bufs:
+                pers = align(self.persistent.get(b, 0))
+                size = (_cap(cfg, b) - pers) // n // 16 * 16
+                if size < need.get(b, 0):
+                    break
+                out[b] = tuple(pers + j * size for j in range(n))
+            else:
+                return out
+        return None
 
 
 def _cap(cfg: HardwareConfig, buf: str) -> int:
@@ -114,7 +135,7 @@ def _search(name: str, phase: str, cfg: HardwareConfig, candidates, reserved_msk
                     ok = False
                     break
             if ok and (best is None or cost < best[0]):
-                best = (cost, Tiling(kn, cn, pn, double, pers))
+                best = (cost, Tiling(kn, cn, pn, double, pers, needs))
         if best is not None:
             return best[1]
     raise CompileError(

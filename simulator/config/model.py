@@ -301,6 +301,16 @@ class BuffersConfig(StrictModel):
         provenance=A,
         doc="Whether the compiler splits each buffer in two halves so DMA overlaps compute.",
     )
+    forward_slots: int = param(
+        unit="slots",
+        provenance=A,
+        doc="Most slots the compiler rotates through in a forward conv block where that many "
+        "of a step fit in the buffers (2: double buffering everywhere). More slots let the "
+        "loads of later images run ahead of an image's long chain (load, normalisation, "
+        "base and conditional passes, stores).",
+        ge=2,
+        le=8,
+    )
 
 
 class DmaConfig(StrictModel):
