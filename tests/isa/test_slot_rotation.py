@@ -5,6 +5,7 @@ after each step, and the functional executor still matches the reference."""
 
 from __future__ import annotations
 
+import itertools
 from functools import cache
 
 import pytest
@@ -54,7 +55,7 @@ def test_forward_convs_rotate_the_slots_that_fit():
         slots = b["act"][0 : n + 1]  # the first slot, then one setr per step
         assert len(set(slots[:n])) == n and slots[n] == slots[0], (name, slots)
         step = sorted(set(slots[:n]))
-        assert len({y - x for x, y in zip(step, step[1:], strict=False)}) == 1  # equal slots
+        assert len({y - x for x, y in itertools.pairwise(step)}) == 1  # equal slots
         assert 8 // n in b["loops"], (name, b["loops"])  # the image loop, n images a turn
 
 
