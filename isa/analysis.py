@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from isa.encoding import Instruction
-from isa.program import HardwareLoops, step_registers
+from isa.program import HardwareLoops, issued_without_skips, step_registers
 from isa.spec import TC_PHASE, TOKEN_BITS
 
 
@@ -33,7 +33,8 @@ class Descriptor:
 
 
 def _multiplicities(program: Sequence[Instruction]) -> list[int]:
-    """How many times each instruction executes (product of its enclosing loop counts)."""
+    """How many times each instruction executes (product of its enclosing loop counts) where
+    no image is skipped (the opposite `skipimg` regions: none, `issued_without_skips`)."""
     mult = [1] * len(program)
     stack: list[tuple[int, int]] = []  # (end index, multiplier inside)
     cur = 1
@@ -42,8 +43,8 @@ def _multiplicities(program: Sequence[Instruction]) -> list[int]:
             stack.pop()
             cur = stack[-1][1] if stack else 1
         mult[i] = cur
-        if ins.op == "loop":
-            cur *= ins["count"]
+        if ins.op == "loop" or not issued_without_skips(ins):
+            cur = cur * ins["count"] if ins.op == "loop" else 0
             stack.append((i + ins["end"], cur))
     return mult
 
@@ -103,7 +104,7 @@ def check_tokens(program: Sequence[Instruction], max_steps: int = 10_000_000) ->
             counts[ins.sg] += 1
         if ins.op == "loop":
             loops.enter(pc, ins)
-        pc = loops.next_pc(pc)
+        pc = loops.next_pc(pc, None if issued_without_skips(ins) else pc + ins["end"])
     return {t: c for t, c in enumerate(counts) if c}
 
 
@@ -164,7 +165,7 @@ def check_transfers(
                     )
         if ins.op == "loop":
             loops.enter(pc, ins)
-        pc = loops.next_pc(pc)
+        pc = loops.next_pc(pc, None if issued_without_skips(ins) else pc + ins["end"])
     return problems
 
 
@@ -189,5 +190,5 @@ def dram_write_counts(program: Sequence[Instruction], dram_bytes: int, op: str =
             np.add.at(counts, idx[idx < dram_bytes], 1)
         if ins.op == "loop":
             loops.enter(pc, ins)
-        pc = loops.next_pc(pc)
+        pc = loops.next_pc(pc, None if issued_without_skips(ins) else pc + ins["end"])
     return counts

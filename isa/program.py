@@ -69,6 +69,13 @@ class HardwareLoops:
         return pc
 
 
+def issued_without_skips(ins: Instruction) -> bool:
+    """Whether a `skipimg` region is issued where no image is skipped: the ordinary ones are,
+    the opposite ones (`inv`, placed for a skipped image's successor) are not. Static walkers
+    of a program (token check, transfer counts) follow this rule."""
+    return not (ins.op == "skipimg" and ins["inv"])
+
+
 def step_registers(regs: list[int], ins: Instruction) -> None:
     """The effect of `setr` / `addr` / `xorr` on the 32-bit scalar registers (r0 stays 0)."""
     a = ins.args

@@ -368,12 +368,21 @@ OPCODES: Final[tuple[OpSpec, ...]] = (
         (
             r("rimg", "Image index whose skip flag (mask-buffer byte rimg) is read."),
             FieldSpec("end", Kind.LABEL, 16, "First instruction after the region.", min_value=1),
+            u(
+                "inv",
+                1,
+                "1: the opposite region, issued only where image rimg is skipped (gradient "
+                "skipping on and its flag set): work placed ahead for a later image.",
+            ),
         ),
         "The gradient-skip unit's issue rule (the GSU decides whether an image's BP and WU "
         "are issued): with gradient skipping on and image rimg's skip flag set, the "
         "controller continues at `end`, and the region from the next instruction up to (not "
         "including) `end` is not issued: its instructions move no data, wait for and signal "
         "no tokens and change no register. Otherwise it continues with the next instruction. "
+        "With inv = 1 the condition is the opposite: the region is issued only where the "
+        "image is skipped (and, as with any region, a program with no image skipped does not "
+        "issue it). "
         "The flag is read once every earlier gs.decide has completed. The region lies inside "
         "the innermost enclosing loop body and contains only whole loops; the compiler keeps "
         "the token signals and waits of all of an image's regions in a block balanced, so the "

@@ -668,29 +668,57 @@ class BackwardLowering(BlockBuilder):
             e.emit("sync", wt=SIDE2, unit=UNIT.values.index("tc"))
             self._place(parts["tc"])
 
-        def region():  # the image IMG's part: not issued when it is skipped (sparse program)
-            return e.skip_region(IMG) if self.sparse else nullcontext()
+        def region(inv: bool = False):  # image IMG's part (sparse program: `skipimg`)
+            return e.skip_region(IMG, inv) if self.sparse else nullcontext()
+
+        def front(ahead: int) -> None:  # the front of image IMG + ahead, IMG moved and back
+            shift(ahead)
+            with region():
+                self._place(_pipe_parts(*make())["front"])
+            shift(-ahead)
+
+        def iteration(early: bool) -> None:
+            """Image i's tensor cores, the next image's front, image i's back. Sparse: image i's
+            slot turn (the toggles) is its own, so a skipped image i leaves the slots to the
+            next as they were; the front of image i + 1 comes here only if image i is issued
+            (else an earlier iteration placed it), and with `early`, where image i + 1 is
+            skipped, image i + 2's front comes here too (ahead of image i's back, which the
+            in-order SFU would otherwise do first)."""
+            cur = _pipe_parts(*make())
+            with region():
+                tc(cur)
+                e.toggle_slots()
+            if not self.sparse:
+                front(1)
+            else:
+                with region():
+                    front(1)
+                if early:
+                    shift(1)
+                    with region(inv=True):
+                        front(1)
+                    shift(-1)
+            with region():
+                e.toggle_slots()
+                self._place(cur["back"])
+                e.toggle_slots()
+            shift(1)
 
         e.per_image_backward = True
         try:
             with region():
                 self._place(_pipe_parts(*make())["front"])
-            with e.loop(self.batch - 1):
-                cur, nxt = _pipe_parts(*make()), _pipe_parts(*make())
-                # image i's slot turn (the toggles) is its own: a skipped image i leaves the
-                # slots to image i + 1 as they were
-                with region():
-                    tc(cur)
-                    e.toggle_slots()
-                shift(1)
-                with region():
-                    self._place(nxt["front"])
-                shift(-1)
-                with region():
-                    e.toggle_slots()
-                    self._place(cur["back"])
-                    e.toggle_slots()
-                shift(1)
+            if self.sparse:  # image 1's front where image 0 is skipped
+                with region(inv=True):
+                    front(1)
+                # the last iteration has no image i + 2: it follows the loop
+                if self.batch > 2:
+                    with e.loop(self.batch - 2):
+                        iteration(early=True)
+                iteration(early=False)
+            else:
+                with e.loop(self.batch - 1):
+                    iteration(early=False)
             last = _pipe_parts(*make())
             with region():
                 tc(last)

@@ -114,11 +114,12 @@ class Emitter:
         head.args["end"] = len(self.ops) - start + 1
 
     @contextmanager
-    def skip_region(self, rimg: int) -> Iterator[None]:
+    def skip_region(self, rimg: int, inv: bool = False) -> Iterator[None]:
         """The instructions placed inside are one image's BP/WU work: with gradient skipping on
         and image `rimg` skipped, the controller does not issue them (`skipimg`). All of an
-        image's regions in a block must signal and wait for each token equally often."""
-        head = self.emit("skipimg", rimg=rimg, end=1)
+        image's regions in a block must signal and wait for each token equally often. `inv`:
+        issued only where image `rimg` is skipped."""
+        head = self.emit("skipimg", rimg=rimg, end=1, inv=int(inv))
         start = len(self.ops)
         yield
         head.args["end"] = len(self.ops) - start + 1

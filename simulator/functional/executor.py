@@ -104,7 +104,7 @@ class Executor:
             elif op == "halt":
                 out.append((_HALT, 0, 0, 0))
             elif op == "skipimg":
-                out.append((_SKIP, a["rimg"], a["end"], 0))
+                out.append((_SKIP, a["rimg"], a["end"], a["inv"]))
             elif op in _NO_DATA:
                 out.append((_NOP, 0, 0, 0))
             elif op in ("dma.ld", "dma.st"):
@@ -143,7 +143,7 @@ class Executor:
                     break
                 elif kind == _SKIP:
                     try:
-                        taken = self.m.skipped(regs[x])
+                        taken = self.m.skipped(regs[x]) != bool(z)
                     except FunctionalError as exc:
                         raise FunctionalError(f"instruction {pc} (skipimg): {exc}") from None
                     if taken:  # the region is not issued: continue at its end

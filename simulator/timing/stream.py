@@ -49,7 +49,7 @@ class StaticProgram:
     sg: np.ndarray
     a0: np.ndarray  # loop: count; setr/addr/xorr: rd; skipimg: rimg
     a1: np.ndarray  # loop, skipimg: end distance; addr/xorr: rs
-    a2: np.ndarray  # setr/addr/xorr: immediate
+    a2: np.ndarray  # setr/addr/xorr: immediate; skipimg: inv
     capture: np.ndarray  # (n, len(CAPTURE)) register numbers of CAPTURE fields, -1 when absent
 
 
@@ -80,7 +80,7 @@ def static_program(program: Sequence[Instruction]) -> StaticProgram:
         elif ins.op == "sync":
             unit[i] = ins["unit"]
         elif ins.op == "skipimg":  # reads the GSU's flags: waits for its last decision
-            a0[i], a1[i], unit[i] = ins["rimg"], ins["end"], UNIT_ID["gsu"]
+            a0[i], a1[i], a2[i], unit[i] = ins["rimg"], ins["end"], ins["inv"], UNIT_ID["gsu"]
         for j, name in enumerate(CAPTURE):
             if name in ins.args:
                 cap[i, j] = ins.args[name]
@@ -160,7 +160,8 @@ def _unroll(kind, a0, a1, a2, cap, total, skipped):  # pragma: no cover - numba
             break
         elif k == K_SKIP:
             img = regs[a0[pc]]
-            if 0 <= img < skipped.shape[0] and skipped[img]:
+            flag = 0 <= img < skipped.shape[0] and skipped[img] != 0
+            if flag != (a2[pc] != 0):  # `inv`: the region of a skipped image's successor
                 pc += a1[pc] - 1  # the region is not issued
         pc += 1
         while depth > 0 and pc == l_end[depth - 1]:

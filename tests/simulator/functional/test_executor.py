@@ -109,7 +109,7 @@ def test_skipimg_leaves_out_a_skipped_images_region(gskip):
         Ins("mode", {"gating": 0, "wsparse": 0, "gskip": int(gskip)}),
         Ins("setr", {"rd": 1, "imm": 0}),
         Ins("loop", {"count": 3, "end": 4}),
-        Ins("skipimg", {"rimg": 1, "end": 2}),
+        Ins("skipimg", {"rimg": 1, "end": 2, "inv": 0}),
         Ins("addr", {"rd": 5, "rs": 5, "imm": 1}),  # counts the regions executed
         Ins("addr", {"rd": 1, "rs": 1, "imm": 1}),
         Ins("halt", {}),
@@ -117,6 +117,12 @@ def test_skipimg_leaves_out_a_skipped_images_region(gskip):
     Executor(m).run(prog)
     assert m.regs[1] == 3
     assert m.regs[5] == (2 if gskip else 3)
+    # the opposite region (inv): executed only for the skipped image
+    m2 = _machine()
+    m2.view("msk", 0, 3)[:] = [0, 1, 0]
+    prog[3] = Ins("skipimg", {"rimg": 1, "end": 2, "inv": 1})
+    Executor(m2).run(prog)
+    assert m2.regs[5] == (1 if gskip else 0)
 
 
 def test_skipimg_with_an_image_outside_the_mask_buffer_is_an_error():
@@ -124,7 +130,7 @@ def test_skipimg_with_an_image_outside_the_mask_buffer_is_an_error():
     prog = [
         Ins("mode", {"gating": 0, "wsparse": 0, "gskip": 1}),
         Ins("setr", {"rd": 1, "imm": 1 << 30}),
-        Ins("skipimg", {"rimg": 1, "end": 1}),
+        Ins("skipimg", {"rimg": 1, "end": 1, "inv": 0}),
     ]
     with pytest.raises(FunctionalError, match="instruction 2 \\(skipimg\\)"):
         Executor(m).run(prog)

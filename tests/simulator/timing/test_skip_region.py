@@ -26,7 +26,7 @@ GSU = UNITS.index("gsu")
 PROGRAM = """
     setr r1, 0
     loop 3, done
-    skipimg r1, next
+    skipimg r1, next, 0
     xorr r6, r6, 0x100
     nop sg=1
     nop wt=1
