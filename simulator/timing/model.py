@@ -116,6 +116,7 @@ class PreparedProgram:
     skipped: np.ndarray | None = None
     # per set of skip flags, the program as issued with gradient skipping on (`for_mode`)
     derived: dict = field(default_factory=dict, repr=False)
+    static: StaticCosts | None = field(default=None, repr=False)  # reused by `for_mode`
 
 
 def _descriptor(a) -> LayerDesc:
@@ -125,41 +126,43 @@ def _descriptor(a) -> LayerDesc:
     )  # fmt: skip
 
 
-def prepare(
-    compiled: CompiledProgram, cfg: HardwareConfig, skipped: np.ndarray | None = None
-) -> PreparedProgram:
-    """Unroll the program and cost everything that does not depend on masks or mode.
-    `skipped` (bool per image): leave those images' `skipimg` regions out, as the controller
-    does with gradient skipping on (`for_mode` calls it; None: every region is issued)."""
-    prog = compiled.instructions
-    sp = static_program(prog)
-    stream = unroll(sp, skipped)
-    idx = stream.index.astype(np.int64)
-    n = len(idx)
-    counts = np.bincount(idx, minlength=len(prog))
-    order = np.argsort(idx, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)])
+@dataclass
+class StaticCosts:
+    """What `prepare` works out per static instruction, whatever the stream: one execution's
+    occupancy, DRAM bus cycles and events, whether it is an image's skippable BP/WU op, the
+    SFU and tensor-core ops (with their descriptors), and the layer/phase indices."""
 
+    dur: np.ndarray
+    bus: np.ndarray
+    events: np.ndarray  # (n_static, len(EVENTS))
+    skippable: np.ndarray
+    sfu: list[int]
+    tc: list[tuple[int, LayerDesc]]
+    layers: np.ndarray
+    phases: np.ndarray
+    layer_names: tuple[str, ...]
+    phase_names: tuple[str, ...]
+
+
+def _static_costs(compiled: CompiledProgram, cfg: HardwareConfig) -> StaticCosts:
+    prog = compiled.instructions
     s_dur = np.ones(len(prog), np.int64)
     s_bus = np.zeros(len(prog), np.int64)
     s_ev = np.zeros((len(prog), len(EVENTS)))
     s_ev[:, EVENT_ID["instructions"]] = 1
     s_skippable = np.zeros(len(prog), bool)
     descs: dict[int, LayerDesc] = {}
-    tc_ops: list[TcOp] = []
+    tc: list[tuple[int, LayerDesc]] = []
     sfu_ops: list[int] = []
     bw = cfg.dma.dram_bytes_per_cycle
     thr = cfg.sfu.throughput_elements_per_cycle
     lanes = cfg.tensor_core.lanes
     for i, ins in enumerate(prog):
         a = ins.args
-        ann = compiled.annotations[i]
+        ev = {}
         if ins.op == "layer":
             descs[a["desc"]] = _descriptor(a)
-        if counts[i] == 0:
-            continue
-        ev = {}
-        if ins.op == "sync":
+        elif ins.op == "sync":
             s_dur[i] = 0
         elif ins.op in ("dma.ld", "dma.st"):
             s_dur[i], s_bus[i], ev = costs.dma_cost(a, bw)
@@ -169,7 +172,8 @@ def prepare(
         elif ins.op == "sfu":
             s_dur[i], ev = costs.sfu_cost(a, thr)
             sfu_ops.append(i)
-            s_skippable[i] = ann["phase"] == "bp" and SFU_OP.values[a["op"]] != "zero"
+            phase = compiled.annotations[i]["phase"]
+            s_skippable[i] = phase == "bp" and SFU_OP.values[a["op"]] != "zero"
         elif ins.op == "sgd":
             s_dur[i], ev = costs.sgd_cost(a, thr)
         elif ins.op == "cg.gate":
@@ -191,21 +195,51 @@ def prepare(
             s_dur[i] = a["classes"]
             ev = {"gsu_ops": a["classes"], "sram_rd_act": 2 * a["classes"]}
         elif ins.op in ("tc.fwd", "tc.bwd", "tc.wgr"):
-            pos = order[starts[i] : starts[i + 1]]
-            regs = stream.regs[pos]
-            tc_ops.append(
-                TcOp(i, ins.op, ann["layer"], descs[a["desc"]], dict(a), pos,
-                     regs[:, 0], regs[:, 1], regs[:, 2], regs[:, 3])
-            )  # fmt: skip
+            tc.append((i, descs[a["desc"]]))
         for key, v in ev.items():
             s_ev[i, EVENT_ID[key]] += v
-
     layer_names = tuple(sorted({a["layer"] or "-" for a in compiled.annotations}))
     phase_names = tuple(sorted({a["phase"] for a in compiled.annotations}))
     lid = {name: j for j, name in enumerate(layer_names)}
     pid = {name: j for j, name in enumerate(phase_names)}
     layers = np.array([lid[a["layer"] or "-"] for a in compiled.annotations], np.int64)
     phases = np.array([pid[a["phase"]] for a in compiled.annotations], np.int64)
+    return StaticCosts(
+        s_dur, s_bus, s_ev, s_skippable, sfu_ops, tc, layers, phases, layer_names, phase_names
+    )
+
+
+def prepare(
+    compiled: CompiledProgram,
+    cfg: HardwareConfig,
+    skipped: np.ndarray | None = None,
+    base: PreparedProgram | None = None,
+) -> PreparedProgram:
+    """Unroll the program and cost everything that does not depend on masks or mode.
+    `skipped` (bool per image): leave those images' `skipimg` regions out, as the controller
+    does with gradient skipping on (`for_mode` calls it; None: every region is issued).
+    `base`: a preparation of the same program and config whose per-instruction work to
+    reuse."""
+    prog = compiled.instructions
+    sp = base.sp if base is not None else static_program(prog)
+    st = base.static if base is not None else _static_costs(compiled, cfg)
+    stream = unroll(sp, skipped)
+    idx = stream.index.astype(np.int64)
+    n = len(idx)
+    counts = np.bincount(idx, minlength=len(prog))
+    order = np.argsort(idx, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    tc_ops: list[TcOp] = []
+    for i, desc in st.tc:
+        if not counts[i]:
+            continue
+        pos = order[starts[i] : starts[i + 1]]
+        regs = stream.regs[pos]
+        tc_ops.append(
+            TcOp(i, prog[i].op, compiled.annotations[i]["layer"], desc, dict(prog[i].args), pos,
+                 regs[:, 0], regs[:, 1], regs[:, 2], regs[:, 3])
+        )  # fmt: skip
+    sfu_ops = [i for i in st.sfu if counts[i]]
     dense_macs = np.zeros(n, np.int64)
     for op in tc_ops:
         a = op.args
@@ -214,11 +248,11 @@ def prepare(
     bank = _bank_degrees(prog, cfg, stream, order, starts, sfu_ops, tc_ops)
     return PreparedProgram(
         compiled, cfg, sp, stream, kind, sp.unit[idx], sp.wt[idx], sp.sg[idx],
-        s_dur[idx], s_bus[idx], s_ev * counts[:, None], s_ev, s_skippable[idx], tc_ops,
-        layers, phases,
-        layer_names, phase_names, dense_macs, bank, *_tc_touch(stream, tc_ops, cfg),
-        _mask_writers(prog, idx), *_streams(prog, sp, idx, cfg),
-        None if skipped is None else np.asarray(skipped, bool).copy(),
+        st.dur[idx], st.bus[idx], st.events * counts[:, None], st.events, st.skippable[idx],
+        tc_ops, st.layers, st.phases, st.layer_names, st.phase_names, dense_macs, bank,
+        *_tc_touch(stream, tc_ops, cfg), _mask_writers(prog, idx),
+        *_streams(prog, sp, idx, cfg),
+        None if skipped is None else np.asarray(skipped, bool).copy(), static=st,
     )  # fmt: skip
 
 
@@ -233,7 +267,7 @@ def for_mode(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> Prepared
     flags = np.asarray(masks.skip, bool)
     key = flags.tobytes()
     if key not in prep.derived:
-        prep.derived[key] = prepare(prep.compiled, prep.cfg, flags)
+        prep.derived[key] = prepare(prep.compiled, prep.cfg, flags, base=prep)
     return prep.derived[key]
 
 
@@ -462,13 +496,20 @@ def _check_masks(prep: PreparedProgram, masks: SparsityMasks) -> list[str]:
 
 
 def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWork]:
-    """Tensor-core work of every static op's executions in `mode`."""
+    """Tensor-core work of every static op's executions in `mode`. Static ops with the same
+    fields and descriptor (copies in an unrolled loop: a forward block's slot rotation) are
+    worked out together, each instance on its own."""
     gating, wsparse, gskip = _FLAGS[mode]
     tcc = prep.cfg.tensor_core
     geo = TcGeometry(tcc.n_tc, tcc.lanes, tcc.dp_width)
     gate_counts: dict[str, GateCounts] = {}
-    out = []
-    for op in prep.tc_ops:
+    groups: dict[tuple, list[int]] = {}
+    for j, op in enumerate(prep.tc_ops):
+        key = (op.op, op.layer, op.desc, tuple(sorted(op.args.items())))
+        groups.setdefault(key, []).append(j)
+    out: list[TcWork | None] = [None] * len(prep.tc_ops)
+    for members in groups.values():
+        op = prep.tc_ops[members[0]]
         a, d = op.args, op.desc
         wg = masks.wgroups.get(op.layer) if (wsparse and d.wsparse) else None
         gate = masks.gates.get(op.layer) if (gating and d.gate) else None
@@ -477,12 +518,14 @@ def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWo
         gc = None
         if gate is not None and op.op != "tc.bwd":
             gc = gate_counts.setdefault(op.layer, GateCounts(gate))
+        ops = [prep.tc_ops[j] for j in members]
+        k0, c0, p0, img = (np.concatenate([getattr(o, f) for o in ops]) for f in _TILE_FIELDS)
         # a skipped image's BP/WU op does nothing (`_tc_costs`): its work is not worked out
         kept = None
         if gskip and op.op != "tc.fwd":
-            kept = np.flatnonzero(~masks.skip[op.img])
+            kept = np.flatnonzero(~masks.skip[img])
         at = slice(None) if kept is None else kept
-        tiles = OpTiles(d, a["kn"], a["cn"], a["pn"], op.k0[at], op.c0[at], op.p0[at], op.img[at])
+        tiles = OpTiles(d, a["kn"], a["cn"], a["pn"], k0[at], c0[at], p0[at], img[at])
         view = SparsityView(
             geo, wg, masks.group_in, masks.channel_group,
             tcc.lane_distribution, tcc.pipeline_depth_cycles, tcc.packer_runs_per_cycle,
@@ -495,8 +538,20 @@ def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWo
             w = bwd_work(tiles, view, gate)
         else:
             w = wgr_work(tiles, view, gc)
-        out.append(w if kept is None else _scatter(w, kept, len(op.img)))
+        if kept is not None:
+            w = _scatter(w, kept, len(img))
+        cuts = np.cumsum([len(o.img) for o in ops])[:-1]
+        parts = {f.name: _cut(getattr(w, f.name), cuts) for f in fields(TcWork)}
+        for i, j in enumerate(members):
+            out[j] = TcWork(**{name: (None if p is None else p[i]) for name, p in parts.items()})
     return out
+
+
+_TILE_FIELDS = ("k0", "c0", "p0", "img")
+
+
+def _cut(x: np.ndarray | None, cuts: np.ndarray) -> list[np.ndarray] | None:
+    return None if x is None else np.split(x, cuts)
 
 
 def _scatter(w: TcWork, at: np.ndarray, n: int) -> TcWork:

@@ -53,38 +53,51 @@ class StaticProgram:
     capture: np.ndarray  # (n, len(CAPTURE)) register numbers of CAPTURE fields, -1 when absent
 
 
+def _op_kind_unit(op: str) -> tuple[int, int]:
+    spec = BY_MNEMONIC[op]
+    kind = _KIND.get(op, K_CTRL if spec.unit == "ctrl" else K_UNIT)
+    unit = UNIT_ID["gsu"] if op == "skipimg" else UNIT_ID[spec.unit]
+    return kind, unit
+
+
 def static_program(program: Sequence[Instruction]) -> StaticProgram:
+    # column by column (a list per field, one numpy conversion each): the program has tens
+    # of thousands of instructions and element-wise numpy writes cost more than the work
     n = len(program)
-    kind = np.full(n, K_CTRL, np.int64)
-    unit = np.zeros(n, np.int64)
-    wt = np.zeros(n, np.int64)
-    sg = np.zeros(n, np.int64)
+    ops = [ins.op for ins in program]
+    info = {op: _op_kind_unit(op) for op in set(ops)}
+    kind = np.array([info[op][0] for op in ops], np.int64).reshape(n)
+    unit = np.array([info[op][1] for op in ops], np.int64).reshape(n)
+    wt = np.array([ins.wt for ins in program], np.int64).reshape(n)
+    sg = np.array([ins.sg for ins in program], np.int64).reshape(n)
     a0 = np.zeros(n, np.int64)
     a1 = np.zeros(n, np.int64)
     a2 = np.zeros(n, np.int64)
-    cap = np.full((n, len(CAPTURE)), -1, np.int64)
     for i, ins in enumerate(program):
-        spec = BY_MNEMONIC[ins.op]
-        wt[i], sg[i] = ins.wt, ins.sg
-        if ins.op in _KIND:
-            kind[i] = _KIND[ins.op]
-        elif spec.unit != "ctrl":
-            kind[i] = K_UNIT
-        unit[i] = UNIT_ID[spec.unit]
-        if ins.op == "loop":
-            a0[i], a1[i] = ins["count"], ins["end"]
-        elif ins.op == "setr":
-            a0[i], a2[i] = ins["rd"], ins["imm"]
-        elif ins.op in ("addr", "xorr"):
-            a0[i], a1[i], a2[i] = ins["rd"], ins["rs"], ins["imm"]
-        elif ins.op == "sync":
-            unit[i] = ins["unit"]
-        elif ins.op == "skipimg":  # reads the GSU's flags: waits for its last decision
-            a0[i], a1[i], a2[i], unit[i] = ins["rimg"], ins["end"], ins["inv"], UNIT_ID["gsu"]
-        for j, name in enumerate(CAPTURE):
-            if name in ins.args:
-                cap[i, j] = ins.args[name]
-    return StaticProgram(tuple(i.op for i in program), kind, unit, wt, sg, a0, a1, a2, cap)
+        op = ins.op
+        if op not in _CONTROL_ARGS:
+            continue
+        a = ins.args
+        if op == "loop":
+            a0[i], a1[i] = a["count"], a["end"]
+        elif op == "setr":
+            a0[i], a2[i] = a["rd"], a["imm"]
+        elif op in ("addr", "xorr"):
+            a0[i], a1[i], a2[i] = a["rd"], a["rs"], a["imm"]
+        elif op == "sync":  # the queue of the named unit
+            unit[i] = a["unit"]
+        else:  # skipimg reads the GSU's flags: waits for its last decision (unit: gsu)
+            a0[i], a1[i], a2[i] = a["rimg"], a["end"], a["inv"]
+    cap = np.full((n, len(CAPTURE)), -1, np.int64)
+    for j, name in enumerate(CAPTURE):  # the ops whose spec has the field
+        has = {op for op in info if any(f.name == name for f in BY_MNEMONIC[op].fields)}
+        rows = [i for i, op in enumerate(ops) if op in has]
+        if rows:
+            cap[rows, j] = [program[i].args[name] for i in rows]
+    return StaticProgram(tuple(ops), kind, unit, wt, sg, a0, a1, a2, cap)
+
+
+_CONTROL_ARGS = frozenset({"loop", "setr", "addr", "xorr", "sync", "skipimg"})
 
 
 @dataclass(frozen=True)
