@@ -80,6 +80,8 @@ class Emitter:
     # the slot of the step being emitted (the image loop is unrolled to keep it static)
     slot_addrs: dict[str, tuple[int, ...]] = field(default_factory=dict)
     slot_pos: int = 0
+    loop_depth: int = 0  # hardware loops open where the next instruction is placed
+    slot_depth: int = 0  # ... where `begin_slots` was
     # inside a batch loop of a BP/WU block: a step's transfers are the image's (dma `gsk`)
     per_image_backward: bool = False
 
@@ -108,7 +110,11 @@ class Emitter:
             return
         head = self.emit("loop", count=count, end=1)
         start = len(self.ops)
-        yield
+        self.loop_depth += 1
+        try:
+            yield
+        finally:
+            self.loop_depth -= 1
         if len(self.ops) == start:  # empty body: keep it harmless
             self.emit("nop")
         head.args["end"] = len(self.ops) - start + 1
@@ -184,6 +190,8 @@ class Emitter:
 
     def toggle_slots(self) -> None:
         if self.slot_addrs:  # rotation: the next slot's absolute address
+            # static only in the unrolled image loop, not inside a loop within it
+            assert self.loop_depth <= self.slot_depth + 1, "slot rotation in an inner loop"
             self.slot_pos = (self.slot_pos + 1) % self.rotation
             for buf, addrs in self.slot_addrs.items():
                 self.setr(SLOT[buf], addrs[self.slot_pos])
@@ -246,7 +254,7 @@ class Emitter:
     def begin_slots(self, bases: dict[str, tuple[int, ...]]) -> int:
         """Set the slot registers: buffer -> (slot 0 address, slot 1 address or equal for
         single buffering), or n > 2 addresses (a rotation: `toggle_slots` sets the next one,
-        and `Blocks.batch_loop` unrolls the image loop n times so each step's slot is
+        and `BlockBuilder.batch_loop` unrolls the image loop n times so each step's slot is
         static). Returns the number of slots and pre-signals FREE for each."""
         first = next(iter(bases.values()))
         nslots = (
@@ -254,7 +262,7 @@ class Emitter:
         )
         self.slot_toggle = {}
         self.slot_addrs = {b: tuple(v) for b, v in bases.items()} if nslots > 2 else {}
-        self.slot_pos = 0
+        self.slot_pos, self.slot_depth = 0, self.loop_depth
         for buf, v in bases.items():
             self.setr(SLOT[buf], v[0])
             self.slot_toggle[buf] = (v[0] ^ v[1]) if nslots == 2 else 0
