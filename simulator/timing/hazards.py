@@ -163,8 +163,7 @@ def _tc(op: str, a: dict, r: dict[str, int], d: _Desc, gc: int) -> list[Access]:
     kn, cn, pn = a["kn"], a["cn"], a["pn"]
     npix = pn * d.ow
     out: list[Access] = []
-    # a grouped conv's tile holds the input channels (and dX) of its kn / kg whole groups
-    cin = kn // (d.k // d.groups) * cn if d.groups > 1 else None
+    cin = d.group_channels(kn, cn)
     if op == "tc.fwd":
         out += [
             _rng("act", r["ra"], _in_rows(d, r["rp"], pn) * d.w * (cin or d.c), False),

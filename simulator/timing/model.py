@@ -357,8 +357,7 @@ def _tc_touch(stream, tc_ops, cfg) -> tuple[np.ndarray, np.ndarray]:
         regs = stream.regs[op.execs]
         ra, rb, ro = regs[:, 4], regs[:, 5], regs[:, 6]
         rows = _in_rows(d, op.p0, pn)
-        # a grouped conv's tile holds the input channels (and dX) of its kn / kg groups
-        cin = kn // (d.k // d.groups) * cn if d.groups > 1 else None
+        cin = d.group_channels(kn, cn)
         if op.op == "tc.fwd":  # outputs in act; reads X (act)
             sp, size = 0, 2 * npix * kn
             reads = [(0, ra, ra + rows * d.w * (cin or d.c))]

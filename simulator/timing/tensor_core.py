@@ -52,6 +52,11 @@ class LayerDesc(DescriptorGeometry):
     wsparse: bool
     groups: int = 1
 
+    def group_channels(self, kn: int, cn: int) -> int | None:
+        """A grouped conv's tile of kn outputs (whole groups) and cn channels per group holds
+        the input channels (and dX) of its kn / kg groups: that many; None if not grouped."""
+        return kn // (self.k // self.groups) * cn if self.groups > 1 else None
+
 
 @dataclass(frozen=True)
 class TcGeometry:
@@ -505,7 +510,7 @@ def _bwd_grouped(t: OpTiles, s: SparsityView) -> TcWork:
     functional tensor core computes it)."""
     d, geo = t.d, s.geo
     kg = d.k // d.groups
-    nch = t.kn // kg * t.cn
+    nch = d.group_channels(t.kn, t.cn)
     _, share = _split(nch, geo)
     steps = -(-kg // geo.dp) * d.taps
     out, combos = _empty_work(t.k0, t.c0)

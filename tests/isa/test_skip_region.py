@@ -63,13 +63,11 @@ def _regions(prog) -> list[tuple[int, int]]:
     return [(i, i + ins["end"]) for i, ins in enumerate(prog) if ins.op == "skipimg"]
 
 
-def _image_balances(prog, skipped=()) -> dict[tuple[int, int], Counter]:
+def _issued(prog, skipped=()):
     """Run the program with its registers, the images in `skipped` skipped (a region is
-    issued where the image's flag differs from its `inv`); per (block, image): the signals
-    minus waits of each token over the issued instructions of that image's regions (a
-    block ends at a `barrier`). The skipped images' regions must leave the other images'
-    tokens paired as before, so each issued image's regions together must balance."""
-    bal: dict[tuple[int, int], Counter] = {}
+    issued where the image's flag differs from its `inv`): yields (block, image of the
+    innermost ordinary region or None, instruction, registers) for every issued instruction;
+    a block ends at a `barrier`."""
     loops, regs = HardwareLoops(), [0] * 16
     ends: list[tuple[int, int]] = []  # (end, image) of the regions being executed
     pc, block = 0, 0
@@ -77,10 +75,7 @@ def _image_balances(prog, skipped=()) -> dict[tuple[int, int], Counter]:
         ins = prog[pc]
         while ends and ends[-1][0] <= pc:
             ends.pop()
-        if ends and (ins.sg or ins.wt):
-            c = bal.setdefault((block, ends[-1][1]), Counter())
-            c[ins.sg] += bool(ins.sg)
-            c[ins.wt] -= bool(ins.wt)
+        yield block, (ends[-1][1] if ends else None), ins, regs
         to = None
         if ins.op == "barrier":
             block += 1
@@ -94,6 +89,18 @@ def _image_balances(prog, skipped=()) -> dict[tuple[int, int], Counter]:
             loops.enter(pc, ins)
         step_registers(regs, ins)
         pc = loops.next_pc(pc, to)
+
+
+def _image_balances(prog, skipped=()) -> dict[tuple[int, int], Counter]:
+    """Per (block, image): the signals minus waits of each token over the issued
+    instructions of that image's regions. The skipped images' regions must leave the other
+    images' tokens paired as before, so each issued image's regions together must balance."""
+    bal: dict[tuple[int, int], Counter] = {}
+    for block, img, ins, _ in _issued(prog, skipped):
+        if img is not None and (ins.sg or ins.wt):
+            c = bal.setdefault((block, img), Counter())
+            c[ins.sg] += bool(ins.sg)
+            c[ins.wt] -= bool(ins.wt)
     return {k: Counter({t: n for t, n in c.items() if t and n}) for k, c in bal.items()}
 
 
@@ -145,20 +152,8 @@ def test_pipelined_regions_balance_for_any_skipped_images(skipped):
 
 def _image_loads(prog, skipped) -> Counter:
     """(block, image) -> issued `gsk` loads, with the images in `skipped` skipped."""
-    out: Counter = Counter()
-    loops, regs = HardwareLoops(), [0] * 16
-    pc, block = 0, 0
-    while pc < len(prog):
-        ins = prog[pc]
-        to = None
-        if ins.op == "barrier":
-            block += 1
-        elif ins.op == "skipimg" and (regs[ins["rimg"]] in skipped) != bool(ins["inv"]):
-            to = pc + ins["end"]
-        elif ins.op == "dma.ld" and ins["gsk"]:
-            out[(block, regs[ins["rimg"]])] += 1
-        elif ins.op == "loop":
-            loops.enter(pc, ins)
-        step_registers(regs, ins)
-        pc = loops.next_pc(pc, to)
-    return out
+    return Counter(
+        (block, regs[ins["rimg"]])
+        for block, _, ins, regs in _issued(prog, skipped)
+        if ins.op == "dma.ld" and ins["gsk"]
+    )
