@@ -33,7 +33,9 @@ from simulator.functional.units import SparsityUnits
 
 _NO_DATA = frozenset({"nop", "barrier", "sync"})
 # pre-decoded instruction kinds (Executor._decode)
-_GENERIC, _SETR, _ADDR, _XORR, _LOOP, _HALT, _NOP, _DMA, _SKIP = range(9)
+_GENERIC, _SETR, _ADDR, _XORR, _LOOP, _HALT, _NOP, _DMA, _SKIP, _REGS = range(10)
+_REG_KINDS = frozenset({_SETR, _ADDR, _XORR, _NOP})
+_BLOCK_MAX = 64  # instructions per REGS block (every position of a run starts one)
 
 
 class _DmaOp:
@@ -113,58 +115,97 @@ class Executor:
                 out.append((_GENERIC, ins, 0, 0))
         return out
 
+    @staticmethod
+    def _blocks(code: list[tuple]) -> list[tuple]:
+        """`code` with each register op or no-data op followed by more of them, up to the
+        next loop end (exclusive) or other instruction, as one (REGS, register ops, length,
+        0): the dispatch loop runs them without per-instruction loop-end checks. Every
+        position of such a run starts its own block, wherever control enters it (after the
+        previous instruction, at a loop body's start, at a `skipimg` target)."""
+        ends = {pc + x for pc, (kind, x, _, _) in enumerate(code) if kind == _LOOP}
+        out = list(code)
+        pc = 0
+        while pc < len(code):
+            end = pc + 1
+            if code[pc][0] in _REG_KINDS:
+                while end < len(code) and code[end][0] in _REG_KINDS and end not in ends:
+                    end += 1
+                for start in range(pc, end - 1):
+                    stop = min(end, start + _BLOCK_MAX)
+                    ops = tuple(c for c in code[start:stop] if c[0] != _NOP)
+                    out[start] = (_REGS, ops, stop - start, 0)
+            pc = end
+        return out
+
     def _run(self, program: Sequence[Instruction], max_instructions: int) -> int:
         n = len(program)
-        code = self._decode(program)
-        regs = self.m.regs
+        single = self._decode(program)
+        code = self._blocks(single)
+        m, regs, dma, step = self.m, self.m.regs, self._dma_fast, self.step
         loops: list[list[int]] = []  # hardware loops: [body start, end, iterations left]
+        lend = -1  # the innermost loop's end (-1: none open)
         pc = 0
         executed = self.executed
         try:
             while pc < n:
                 kind, x, y, z = code[pc]
+                if kind == _REGS and executed + y > max_instructions:
+                    kind, x, y, z = single[pc]  # the limit falls inside: one at a time
                 executed += 1
                 if executed > max_instructions:
                     raise FunctionalError(f"more than {max_instructions} instructions executed")
-                if kind == _ADDR:
+                # the kinds by how often a step runs them
+                if kind in (_DMA, _GENERIC):
+                    try:
+                        m.pc = pc
+                        if kind == _DMA:
+                            dma(y)
+                        else:
+                            step(x)
+                    except FunctionalError as exc:
+                        ins = program[pc]
+                        raise FunctionalError(f"instruction {pc} ({ins.op}): {exc}") from None
+                elif kind == _REGS:  # straight-line register ops (`_blocks`)
+                    for k, rd, b, c in x:
+                        if k == _ADDR:
+                            regs[rd] = (regs[b] + c) % (1 << 32)
+                        elif k == _SETR:
+                            regs[rd] = b
+                        else:
+                            regs[rd] = regs[b] ^ c
+                        regs[0] = 0
+                    executed += y - 1
+                    pc += y - 1
+                elif kind == _ADDR:
                     regs[x] = (regs[y] + z) % (1 << 32)
                     regs[0] = 0
-                elif kind == _XORR:
-                    regs[x] = regs[y] ^ z
-                    regs[0] = 0
-                elif kind == _SETR:
-                    regs[x] = y
-                    regs[0] = 0
-                elif kind == _NOP:
-                    pass
-                elif kind == _LOOP:
-                    loops.append([pc + 1, pc + x, y])  # as isa.program.HardwareLoops
-                elif kind == _HALT:
-                    break
                 elif kind == _SKIP:
                     try:
-                        taken = self.m.skipped(regs[x]) != bool(z)
+                        taken = m.skipped(regs[x]) != bool(z)
                     except FunctionalError as exc:
                         raise FunctionalError(f"instruction {pc} (skipimg): {exc}") from None
                     if taken:  # the region is not issued: continue at its end
                         pc += y - 1
-                else:
-                    try:
-                        self.m.pc = pc
-                        if kind == _DMA:
-                            self._dma_fast(y)
-                        else:
-                            self.step(x)
-                    except FunctionalError as exc:
-                        ins = program[pc]
-                        raise FunctionalError(f"instruction {pc} ({ins.op}): {exc}") from None
+                elif kind == _SETR:
+                    regs[x] = y
+                    regs[0] = 0
+                elif kind == _XORR:
+                    regs[x] = regs[y] ^ z
+                    regs[0] = 0
+                elif kind == _LOOP:
+                    loops.append([pc + 1, pc + x, y])  # as isa.program.HardwareLoops
+                    lend = pc + x
+                elif kind == _HALT:
+                    break
                 pc += 1
-                while loops and pc == loops[-1][1]:
-                    loops[-1][2] -= 1
-                    if loops[-1][2] > 0:
-                        pc = loops[-1][0]
+                while pc == lend:
+                    top = loops[-1]
+                    top[2] -= 1
+                    if top[2] > 0:
+                        pc = top[0]
                         break
                     loops.pop()
+                    lend = loops[-1][1] if loops else -1
         finally:
             self.executed = executed
         return self.executed

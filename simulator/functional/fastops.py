@@ -10,12 +10,16 @@ bits (tests/simulator/functional/test_fastops.py compares them):
 - `seq_sum(start, vals)`: the FP32 running sums of batch norm, pixel after pixel;
 - `gather(src, idx)`: `src[idx]` for byte arrays with int32 indices, 0 where idx < 0;
   `run_starts` / `gather_runs`: the same where each row of idx is one run of consecutive
-  bytes then -1 (patches: a pixel's channels), as row copies;
+  bytes then -1 (patches: a pixel's channels), as row copies; `gather_columns`: the same
+  where runs are columns (tc.wgr's transposed patches), from the runs' starts;
 - `copy_rows`: a strided DMA's rows;
 - `relu_fwd_codes(x)`: `np.where(x & 0x80, 0, x)` (negative codes and -0 to +0) in one pass;
 - `relu_bwd_codes(e, y, table)`: `np.where(decode(y) > 0, e, 0)` for codes in one pass;
 - `group_mean_above(vals, g, thr)`: `vals.reshape(-1, g).mean(axis=1) > thr` where every
-  group's float64 sum is exact (the caller checks: then any summation order gives it).
+  group's float64 sum is exact (the caller checks: then any summation order gives it);
+- batch norm's FP32 kernels (`norm_stat_sums`, `norm_fwd_values`, ...) and, for results an
+  RNE stream rounds, `norm_fwd_codes` / `norm_bwd_codes` / `sum_rne_codes`: `rne_codes` of
+  the float64 value of each result in the same call.
 """
 
 from __future__ import annotations
@@ -52,6 +56,13 @@ def values(codes: np.ndarray, fmt: str, dtype=np.float64) -> np.ndarray:
     out = np.empty(flat.shape, table.dtype)
     _lookup(flat, table, out)
     return out.reshape(np.shape(codes))
+
+
+@lru_cache(maxsize=8)
+def _rne_args(fmt: str) -> tuple[np.int64, ...] | None:
+    """`_rne_params` as the kernel's int64 arguments (built once per format)."""
+    p = _rne_params(fmt)
+    return None if p is None else tuple(np.int64(v) for v in p)
 
 
 @lru_cache(maxsize=8)
@@ -98,12 +109,12 @@ def _rne(x, out, db, maxbits, minbits, halfbits, bias, man, sbit):
 def rne_codes(x: np.ndarray, fmt: str) -> np.ndarray:
     """Codes of `x` (float32/float64) rounded to nearest even into `fmt`, zeros as +0:
     `encode(quantize(x, fmt, "rne") + 0.0, fmt)`; same shape."""
-    p = _rne_params(fmt)
+    p = _rne_args(fmt)
     arr = np.asarray(x)
     if p is not None:
         flat = np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
         out = np.empty(flat.shape, np.uint8 if p[-1] == 7 else np.uint16)
-        if _rne(flat, out, *(np.int64(v) for v in p)) < 0:
+        if _rne(flat, out, *p) < 0:
             return out.reshape(arr.shape)
     q = quantize(arr, fmt, "rne")  # raises on NaN where the format has none
     return np.asarray(encode(q + np.asarray(0.0, q.dtype), fmt)).reshape(arr.shape)
@@ -181,6 +192,25 @@ def gather_runs(src: np.ndarray, starts: np.ndarray, run: int, width: int) -> np
     checks the bounds, nothing here does)."""
     out = np.empty((starts.shape[0], width), np.uint8)
     _gather_runs(np.ascontiguousarray(src).reshape(-1), starts, np.int64(run), out)
+    return out
+
+
+@njit(cache=True)
+def _gather_columns(src, off, run, out):
+    for t in range(off.shape[0]):
+        for c in range(run):
+            r = t * run + c
+            for q in range(off.shape[1]):
+                o = off[t, q]
+                out[r, q] = src[o + c] if o >= 0 else np.uint8(0)
+
+
+def gather_columns(src: np.ndarray, off: np.ndarray, run: int) -> np.ndarray:
+    """(T run, Q) uint8: row t run + c, column q is src[off[t, q] + c], or 0 where
+    off[t, q] < 0 (tc.wgr's patches transposed: off holds each tap's and pixel's first
+    channel byte; the caller checks the bounds, nothing here does)."""
+    out = np.empty((off.shape[0] * run, off.shape[1]), np.uint8)
+    _gather_columns(np.ascontiguousarray(src).reshape(-1), off, np.int64(run), out)
     return out
 
 
@@ -270,12 +300,36 @@ def group_mean_above(vals: np.ndarray, g: int, thr: float) -> np.ndarray:
 
 
 @njit(cache=True)
+def _norm_y(x, mean, rstd, gamma, beta):
+    """((x - mean) rstd) gamma + beta, float32 operands and operations."""
+    xh = (x - mean) * rstd
+    return xh * gamma + beta
+
+
+@njit(cache=True)
+def _norm_dx(dy, x, mean, rstd, k, bm, gm):
+    """k ((dy - bm) - xh gm), xh = (x - mean) rstd, float32 operands and operations."""
+    xh = (x - mean) * rstd
+    return k * ((dy - bm) - xh * gm)
+
+
+@njit(cache=True)
+def norm_stat_sums(codes, table, s, q):
+    """s[c] += x and q[c] += x x, x = table[codes[p, c]], pixel after pixel, in FP32 (`seq_sum`
+    of the values and of their squares, in one pass)."""
+    for p in range(codes.shape[0]):
+        for c in range(codes.shape[1]):
+            x = table[codes[p, c]]
+            s[c] = s[c] + x
+            q[c] = q[c] + x * x
+
+
+@njit(cache=True)
 def norm_fwd_values(codes, table, mean, rstd, gamma, beta, out):
     """out[p, c] = ((x - mean) rstd) gamma + beta in FP32, x = table[codes[p, c]]."""
     for p in range(codes.shape[0]):
         for c in range(codes.shape[1]):
-            xh = (table[codes[p, c]] - mean[c]) * rstd[c]
-            out[p, c] = xh * gamma[c] + beta[c]
+            out[p, c] = _norm_y(table[codes[p, c]], mean[c], rstd[c], gamma[c], beta[c])
 
 
 @njit(cache=True)
@@ -294,6 +348,46 @@ def norm_bwd_values(dcodes, xcodes, table, mean, rstd, k, bm, gm, out):
     """out[p, c] = k ((dy - bm) - xh gm) in FP32, xh = (x - mean) rstd."""
     for p in range(dcodes.shape[0]):
         for c in range(dcodes.shape[1]):
-            xh = (table[xcodes[p, c]] - mean[c]) * rstd[c]
-            t = (table[dcodes[p, c]] - bm[c]) - xh * gm[c]
-            out[p, c] = k[c] * t
+            x, dy = table[xcodes[p, c]], table[dcodes[p, c]]
+            out[p, c] = _norm_dx(dy, x, mean[c], rstd[c], k[c], bm[c], gm[c])
+
+
+# ---- element-wise results rounded RNE into FP8 codes by the same kernel call (`rne_codes` of
+# the float64 value of each result, which the callers otherwise build first): the results go
+# to a float64 scratch array, then `_rne` (whose branch-free loop vectorises; rounding in the
+# first loop was 3x slower). Each returns 1 when a result is a NaN (`out` is then not usable:
+# the caller takes the composition), else 0
+
+
+@njit(cache=True)
+def sum_rne_codes(a, b, ta, tb, out, db, maxbits, minbits, halfbits, bias, man, sbit):
+    """out[i] = RNE code of ta[a[i]] + tb[b[i]] (float64 tables of the codes' values)."""
+    t = np.empty(out.shape[0], np.float64)
+    for i in range(out.shape[0]):
+        t[i] = ta[a[i]] + tb[b[i]]
+    return np.int64(_rne(t, out, db, maxbits, minbits, halfbits, bias, man, sbit) >= 0)
+
+
+@njit(cache=True)
+def norm_fwd_codes(codes, table, mean, rstd, gamma, beta, out, db, maxbits, minbits,
+                   halfbits, bias, man, sbit):  # fmt: skip
+    """out[p ch + c] = RNE code of `norm_fwd_values`' out[p, c]."""
+    ch = codes.shape[1]
+    t = np.empty(out.shape[0], np.float64)
+    for p in range(codes.shape[0]):
+        for c in range(ch):
+            t[p * ch + c] = _norm_y(table[codes[p, c]], mean[c], rstd[c], gamma[c], beta[c])
+    return np.int64(_rne(t, out, db, maxbits, minbits, halfbits, bias, man, sbit) >= 0)
+
+
+@njit(cache=True)
+def norm_bwd_codes(dcodes, xcodes, table, mean, rstd, k, bm, gm, out, db, maxbits, minbits,
+                   halfbits, bias, man, sbit):  # fmt: skip
+    """out[p ch + c] = RNE code of `norm_bwd_values`' out[p, c]."""
+    ch = dcodes.shape[1]
+    t = np.empty(out.shape[0], np.float64)
+    for p in range(dcodes.shape[0]):
+        for c in range(ch):
+            x, dy = table[xcodes[p, c]], table[dcodes[p, c]]
+            t[p * ch + c] = _norm_dx(dy, x, mean[c], rstd[c], k[c], bm[c], gm[c])
+    return np.int64(_rne(t, out, db, maxbits, minbits, halfbits, bias, man, sbit) >= 0)

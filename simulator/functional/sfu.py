@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.functional.fastops import relu_bwd_codes, relu_fwd_codes, value_tables, values
+from simulator.functional.fastops import (
+    relu_bwd_codes,
+    relu_fwd_codes,
+    sum_rne_codes,
+    value_tables,
+    values,
+)
 from simulator.functional.norm import NORM_OPS, Norm
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor, FunctionalError, Machine
@@ -26,20 +32,48 @@ class SFU:
         self.fmt = m.cfg.tensor_core.operand_format
         self.accf = m.cfg.tensor_core.accumulator_format
         self.norm = Norm(m, self)
+        t64 = value_tables(self.fmt)[1]
+        self._tables = {"add": (t64, t64), "loss_mse": (t64, -t64)}  # a - b = a + (-b) exactly
 
     def _vals(self, buf: str, addr: int, n: int) -> np.ndarray:
         return values(self.m.view(buf, addr, n), self.fmt)
 
     def _write(self, buf: str, addr: int, vals: np.ndarray) -> None:
         stream = "err" if buf == "err" else "act"
-        codes = self.srus.round(stream, vals.astype(np.float64), (buf, addr))
+        codes = self.srus.round(stream, np.asarray(vals, np.float64), (buf, addr))
         self.m.view(buf, addr, codes.size)[:] = codes.reshape(-1)
+
+    def rounded(self, kernel, args: tuple, buf: str, addr: int, n: int) -> bool:
+        """Store the n results of a `fastops` *_codes kernel (`kernel(*args, codes, *rne)`),
+        which rounds them RNE in its own call, where buf's SRU stream rounds RNE into a
+        format it handles (`SRUs.rne_args`), as `_write` would store them. False, with
+        nothing stored, where the stream does not or a result is a NaN."""
+        stream = "err" if buf == "err" else "act"
+        p = self.srus.rne_args(stream)
+        if p is None or p[-1] != 7:  # the codes array is 8-bit
+            return False
+        codes = np.empty(n, np.uint8)
+        if kernel(*args, codes, *p):
+            return False
+        self.srus.rne_written((buf, addr), n)
+        self.m.view(buf, addr, n)[:] = codes
+        return True
+
+    def _sum(self, name: str, bufa, ra, bufb, rb, bufo, ro, n: int) -> None:
+        """add / loss_mse: a + b or a - b in float64, rounded by the result's stream (RNE in
+        the pass that adds, `sum_rne_codes`, where it applies)."""
+        va, vb = self.m.view(bufa, ra, n), self.m.view(bufb, rb, n)
+        if self.rounded(sum_rne_codes, (va, vb, *self._tables[name]), bufo, ro, n):
+            return
+        x, y = values(va, self.fmt), values(vb, self.fmt)
+        self._write(bufo, ro, x + y if name == "add" else x - y)
 
     def op(self, a: dict[str, int], name: str, d: Descriptor | None) -> None:
         m = self.m
         bufa, bufb, bufo = BUFS[a["bufa"]], BUFS[a["bufb"]], BUFS[a["bufo"]]
-        ra, rb, ro, n = m.reg(a["ra"]), m.reg(a["rb"]), m.reg(a["ro"]), a["n"]
-        img = m.reg(a["rimg"])
+        regs = m.regs
+        ra, rb, ro, n = regs[a["ra"]], regs[a["rb"]], regs[a["ro"]], a["n"]
+        img = regs[a["rimg"]]
         if (name in BWD_OPS or (name == "add" and bufo == "err")) and m.skipped(img):
             return  # BP work of a skipped image is not issued
         if name == "zero":
@@ -58,11 +92,8 @@ class SFU:
             t64 = value_tables(self.fmt)[1]
             m.view(bufo, ro, n)[:] = relu_bwd_codes(m.view(bufa, ra, n), m.view(bufb, rb, n), t64)
             return
-        if name == "add":
-            self._write(bufo, ro, self._vals(bufa, ra, n) + self._vals(bufb, rb, n))
-            return
-        if name == "loss_mse":
-            self._write(bufo, ro, self._vals(bufa, ra, n) - self._vals(bufb, rb, n))
+        if name == "add" or name == "loss_mse":
+            self._sum(name, bufa, ra, bufb, rb, bufo, ro, n)
             return
         if name in NORM_OPS:
             self.norm.op(name, a, d, (bufa, bufb, bufo, BUFS[a.get("bufc", 0)]))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.functional.fastops import rne_codes
+from simulator.functional.fastops import _rne_args, rne_codes
 from simulator.functional.state import FunctionalError, Machine
 from simulator.functional.tree import acc_encode
 from simulator.numerics import STOCHASTIC, quantize
@@ -73,6 +73,18 @@ class SRUs:
         """The rounding of stream `target` (RNE while it is not configured)."""
         st = self.streams.get(target)
         return "rne" if st is None else st.rounding
+
+    def rne_args(self, target: str) -> tuple | None:
+        """`fastops._rne_args` where stream `target` rounds RNE (its results can be rounded in
+        the pass that computes them), else None."""
+        return _rne_args(self.fmt) if self.rounding(target) == "rne" else None
+
+    def rne_written(self, dest: tuple[str, int], n: int) -> None:
+        """n RNE results written at dest (buffer, address) by the caller: their bit record
+        is 0, as `round` would make it."""
+        m = self.machine
+        if m is not None and m.bits is not None:
+            m.bits[dest[0]][dest[1] : dest[1] + n] = 0
 
     def round(
         self, target: str, values: np.ndarray, dest: tuple[str, int] | None = None

@@ -22,7 +22,13 @@ from functools import lru_cache
 import numpy as np
 
 from isa.layouts import aligned_chunks, compacted_k
-from simulator.functional.fastops import _rne_params, gather, gather_runs, run_starts
+from simulator.functional.fastops import (
+    _rne_params,
+    gather,
+    gather_columns,
+    gather_runs,
+    run_starts,
+)
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor, FunctionalError, Machine
 from simulator.functional.tree import (
@@ -158,6 +164,22 @@ class TensorCore:
         """(taps cn, S, dp) gather indices of tc.wgr's B: the patches transposed, pixels in
         dp-wide chunks (-1 pads the last)."""
         return TensorCore._wgr_index_at(h, w, kh, kw, stride, pad, ow, p0, pn, cn, 0, cn, dp)
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def _wgr_starts(
+        h: int, w: int, kh: int, kw: int, stride: int, pad: int, ow: int, p0: int, pn: int,
+        cn: int, dp: int,
+    ) -> np.ndarray:  # fmt: skip
+        """(taps, P rounded up to dp) int32: the byte of channel 0 under each tap and output
+        pixel (-1 for padding pixels and the last chunk's padding): `_wgr_index` as the
+        starts of its columns (`fastops.gather_columns`), each of cn consecutive bytes."""
+        idx = TensorCore._patch_index(h, w, kh, kw, stride, pad, ow, p0, pn, cn, 0, 1, 1)
+        P = idx.shape[0]
+        out = np.full((idx.shape[1], P + (-P % dp)), -1, np.int32)
+        out[:, :P] = idx[:, :, 0].T
+        out.setflags(write=False)
+        return out
 
     @staticmethod
     @lru_cache(maxsize=256)
@@ -454,15 +476,17 @@ class TensorCore:
         if m.skipped(m.reg(a["rimg"])):
             return
         P = pn * d.ow
-        dy = m.view("err", m.reg(a["ra"]), P * kn).reshape(P, kn).copy()
+        dy = m.view("err", m.reg(a["ra"]), P * kn).reshape(P, kn)  # read before any write
         if d.groups > 1:
             self._wgr_grouped(a, d, dy, kn, c0, cn, p0, pn)
             return
         gate = self._gate(d, m.reg(a["rm"]), P, kn)
         if gate is not None:
+            dy = dy.copy()
             dy[~gate] = 0
         geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, cn, self.dp)
-        XT = gather(self._rows(d, m.reg(a["rb"]), p0, pn, cn), self._wgr_index(*geom))
+        rows = self._rows(d, m.reg(a["rb"]), p0, pn, cn)
+        XT = gather_columns(rows, self._wgr_starts(*geom), cn).reshape(d.taps * cn, -1, self.dp)
         ro = m.reg(a["ro"])
         acc = self._acc_in("err", ro, (kn, d.taps * cn), a["acc"])
         if d.wsparse and m.mode.wsparse:  # zero groups' gradients are not computed

@@ -617,14 +617,24 @@ def _decode_normal(w, out, bias, man, ebits):
         ob[i] = sign | (((e - bias + 1023) << 52) | (frac << (52 - man)) if e != 0 else 0)
 
 
+@lru_cache(maxsize=8)
+def _normal_params(fmt: str) -> tuple[int, np.int64, np.int64, np.int64] | None:
+    """(bits, bias, mantissa bits, exponent bits) of an 8- or 16-bit format without
+    subnormals and Inf/NaN (the one-pass codecs' arguments, built once), else None."""
+    f = get_format(fmt)
+    if f.bits not in (8, 16) or f.subnormals or f.inf_nan.name != "NONE":
+        return None
+    return f.bits, np.int64(f.bias), np.int64(f.man_bits), np.int64(f.exp_bits)
+
+
 def acc_decode(words: np.ndarray, fmt: str) -> np.ndarray:
     """float64 values of 16-bit accumulator words (a copy)."""
-    f = get_format(fmt)
-    if f.bits != 16 or f.subnormals or f.inf_nan.name != "NONE":
-        return decode(np.asarray(words).copy(), f).astype(np.float64)
+    p = _normal_params(fmt)
+    if p is None or p[0] != 16:
+        return decode(np.asarray(words).copy(), fmt).astype(np.float64)
     flat = np.ascontiguousarray(words, dtype=np.uint16).reshape(-1)
     out = np.empty(flat.shape, np.float64)
-    _decode_normal(flat, out, np.int64(f.bias), np.int64(f.man_bits), np.int64(f.exp_bits))
+    _decode_normal(flat, out, p[1], p[2], p[3])
     return out.reshape(np.shape(words))
 
 
@@ -663,11 +673,11 @@ def acc_encode(vals: np.ndarray, fmt: str) -> np.ndarray:
     raises) in one pass, for an 8- or 16-bit format without subnormals and Inf/NaN (every
     exponent field but 0 normal; the accumulator, e5m2_chip); other formats go through
     `encode`."""
-    f = get_format(fmt)
-    if f.bits not in (8, 16) or f.subnormals or f.inf_nan.name != "NONE":
-        return encode(np.asarray(vals, np.float32), f)
+    p = _normal_params(fmt)
+    if p is None:
+        return encode(np.asarray(vals, np.float32), fmt)
     flat = np.ascontiguousarray(vals, dtype=np.float64).reshape(-1)
-    out = np.empty(flat.shape, np.uint8 if f.bits == 8 else np.uint16)
-    if _encode_normal(flat, out, np.int64(f.bias), np.int64(f.man_bits), np.int64(f.exp_bits)) >= 0:
-        return encode(np.asarray(vals, np.float32), f)  # raises, naming the value
+    out = np.empty(flat.shape, np.uint8 if p[0] == 8 else np.uint16)
+    if _encode_normal(flat, out, p[1], p[2], p[3]) >= 0:
+        return encode(np.asarray(vals, np.float32), fmt)  # raises, naming the value
     return out.reshape(np.shape(vals))

@@ -26,6 +26,7 @@ class SparsityUnits:
         self.fmt = m.cfg.tensor_core.operand_format
         self.accf = m.cfg.tensor_core.accumulator_format
         self.thrf = m.cfg.cgu.threshold_format
+        self._thresholds: dict[int, np.float32] = {}
 
     def gate(self, a: dict[str, int], d: Descriptor) -> None:
         """Gate bit of (pixel, group) = 1 (compute the conditional pass) iff the mean of the
@@ -36,13 +37,21 @@ class SparsityUnits:
             raise FunctionalError(f"cg.gate: {kn} channels are not whole groups of {g}")
         npix = pn * d.ow
         acc = acc_decode(m.u16("act", m.reg(a["ra"]), npix * kn), self.accf)
-        thr = decode(m.u16("wgt", m.reg(a["rt"]), 1).copy(), self.thrf)[0]
+        thr = self._threshold(int(m.u16("wgt", m.reg(a["rt"]), 1)[0]))
         out = m.view("msk", m.reg(a["rm"]), npix * (kn // g))
         if exact_group_sums(self.accf, g):  # exact sums: np.mean's bits in one pass
             out[:] = group_mean_above(acc, g, float(thr))
             return
         mean = acc.reshape(npix, kn // g, g).astype(np.float64).mean(axis=2)
         out[:] = (mean > thr).reshape(-1)
+
+    def _threshold(self, word: int) -> np.float32:
+        """The value of a threshold word (a decode per distinct word: every image's gate
+        reads its layer's one word)."""
+        thr = self._thresholds.get(word)
+        if thr is None:
+            thr = self._thresholds[word] = decode(np.array([word], np.uint16), self.thrf)[0]
+        return thr
 
     def _tile(self, a: dict[str, int], d: Descriptor) -> tuple[int, int, int]:
         kn, cn, gc = a["kn"], a["cn"], self.m.ws_gc

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from isa.encoding import Instruction as Ins
+from isa.program import HardwareLoops, step_registers
 from simulator.config import load_config
 from simulator.functional import Executor, FunctionalError, Machine
 
@@ -134,3 +135,63 @@ def test_skipimg_with_an_image_outside_the_mask_buffer_is_an_error():
     ]
     with pytest.raises(FunctionalError, match="instruction 2 \\(skipimg\\)"):
         Executor(m).run(prog)
+
+
+def _reference_regs(prog, limit=1 << 32):
+    """Registers and executed count of a program of register ops, no-data ops and loops,
+    one instruction at a time by the ISA's rules (`HardwareLoops`, `step_registers`)."""
+    regs, loops, pc, executed = [0] * 16, HardwareLoops(), 0, 0
+    while pc < len(prog) and executed < limit:
+        ins = prog[pc]
+        executed += 1
+        if ins.op == "loop":
+            loops.enter(pc, ins)
+        elif ins.op in ("setr", "addr", "xorr"):
+            step_registers(regs, ins)
+        pc = loops.next_pc(pc)
+    return regs, executed
+
+
+def _register_program():
+    """Runs of register ops that cross loop ends (the runs must be cut there), a write to r0
+    read back inside a run, no-data ops inside runs."""
+    return [
+        Ins("setr", {"rd": 1, "imm": 5}),
+        Ins("nop", {}),
+        Ins("loop", {"count": 3, "end": 6}),  # body: 5 instructions, an inner loop
+        Ins("addr", {"rd": 2, "rs": 2, "imm": 1}),
+        Ins("loop", {"count": 4, "end": 3}),  # inner body: the next 2
+        Ins("addr", {"rd": 3, "rs": 3, "imm": 7}),
+        Ins("xorr", {"rd": 4, "rs": 4, "imm": 0x55}),
+        Ins("addr", {"rd": 5, "rs": 3, "imm": 1}),  # inner loop end; outer body's last
+        Ins("addr", {"rd": 6, "rs": 6, "imm": 2}),  # outer loop end
+        Ins("sync", {}),
+        Ins("addr", {"rd": 0, "rs": 1, "imm": 9}),  # r0 stays 0
+        Ins("addr", {"rd": 7, "rs": 0, "imm": 1}),
+        Ins("setr", {"rd": 8, "imm": 0xFFFFFFFF}),
+        Ins("addr", {"rd": 8, "rs": 8, "imm": 2}),  # wraps at 32 bits
+    ]
+
+
+def test_register_runs_follow_loops_and_r0():
+    prog = _register_program()
+    m = _machine()
+    n = Executor(m).run(prog)
+    regs, executed = _reference_regs(prog)
+    assert (n, m.regs) == (executed, regs)
+    assert m.regs[2] == 3 and m.regs[3] == 3 * 4 * 7 and m.regs[6] == 2 and m.regs[7] == 1
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5, 9, 12, 40])
+def test_instruction_limit_inside_a_register_run(limit):
+    """The limit stops the program where one instruction at a time stops it, also in the
+    middle of a run of register ops."""
+    prog = _register_program()
+    regs, executed = _reference_regs(prog, limit)
+    m = _machine()
+    if executed == limit and executed < _reference_regs(prog)[1]:
+        with pytest.raises(FunctionalError, match=f"more than {limit} instructions"):
+            Executor(m).run(prog, max_instructions=limit)
+    else:
+        assert Executor(m).run(prog, max_instructions=limit) == executed
+    assert m.regs == regs

@@ -8,18 +8,24 @@ from isa.layouts import aligned_chunks
 from simulator.config import load_config
 from simulator.functional import Machine
 from simulator.functional.fastops import (
+    _rne_args,
     copy_rows,
     gather,
+    gather_columns,
     gather_runs,
     group_mean_above,
+    norm_bwd_codes,
     norm_bwd_sums,
     norm_bwd_values,
+    norm_fwd_codes,
     norm_fwd_values,
+    norm_stat_sums,
     relu_bwd_codes,
     relu_fwd_codes,
     rne_codes,
     run_starts,
     seq_sum,
+    sum_rne_codes,
     value_tables,
     values,
 )
@@ -129,6 +135,41 @@ def test_norm_kernels_equal_numpy_float32():
     t = ((d - bm).astype(f32) - (xh * gm).astype(f32)).astype(f32)
     ref = (k * t).astype(f32)
     assert np.array_equal(out.view(np.int32), ref.view(np.int32))
+    s1, q1 = s.copy(), q.copy()
+    norm_stat_sums(xc, t32, s1, q1)
+    assert np.array_equal(s1, seq_sum(s, x)) and np.array_equal(q1, seq_sum(q, x * x))
+
+
+def test_rounded_norm_and_sum_kernels_equal_rne_of_the_values():
+    """The kernels that round their results RNE in the same call give `rne_codes` of the
+    float64 value of `norm_fwd_values` / `norm_bwd_values` / a table sum; a NaN result is
+    reported (1), not rounded."""
+    rng = np.random.default_rng(11)
+    pix, ch, f32 = 40, 10, np.float32
+    xc, dy = (rng.integers(0, 256, (pix, ch)).astype(np.uint8) for _ in range(2))
+    t32, t64 = value_tables(OPF)
+    p = _rne_args(OPF)
+    mean, rstd, gamma, beta, k, bm, gm = (
+        (rng.standard_normal(ch) * 2.0 ** rng.integers(-8, 8, ch)).astype(f32) for _ in range(7)
+    )
+    y = np.empty((pix, ch), f32)
+    codes = np.empty(pix * ch, np.uint8)
+    norm_fwd_values(xc, t32, mean, rstd, gamma, beta, y)
+    assert norm_fwd_codes(xc, t32, mean, rstd, gamma, beta, codes, *p) == 0
+    assert np.array_equal(codes, rne_codes(y.astype(np.float64), OPF).reshape(-1))
+    norm_bwd_values(dy, xc, t32, mean, rstd, k, bm, gm, y)
+    assert norm_bwd_codes(dy, xc, t32, mean, rstd, k, bm, gm, codes, *p) == 0
+    assert np.array_equal(codes, rne_codes(y.astype(np.float64), OPF).reshape(-1))
+    a, b = xc.reshape(-1), dy.reshape(-1)
+    for tb, ref in ((t64, t64[a] + t64[b]), (-t64, t64[a] - t64[b])):
+        assert sum_rne_codes(a, b, t64, tb, codes, *p) == 0
+        assert np.array_equal(codes, rne_codes(ref, OPF))
+    mean[3] = np.nan
+    assert norm_fwd_codes(xc, t32, mean, rstd, gamma, beta, codes, *p) == 1
+    assert norm_bwd_codes(dy, xc, t32, mean, rstd, k, bm, gm, codes, *p) == 1
+    tn = t64.copy()
+    tn[b[7]] = np.nan
+    assert sum_rne_codes(a, b, t64, tn, codes, *p) == 1
 
 
 def test_gather_and_copy_rows():
@@ -170,6 +211,7 @@ GEOMS = [  # h, w, kh, kw, stride, pad, c, p0, pn, c0, cn
     (8, 8, 1, 1, 2, 0, 24, 0, 4, 8, 16),
     (6, 6, 5, 5, 1, 2, 10, 2, 4, 1, 9),
     (4, 4, 4, 4, 1, 0, 8, 0, 1, 0, 8),
+    (8, 8, 3, 3, 1, 1, 16, 0, 4, 4, 12),  # a conditional pass after a base pass of 4
 ]
 
 
@@ -206,6 +248,9 @@ def test_patch_indices_equal_the_slices(g):
     chunked = np.zeros((refw.shape[0], -(-P // dp) * dp), np.uint8)
     chunked[:, :P] = refw
     assert np.array_equal(XT, chunked.reshape(refw.shape[0], -1, dp))
+    # the same from each column's first byte (`gather_columns`, what tc.wgr runs)
+    starts = tc._wgr_starts(h, w, kh, kw, stride, pad, d.ow, p0, pn, cn, dp)
+    assert np.array_equal(gather_columns(buf, starts, cn).reshape(XT.shape), XT)
 
 
 def test_rne_codes_finds_a_nan_anywhere():
@@ -356,3 +401,25 @@ def test_norm_statistics_cache_follows_the_bytes():
     ref = derived(st[0::2].copy(), st[1::2].copy(), 50)
     assert all(np.array_equal(g, r) for g, r in zip(got, ref, strict=True))
     assert not np.array_equal(got[1], before[1])  # not the kept result
+
+
+def test_norm_statistics_cache_alternating_layers():
+    """Two layers' statistics read in turn (backprop) each give their own `derived`, as
+    often as they alternate, and a changed threshold word its own gate threshold."""
+    from simulator.functional.norm import Norm
+    from simulator.functional.units import SparsityUnits
+
+    m = Machine.create(load_config("ref28"), 64)
+    nrm = Norm(m, None)
+    rng = np.random.default_rng(12)
+    for addr in (0, 256):
+        m.f32s("act", addr, 24)[:] = np.abs(rng.standard_normal(24)).astype(np.float32) * 9
+    for addr in (0, 256, 0, 256):
+        st = m.f32s("act", addr, 24)
+        ref = derived(st[0::2].copy(), st[1::2].copy(), 40)
+        got = nrm._derived("act", addr, 12, 40)
+        assert all(np.array_equal(g, r) for g, r in zip(got, ref, strict=True))
+    units = SparsityUnits(m)
+    thrf = m.cfg.cgu.threshold_format
+    for word in (0x3C00, 0x4000, 0x3C00):
+        assert units._threshold(word) == decode(np.array([word], np.uint16), thrf)[0]

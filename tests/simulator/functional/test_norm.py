@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from simulator.functional.compare import config_for, prepare_model, verify_step
-from simulator.functional.norm import derived, seq_sum
+from simulator.functional.fastops import seq_sum
+from simulator.functional.norm import derived
 from simulator.functional.state import Modes
 
 
