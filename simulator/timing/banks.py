@@ -60,6 +60,14 @@ def sfu_degree(
     return out
 
 
+def pair_degree(a: np.ndarray, b: np.ndarray, word_bytes, banks) -> np.ndarray:
+    """`sfu_degree` of many SFU executions at once whose two read operands lie in one buffer
+    (byte addresses a, b; word_bytes and banks per execution or scalars) and whose write
+    port has one operand: 2 where the two words differ in one bank, else 1."""
+    wa, wb = a // word_bytes, b // word_bytes
+    return np.where((wa % banks == wb % banks) & (wa != wb), 2, 1)
+
+
 def split_degree(stride_bytes: int, share: int, word_bytes: int, banks: int) -> int:
     """Tensor-core cores that split an op's pixels (or outputs) interleaved read the streamed
     operand `stride_bytes` apart in the same cycle: their conflict degree."""

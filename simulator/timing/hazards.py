@@ -39,7 +39,7 @@ from isa.compiler import CompiledProgram
 from isa.spec import BUFFER, BY_MNEMONIC, LAYER_KIND, SFU_OP, TC_PASS
 from simulator.timing.masks import SparsityMasks
 from simulator.timing.model import PreparedProgram, _descriptor, for_mode, simulate
-from simulator.timing.stream import _count, _unroll, skip_flags, static_program
+from simulator.timing.stream import run_control, static_program
 from simulator.timing.tensor_core import LayerDesc
 
 BUFS = tuple(BUFFER.values)  # act, wgt, err, msk
@@ -264,8 +264,7 @@ def executed_footprints(
         for j, name in enumerate(REG_FIELDS):
             if name in ins.args and name not in ("rd", "rs"):
                 cap[i, j] = ins.args[name]
-    total = int(_count(sp.kind, sp.a0, sp.a1))
-    idx, regs = _unroll(sp.kind, sp.a0, sp.a1, sp.a2, cap, total, skip_flags(skipped))
+    idx, regs = run_control(sp, cap, skipped)
     descs: dict[int, _Desc] = {}
     gc = 8
     feet: list[list[Access]] = []

@@ -11,8 +11,10 @@ group) work, `weight_sparsity` zero weight groups, `grad_skip` the BP/WU work of
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, fields
 
+import numba
 import numpy as np
 
 from isa.compiler import CompiledProgram
@@ -127,37 +129,79 @@ def _descriptor(a) -> LayerDesc:
 
 
 @dataclass
+class TcAccesses:
+    """Per static instruction, the byte ranges a tensor-core op touches that the drain of the
+    op before it may write (`_tc_touch`): its output (access 0) and the operands it reads
+    from the buffers outputs live in (accesses 1, 2). Access j lies in buffer space
+    space[:, j] (0: act, 1: err, -1: none), starts at the value of the stream's register
+    column reg[:, j] and spans fixed[:, j] + per_row[:, j] x the tile's input rows
+    (`_input_rows`, from rows[:, 0:5] = stride, pad, kh, h, pn)."""
+
+    space: np.ndarray  # (n_static, 3)
+    reg: np.ndarray
+    fixed: np.ndarray
+    per_row: np.ndarray
+    rows: np.ndarray  # (n_static, 5)
+
+
+@dataclass
 class StaticCosts:
     """What `prepare` works out per static instruction, whatever the stream: one execution's
     occupancy, DRAM bus cycles and events, whether it is an image's skippable BP/WU op, the
-    SFU and tensor-core ops (with their descriptors), and the layer/phase indices."""
+    tensor-core ops (with their descriptors, dense MACs, bank-conflict degree and touched
+    byte ranges), the SFU ops whose two operands share a buffer, the mask writers, the CGU
+    gates and base passes, and the layer/phase indices. A derived stream (`for_mode`) only
+    indexes them by its executions."""
 
     dur: np.ndarray
     bus: np.ndarray
     events: np.ndarray  # (n_static, len(EVENTS))
     skippable: np.ndarray
-    sfu: list[int]
     tc: list[tuple[int, LayerDesc]]
     layers: np.ndarray
     phases: np.ndarray
     layer_names: tuple[str, ...]
     phase_names: tuple[str, ...]
+    is_tc: np.ndarray  # bool: a tensor-core op
+    macs: np.ndarray  # a tensor-core op's dense MACs per execution (0 elsewhere)
+    bank: np.ndarray  # a tensor-core op's bank-conflict degree (1 elsewhere)
+    sfu_pair: np.ndarray  # an SFU op reading operands a and b from one buffer: its id; else -1
+    writes_masks: np.ndarray  # bool: writes masks the packer reads (`_mask_writers`)
+    gate: np.ndarray  # bool: a `cg.gate`
+    base_pass: np.ndarray  # bool: a base-pass `tc.fwd`
+    desc: np.ndarray  # the descriptor slot of gates and tensor-core ops (-1 elsewhere)
+    access: TcAccesses
+
+
+# the ops `_static_costs` costs (others take one cycle and have no events of their own)
+_COSTED = frozenset(
+    {"layer", "sync", "dma.ld", "dma.st", "sfu", "sgd", "cg.gate", "ws.norm", "ws.prune",
+     "gs.decide", "tc.fwd", "tc.bwd", "tc.wgr"}
+)  # fmt: skip
 
 
 def _static_costs(compiled: CompiledProgram, cfg: HardwareConfig) -> StaticCosts:
     prog = compiled.instructions
-    s_dur = np.ones(len(prog), np.int64)
-    s_bus = np.zeros(len(prog), np.int64)
-    s_ev = np.zeros((len(prog), len(EVENTS)))
+    n = len(prog)
+    s_dur = np.ones(n, np.int64)
+    s_bus = np.zeros(n, np.int64)
+    s_ev = np.zeros((n, len(EVENTS)))
     s_ev[:, EVENT_ID["instructions"]] = 1
-    s_skippable = np.zeros(len(prog), bool)
+    s_skippable = np.zeros(n, bool)
+    sfu_pair = np.full(n, -1, np.int64)
+    writes_masks = np.zeros(n, bool)
+    gate = np.zeros(n, bool)
+    desc = np.full(n, -1, np.int64)
     descs: dict[int, LayerDesc] = {}
     tc: list[tuple[int, LayerDesc]] = []
-    sfu_ops: list[int] = []
     bw = cfg.dma.dram_bytes_per_cycle
     thr = cfg.sfu.throughput_elements_per_cycle
     lanes = cfg.tensor_core.lanes
+    msk = BUFS.index("msk")
+    ev_rows, ev_cols, ev_vals = [], [], []  # written at once (numpy item writes are slow)
     for i, ins in enumerate(prog):
+        if ins.op not in _COSTED:  # control flow: one cycle, no events
+            continue
         a = ins.args
         ev = {}
         if ins.op == "layer":
@@ -169,11 +213,14 @@ def _static_costs(compiled: CompiledProgram, cfg: HardwareConfig) -> StaticCosts
             s_skippable[i] = bool(a["gsk"])  # an image's BP/WU transfer
             side = "wr" if ins.op == "dma.ld" else "rd"
             ev[f"sram_{side}_{BUFS[a['buf']]}"] = a["rows"] * a["row_bytes"]
+            writes_masks[i] = ins.op == "dma.ld" and a["buf"] == msk
         elif ins.op == "sfu":
             s_dur[i], ev = costs.sfu_cost(a, thr)
-            sfu_ops.append(i)
+            name = SFU_OP.values[a["op"]]
             phase = compiled.annotations[i]["phase"]
-            s_skippable[i] = phase == "bp" and SFU_OP.values[a["op"]] != "zero"
+            s_skippable[i] = phase == "bp" and name != "zero"
+            if name in costs.SFU_B and a["bufa"] == a["bufb"]:
+                sfu_pair[i] = a["bufa"]
         elif ins.op == "sgd":
             s_dur[i], ev = costs.sgd_cost(a, thr)
         elif ins.op == "cg.gate":
@@ -182,6 +229,8 @@ def _static_costs(compiled: CompiledProgram, cfg: HardwareConfig) -> StaticCosts
             # The CGU normalises and compares base partial sums at the SFU's width (assumed).
             s_dur[i] = -(-elems // thr)
             ev = {"cgu_ops": elems, "sram_rd_act": 2 * elems, "sram_wr_msk": elems // lanes}
+            writes_masks[i] = gate[i] = True
+            desc[i] = a["desc"]
         elif ins.op in ("ws.norm", "ws.prune"):
             d = descs[a["desc"]]
             elems = a["kn"] * a["cn"] * d.taps
@@ -191,22 +240,110 @@ def _static_costs(compiled: CompiledProgram, cfg: HardwareConfig) -> StaticCosts
                 if ins.op == "ws.norm"
                 else {"sram_wr_wgt": elems, "sram_wr_msk": elems // max(1, d.taps)}
             )
+            writes_masks[i] = ins.op == "ws.prune"
         elif ins.op == "gs.decide":
             s_dur[i] = a["classes"]
             ev = {"gsu_ops": a["classes"], "sram_rd_act": 2 * a["classes"]}
+            writes_masks[i] = True
         elif ins.op in ("tc.fwd", "tc.bwd", "tc.wgr"):
             tc.append((i, descs[a["desc"]]))
+            desc[i] = a["desc"]
         for key, v in ev.items():
-            s_ev[i, EVENT_ID[key]] += v
+            ev_rows.append(i)
+            ev_cols.append(EVENT_ID[key])
+            ev_vals.append(v)
+    np.add.at(s_ev, (np.array(ev_rows, np.int64), np.array(ev_cols, np.int64)), ev_vals)
     layer_names = tuple(sorted({a["layer"] or "-" for a in compiled.annotations}))
     phase_names = tuple(sorted({a["phase"] for a in compiled.annotations}))
     lid = {name: j for j, name in enumerate(layer_names)}
     pid = {name: j for j, name in enumerate(phase_names)}
     layers = np.array([lid[a["layer"] or "-"] for a in compiled.annotations], np.int64)
     phases = np.array([pid[a["phase"]] for a in compiled.annotations], np.int64)
+    is_tc, macs, bank, base_pass, access = _tc_statics(prog, tc, cfg)
     return StaticCosts(
-        s_dur, s_bus, s_ev, s_skippable, sfu_ops, tc, layers, phases, layer_names, phase_names
-    )
+        s_dur, s_bus, s_ev, s_skippable, tc, layers, phases, layer_names, phase_names,
+        is_tc, macs, bank, sfu_pair, writes_masks, gate, base_pass, desc, access,
+    )  # fmt: skip
+
+
+def _tc_statics(prog, tc, cfg: HardwareConfig):
+    """Per static instruction: whether it is a tensor-core op, its dense MACs per execution,
+    its bank-conflict degree, whether it is a base pass, and its touched byte ranges."""
+    n = len(prog)
+    is_tc = np.zeros(n, bool)
+    macs = np.zeros(n, np.int64)
+    bank = np.ones(n, np.int64)
+    base_pass = np.zeros(n, bool)
+    acc = TcAccesses(
+        np.full((n, 3), -1, np.int64), np.full((n, 3), 6, np.int64),
+        np.zeros((n, 3), np.int64), np.zeros((n, 3), np.int64), np.zeros((n, 5), np.int64),
+    )  # fmt: skip
+    geom = _bank_geometry(cfg)
+    base = TC_PASS.values.index("base")
+    for i, d in tc:
+        op, a = prog[i].op, prog[i].args
+        is_tc[i] = True
+        macs[i] = a["kn"] * a["cn"] * a["pn"] * d.ow * d.taps
+        bank[i] = _tc_bank_degree(op, a, d, cfg.tensor_core, geom)
+        base_pass[i] = op == "tc.fwd" and a["pass"] == base
+        _tc_accesses(acc, i, op, a, d)
+    return is_tc, macs, bank, base_pass, acc
+
+
+def _tc_accesses(acc: TcAccesses, i: int, op: str, a: dict, d: LayerDesc) -> None:
+    """Fill row i of `acc`: the byte ranges as in the ISA (`hazards._tc`; the weight buffer
+    never holds outputs). Register columns of `stream.CAPTURE`: ra 4, rb 5, ro 6."""
+    kn, cn, pn = a["kn"], a["cn"], a["pn"]
+    npix = pn * d.ow
+    cin = d.group_channels(kn, cn)
+    if op == "tc.fwd":  # outputs in act; reads X (act)
+        out = (0, 2 * npix * kn)
+        reads = [(0, 4, 0, d.w * (cin or d.c))]
+    elif op == "tc.bwd":  # outputs in err; reads dY (err)
+        out = (1, 2 * d.h * d.w * (cin or cn))
+        reads = [(1, 4, npix * kn, 0)]
+    else:  # outputs in err; reads dY (err) and X (act)
+        out = (1, 2 * kn * d.taps * cn)
+        reads = [(1, 4, npix * kn, 0), (0, 5, 0, d.w * (cin or cn))]
+    accesses = [(out[0], 6, out[1], 0), *reads]  # (space, register, fixed, per row)
+    tables = (acc.space, acc.reg, acc.fixed, acc.per_row)
+    for table, column in zip(tables, zip(*accesses, strict=True), strict=True):
+        table[i, : len(column)] = column
+    acc.rows[i] = d.stride, d.pad, d.kh, d.h, pn
+
+
+def _bank_geometry(cfg: HardwareConfig) -> dict[int, tuple[int, int]]:
+    """Buffer id -> (word bytes, banks)."""
+    return {
+        j: (getattr(cfg.buffers, _BUF_CFG[b]).word_bytes, getattr(cfg.buffers, _BUF_CFG[b]).banks)
+        for j, b in enumerate(BUFS)
+    }
+
+
+def _tc_bank_degree(op: str, a: dict, d: LayerDesc, tcc, geom) -> int:
+    """The conflict degree of a tensor-core op's reads of its streamed operand when cores
+    split one lane group's pixels or outputs (`simulator.timing.banks`)."""
+    pixels = a["pn"] * d.ow  # only as many cores as pixels read at once
+    if op == "tc.bwd":  # lanes own input channels; cores split dY pixels [pixel][kn]
+        share = min(_share(a["cn"], tcc), pixels)
+        addrs = [j * a["kn"] for j in range(share)]
+        word, nb = geom[BUFS.index("err")]
+    else:  # lanes own output channels
+        share = _share(a["kn"], tcc)
+        cload = d.c if d.groups == 1 else a["kn"] // (d.k // d.groups) * (d.c // d.groups)
+        if op == "tc.fwd":  # cores split the pixels of the input rows [pixel][cload]
+            addrs = [j * cload for j in range(min(share, pixels))]
+        else:  # WU: cores split (c, tap) outputs channel fastest (tensor_core.wgr_work)
+            cn = a["cn"] if d.groups == 1 else cload  # and read x at the tap's pixel, c
+            items = [(j % cn, j // cn) for j in range(min(share, cn * d.taps))]
+            addrs = [((t // d.kw) * d.w + t % d.kw) * cn + c for c, t in items]
+        word, nb = geom[BUFS.index("act")]
+    return banks.conflict_degree(addrs, word, nb)
+
+
+def _share(n_items: int, tcc) -> int:
+    groups = -(-n_items // tcc.lanes)
+    return 1 if groups >= tcc.n_tc else tcc.n_tc // groups
 
 
 def prepare(
@@ -225,35 +362,39 @@ def prepare(
     st = base.static if base is not None else _static_costs(compiled, cfg)
     stream = unroll(sp, skipped)
     idx = stream.index.astype(np.int64)
-    n = len(idx)
     counts = np.bincount(idx, minlength=len(prog))
-    order = np.argsort(idx, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    tc_ops: list[TcOp] = []
-    for i, desc in st.tc:
-        if not counts[i]:
-            continue
-        pos = order[starts[i] : starts[i + 1]]
-        regs = stream.regs[pos]
-        tc_ops.append(
-            TcOp(i, prog[i].op, compiled.annotations[i]["layer"], desc, dict(prog[i].args), pos,
-                 regs[:, 0], regs[:, 1], regs[:, 2], regs[:, 3])
-        )  # fmt: skip
-    sfu_ops = [i for i in st.sfu if counts[i]]
-    dense_macs = np.zeros(n, np.int64)
-    for op in tc_ops:
-        a = op.args
-        dense_macs[op.execs] = a["kn"] * a["cn"] * a["pn"] * op.desc.ow * op.desc.taps
-    kind = sp.kind[idx]
-    bank = _bank_degrees(prog, cfg, stream, order, starts, sfu_ops, tc_ops)
+    tc_at = np.flatnonzero(st.is_tc[idx])  # the tensor-core ops' executions, in order
+    wt, sg = sp.wt[idx], sp.sg[idx]
     return PreparedProgram(
-        compiled, cfg, sp, stream, kind, sp.unit[idx], sp.wt[idx], sp.sg[idx],
+        compiled, cfg, sp, stream, sp.kind[idx], sp.unit[idx], wt, sg,
         st.dur[idx], st.bus[idx], st.events * counts[:, None], st.events, st.skippable[idx],
-        tc_ops, st.layers, st.phases, st.layer_names, st.phase_names, dense_macs, bank,
-        *_tc_touch(stream, tc_ops, cfg), _mask_writers(prog, idx),
-        *_streams(prog, sp, idx, cfg),
+        _tc_ops(compiled, st, stream, idx, tc_at), st.layers, st.phases, st.layer_names,
+        st.phase_names, st.macs[idx], _bank_degrees(st, cfg, stream, idx, tc_at),
+        *_tc_touch(st.access, stream, idx, tc_at, cfg), _mask_writers(st.writes_masks, idx),
+        *_streams(st, wt, sg, idx, cfg),
         None if skipped is None else np.asarray(skipped, bool).copy(), static=st,
     )  # fmt: skip
+
+
+def _tc_ops(compiled: CompiledProgram, st: StaticCosts, stream, idx, tc_at) -> list[TcOp]:
+    """The executed instances of every static tensor-core op that executes, in static order:
+    the executions grouped by instruction (a stable sort keeps program order within one)."""
+    prog = compiled.instructions
+    static = idx[tc_at]
+    order = np.argsort(static, kind="stable")
+    execs = tc_at[order]
+    regs = stream.regs[execs]  # one gather for all (each op takes its rows)
+    bounds = np.searchsorted(static[order], [i for i, _ in st.tc] + [len(prog)])
+    tc_ops: list[TcOp] = []
+    for (i, desc), lo, hi in zip(st.tc, bounds[:-1], bounds[1:], strict=True):
+        if lo == hi:
+            continue
+        r = regs[lo:hi]
+        tc_ops.append(
+            TcOp(i, prog[i].op, compiled.annotations[i]["layer"], desc, dict(prog[i].args),
+                 execs[lo:hi], r[:, 0], r[:, 1], r[:, 2], r[:, 3])
+        )  # fmt: skip
+    return tc_ops
 
 
 def for_mode(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> PreparedProgram:
@@ -271,7 +412,9 @@ def for_mode(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> Prepared
     return prep.derived[key]
 
 
-def _streams(prog, sp, idx, cfg: HardwareConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _streams(
+    st: StaticCosts, wt, sg, idx, cfg: HardwareConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`cgu.streams_base_sums`: pair each executed `cg.gate` with the base pass it follows
     (the last executed base-pass `tc.fwd` of the same descriptor before it) where the base
     pass's token is the gate's and nothing else can take that signal: every earlier signal
@@ -280,7 +423,7 @@ def _streams(prog, sp, idx, cfg: HardwareConfig) -> tuple[np.ndarray, np.ndarray
     base sums as the lanes finish them (`follow`): the 16 channels of a gate group are the
     16 lanes of one core, so a pixel's group completes in one step, and the CGU's last gates
     follow the cores' last outputs by the time it takes for one output of every lane
-    (`follow_lag`)."""
+    (`follow_lag`). `wt`, `sg`: the executed instructions' tokens."""
     n = len(idx)
     early = np.zeros(n, np.bool_)
     follow = np.full(n, -1, np.int64)
@@ -288,157 +431,101 @@ def _streams(prog, sp, idx, cfg: HardwareConfig) -> tuple[np.ndarray, np.ndarray
     lag = np.full(n, -(-tcc.n_tc * tcc.lanes // cfg.sfu.throughput_elements_per_cycle), np.int64)
     if not cfg.cgu.streams_base_sums or not n:
         return early, follow, lag
-    base = TC_PASS.values.index("base")
-    is_gate = np.array([ins.op == "cg.gate" for ins in prog])
-    is_base = np.array([ins.op == "tc.fwd" and ins.args["pass"] == base for ins in prog])
-    desc = np.array([ins.args.get("desc", -1) for ins in prog], np.int64)
-    gates = np.flatnonzero(is_gate[idx])
-    bases = np.flatnonzero(is_base[idx])
+    gates = np.flatnonzero(st.gate[idx])
+    bases = np.flatnonzero(st.base_pass[idx])
     if not len(gates) or not len(bases):
         return early, follow, lag
     at = np.searchsorted(bases, gates) - 1
     ok = at >= 0
     gates, j = gates[ok], bases[at[ok]]
-    wt, sg = sp.wt[idx], sp.sg[idx]
+    desc = st.desc
     ok = (desc[idx[gates]] == desc[idx[j]]) & (sg[j] != 0) & (wt[gates] == sg[j]) & (wt[j] != sg[j])
     gates, j = gates[ok], j[ok]
     keep = np.zeros(len(gates), np.bool_)
     for t in np.unique(wt[gates]):
-        sig = np.concatenate([[0], np.cumsum(sg == t)])  # signals of t before position k
-        wai = np.concatenate([[0], np.cumsum(wt == t)])
+        # searchsorted in the positions of the token's signals (waits): how many lie before
+        sig, wai = np.flatnonzero(sg == t), np.flatnonzero(wt == t)
         m = wt[gates] == t
         g, b = gates[m], j[m]
+        sig_b, sig_b1 = np.searchsorted(sig, b), np.searchsorted(sig, b + 1)
+        wai_b1 = np.searchsorted(wai, b + 1)
         keep[m] = (
-            (sig[b] == wai[b])  # nothing outstanding when the base pass signals
-            & (sig[g] - sig[b + 1] == 0)  # no other signal before the gate waits
-            & (wai[g] - wai[b + 1] == 0)  # and no other waiter
+            (sig_b == np.searchsorted(wai, b))  # nothing outstanding when the base pass signals
+            & (np.searchsorted(sig, g) == sig_b1)  # no other signal before the gate waits
+            & (np.searchsorted(wai, g) == wai_b1)  # and no other waiter
         )
     early[j[keep]] = True
     follow[gates[keep]] = j[keep]
     return early, follow, lag
 
 
-def _mask_writers(prog, idx) -> np.ndarray:
+def _mask_writers(writes: np.ndarray, idx) -> np.ndarray:
     """Per executed instruction, the last executed one before it that writes masks the packer
-    reads (gates: the CGU or a load into the mask buffer; weight-group masks: the WSU's prune
-    or a load; skip flags: the GSU; -1 if none): the packer reads a tile's masks only after
-    it. (The SFU's pooling indices in the mask buffer are no packer input; the hazard check
-    verifies the prelude's mask reads from when it began.)"""
-    msk = BUFS.index("msk")
-    writes = np.zeros(len(prog), bool)
-    for i, ins in enumerate(prog):
-        a = ins.args
-        if ins.op in ("cg.gate", "ws.prune", "gs.decide"):
-            writes[i] = True
-        elif ins.op == "dma.ld":
-            writes[i] = a["buf"] == msk
-    at = np.where(writes[idx], np.arange(len(idx)), -1)
-    last = np.maximum.accumulate(at) if len(at) else at
-    return np.concatenate([[-1], last[:-1]]).astype(np.int64)
+    reads (`writes` per static instruction: the CGU's gates or a load into the mask buffer;
+    weight-group masks: the WSU's prune or a load; skip flags: the GSU; -1 if none): the
+    packer reads a tile's masks only after it. (The SFU's pooling indices in the mask buffer
+    are no packer input; the hazard check verifies the prelude's mask reads from when it
+    began.)"""
+    return _last_before(writes[idx])
 
 
-def _in_rows(d: LayerDesc, p0: np.ndarray, pn: int) -> np.ndarray:
-    """Input rows a tile of output rows [p0, p0 + pn) holds in its buffer."""
-    first = p0 * d.stride - d.pad
-    last = (p0 + pn - 1) * d.stride - d.pad + d.kh
-    return np.minimum(d.h, last) - np.maximum(0, first)
+@numba.njit(cache=True)
+def _last_before(flags):  # pragma: no cover - numba
+    """Per position k, the last position before k whose flag is set (-1: none)."""
+    out = np.empty(flags.shape[0], np.int64)
+    last = -1
+    for k in range(flags.shape[0]):
+        out[k] = last
+        if flags[k]:
+            last = k
+    return out
 
 
-def _tc_touch(stream, tc_ops, cfg) -> tuple[np.ndarray, np.ndarray]:
+def _input_rows(rows: np.ndarray, p0: np.ndarray) -> np.ndarray:
+    """Input rows a tile of output rows [p0, p0 + pn) holds in its buffer; rows: (E, 5) of
+    stride, pad, kh, h, pn (`TcAccesses.rows`)."""
+    stride, pad, kh, h, pn = rows.T
+    first = p0 * stride - pad
+    last = (p0 + pn - 1) * stride - pad + kh
+    return np.minimum(h, last) - np.maximum(0, first)
+
+
+def _tc_touch(acc: TcAccesses, stream, idx, tc_at, cfg) -> tuple[np.ndarray, np.ndarray]:
     """Which tensor-core ops touch the output bytes of the ops just before them, whose SRU
     drain may still run when they start (`output_buffers` > 1): their output (accumulator)
-    range, or an operand they read from the same buffer. Byte ranges as in the ISA
-    (`hazards._tc`; the weight buffer never holds outputs)."""
-    pos, out_sp, out_lo, out_hi, rd = [], [], [], [], []
-    for op in tc_ops:
-        a, d = op.args, op.desc
-        kn, cn, pn = a["kn"], a["cn"], a["pn"]
-        npix = pn * d.ow
-        regs = stream.regs[op.execs]
-        ra, rb, ro = regs[:, 4], regs[:, 5], regs[:, 6]
-        rows = _in_rows(d, op.p0, pn)
-        cin = d.group_channels(kn, cn)
-        if op.op == "tc.fwd":  # outputs in act; reads X (act)
-            sp, size = 0, 2 * npix * kn
-            reads = [(0, ra, ra + rows * d.w * (cin or d.c))]
-        elif op.op == "tc.bwd":  # outputs in err; reads dY (err)
-            sp, size = 1, 2 * d.h * d.w * (cin or cn)
-            reads = [(1, ra, ra + npix * kn)]
-        else:  # outputs in err; reads dY (err) and X (act)
-            sp, size = 1, 2 * kn * d.taps * cn
-            reads = [(1, ra, ra + npix * kn), (0, rb, rb + rows * d.w * (cin or cn))]
-        n = len(op.execs)
-        pos.append(op.execs)
-        out_sp.append(np.full(n, sp))
-        out_lo.append(ro)
-        out_hi.append(ro + size)
-        r = np.full((n, 3, 3), -1, np.int64)  # exec, access, (space, lo, hi)
-        for j, (rsp, lo, hi) in enumerate([(sp, ro, ro + size), *reads]):
-            r[:, j, 0], r[:, j, 1], r[:, j, 2] = rsp, lo, hi
-        rd.append(r)
+    range, or an operand they read from the same buffer (`TcAccesses`)."""
     depth = max(cfg.tensor_core.output_buffers - 1, 0)
-    if not pos:
+    if not len(tc_at):
         return np.zeros(0, np.int64), np.zeros((0, depth), bool)
-    pos = np.concatenate(pos)
-    order = np.argsort(pos, kind="stable")
-    pos = pos[order]
-    out_sp = np.concatenate(out_sp)[order]
-    out_lo = np.concatenate(out_lo)[order]
-    out_hi = np.concatenate(out_hi)[order]
-    acc = np.concatenate(rd)[order]
-    touch = np.zeros((len(pos), depth), bool)
-    ix = np.arange(len(pos))
+    s = idx[tc_at]
+    regs = stream.regs[tc_at]
+    rows = _input_rows(acc.rows[s], regs[:, 2])
+    space = acc.space[s]  # (n, 3): per access
+    lo = np.take_along_axis(regs, acc.reg[s], axis=1)
+    hi = lo + acc.fixed[s] + acc.per_row[s] * rows[:, None]
+    touch = np.zeros((len(tc_at), depth), bool)
     for j in range(1, depth + 1):
-        prev = ix[j:] - j
-        lo, hi, sp = (x[prev, None] for x in (out_lo, out_hi, out_sp))
-        mine = acc[ix[j:]]  # this op's accesses (n, 3, (space, lo, hi))
-        hit = (mine[..., 0] == sp) & (mine[..., 1] < hi) & (lo < mine[..., 2])
+        prev = (x[:-j, 0, None] for x in (space, lo, hi))
+        sp, out_lo, out_hi = prev
+        hit = (space[j:] == sp) & (lo[j:] < out_hi) & (out_lo < hi[j:])
         touch[j:, j - 1] = hit.any(axis=1)
-    return pos, touch
+    return tc_at, touch
 
 
-def _bank_degrees(prog, cfg, stream, order, starts, sfu_ops, tc_ops) -> np.ndarray:
+def _bank_degrees(st: StaticCosts, cfg, stream, idx, tc_at) -> np.ndarray:
     """Per executed instruction, the bank-conflict degree of its buffer accesses
-    (`simulator.timing.banks`): SFU operands in one buffer, and the tensor cores' reads of the
-    streamed operand when cores split one lane group's pixels or outputs."""
-    geom = {
-        j: (getattr(cfg.buffers, _BUF_CFG[b]).word_bytes, getattr(cfg.buffers, _BUF_CFG[b]).banks)
-        for j, b in enumerate(BUFS)
-    }
-    deg = np.ones(len(stream.index), np.int64)
-    ra, rb, ro = (stream.regs[:, j] for j in (4, 5, 6))
-    for i in sfu_ops:
-        a = prog[i].args
-        pos = order[starts[i] : starts[i + 1]]
-        reads = [(a["bufa"], ra[pos])]
-        if SFU_OP.values[a["op"]] in costs.SFU_B:
-            reads.append((a["bufb"], rb[pos]))
-        deg[pos] = banks.sfu_degree(reads, [(a["bufo"], ro[pos])], geom)
-    tcc = cfg.tensor_core
-    for op in tc_ops:
-        d, a = op.desc, op.args
-        pixels = a["pn"] * d.ow  # only as many cores as pixels read at once
-        if op.op == "tc.bwd":  # lanes own input channels; cores split dY pixels [pixel][kn]
-            share = min(_share(a["cn"], tcc), pixels)
-            addrs = [j * a["kn"] for j in range(share)]
-            word, nb = geom[BUFS.index("err")]
-        else:  # lanes own output channels
-            share = _share(a["kn"], tcc)
-            cload = d.c if d.groups == 1 else a["kn"] // (d.k // d.groups) * (d.c // d.groups)
-            if op.op == "tc.fwd":  # cores split the pixels of the input rows [pixel][cload]
-                addrs = [j * cload for j in range(min(share, pixels))]
-            else:  # WU: cores split (c, tap) outputs channel fastest (tensor_core.wgr_work)
-                cn = a["cn"] if d.groups == 1 else cload  # and read x at the tap's pixel, c
-                items = [(j % cn, j // cn) for j in range(min(share, cn * d.taps))]
-                addrs = [((t // d.kw) * d.w + t % d.kw) * cn + c for c, t in items]
-            word, nb = geom[BUFS.index("act")]
-        deg[op.execs] = banks.conflict_degree(addrs, word, nb)
+    (`simulator.timing.banks`): the tensor cores' reads of the streamed operand when cores
+    split one lane group's pixels or outputs (per static op), and SFU operands a and b in
+    one buffer (their only possible conflict: one write port operand, at most two reads;
+    `banks.pair_degree`)."""
+    deg = np.ones(len(idx), np.int64)
+    deg[tc_at] = st.bank[idx[tc_at]]
+    at = np.flatnonzero((st.sfu_pair >= 0)[idx])
+    geom = _bank_geometry(cfg)
+    word, nb = (np.array([geom[b][k] for b in range(len(BUFS))], np.int64) for k in (0, 1))
+    buf = st.sfu_pair[idx[at]]
+    deg[at] = banks.pair_degree(stream.regs[at, 4], stream.regs[at, 5], word[buf], nb[buf])
     return deg
-
-
-def _share(n_items: int, tcc) -> int:
-    groups = -(-n_items // tcc.lanes)
-    return 1 if groups >= tcc.n_tc else tcc.n_tc // groups
 
 
 @dataclass
@@ -495,9 +582,19 @@ def _check_masks(prep: PreparedProgram, masks: SparsityMasks) -> list[str]:
 
 
 def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWork]:
-    """Tensor-core work of every static op's executions in `mode`. Static ops with the same
-    fields and descriptor (copies in an unrolled loop: a forward block's slot rotation) are
-    worked out together, each instance on its own."""
+    """Tensor-core work of every static op's executions in `mode` (`_tc_work_flat`, per op)."""
+    flat = _tc_work_flat(prep, masks, mode)
+    bounds = np.cumsum([0] + [len(op.execs) for op in prep.tc_ops])
+    return [
+        TcWork(*(getattr(flat, f.name)[lo:hi] for f in fields(TcWork)))
+        for lo, hi in itertools.pairwise(bounds)
+    ]
+
+
+def _tc_work_flat(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> TcWork:
+    """Tensor-core work of all executions of `prep.tc_ops`, concatenated in their order. Static
+    ops with the same fields and descriptor (copies in an unrolled loop: a forward block's
+    slot rotation) are worked out together, each instance on its own."""
     gating, wsparse, gskip = _FLAGS[mode]
     tcc = prep.cfg.tensor_core
     geo = TcGeometry(tcc.n_tc, tcc.lanes, tcc.dp_width)
@@ -506,7 +603,8 @@ def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWo
     for j, op in enumerate(prep.tc_ops):
         key = (op.op, op.layer, op.desc, tuple(sorted(op.args.items())))
         groups.setdefault(key, []).append(j)
-    out: list[TcWork | None] = [None] * len(prep.tc_ops)
+    starts = np.cumsum([0] + [len(op.execs) for op in prep.tc_ops])
+    flat = TcWork(*(np.zeros(starts[-1], np.int64) for _ in fields(TcWork)))
     for members in groups.values():
         op = prep.tc_ops[members[0]]
         a, d = op.args, op.desc
@@ -519,51 +617,75 @@ def tc_work(prep: PreparedProgram, masks: SparsityMasks, mode: str) -> list[TcWo
             gc = gate_counts.setdefault(op.layer, GateCounts(gate))
         ops = [prep.tc_ops[j] for j in members]
         k0, c0, p0, img = (np.concatenate([getattr(o, f) for o in ops]) for f in _TILE_FIELDS)
+        at = np.concatenate([np.arange(starts[j], starts[j + 1]) for j in members])
         # a skipped image's BP/WU op does nothing (`_tc_costs`): its work is not worked out
-        kept = None
+        # (left zero)
         if gskip and op.op != "tc.fwd":
             kept = np.flatnonzero(~masks.skip[img])
-        at = slice(None) if kept is None else kept
-        tiles = OpTiles(d, a["kn"], a["cn"], a["pn"], k0[at], c0[at], p0[at], img[at])
+            k0, c0, p0, img, at = k0[kept], c0[kept], p0[kept], img[kept], at[kept]
+            if not len(kept):
+                continue
+        tiles = OpTiles(d, a["kn"], a["cn"], a["pn"], k0, c0, p0, img)
         view = SparsityView(
             geo, wg, masks.group_in, masks.channel_group,
             tcc.lane_distribution, tcc.pipeline_depth_cycles, tcc.packer_runs_per_cycle,
         )  # fmt: skip
-        if kept is not None and not len(kept):
-            w = TcWork(*[np.zeros(0, np.int64) for _ in range(6)])
-        elif op.op == "tc.fwd":
+        if op.op == "tc.fwd":
             w = fwd_work(tiles, view, gc)
         elif op.op == "tc.bwd":
             w = bwd_work(tiles, view, gate)
         else:
             w = wgr_work(tiles, view, gc)
-        if kept is not None:
-            w = _scatter(w, kept, len(img))
-        cuts = np.cumsum([len(o.img) for o in ops])[:-1]
-        parts = {f.name: _cut(getattr(w, f.name), cuts) for f in fields(TcWork)}
-        for i, j in enumerate(members):
-            out[j] = TcWork(**{name: (None if p is None else p[i]) for name, p in parts.items()})
-    return out
+        for f in fields(TcWork):
+            if (x := getattr(w, f.name)) is not None:
+                getattr(flat, f.name)[at] = x
+    return flat
 
 
 _TILE_FIELDS = ("k0", "c0", "p0", "img")
+_FWD, _BWD, _WGR = range(3)
+_TC_KIND = {"tc.fwd": _FWD, "tc.bwd": _BWD, "tc.wgr": _WGR}
+# per kind of tensor-core op: the buffers its operands stream from, its accumulator's buffer
+_TC_BUFS = {_FWD: (("act",), "act"), _BWD: (("err",), "err"), _WGR: (("act", "err"), "err")}
 
 
-def _cut(x: np.ndarray | None, cuts: np.ndarray) -> list[np.ndarray] | None:
-    return None if x is None else np.split(x, cuts)
+@dataclass
+class _TcOpCosts:
+    """Per tensor-core op (`prep.tc_ops`) in one mode: its kind (`_TC_KIND`), mask bytes the
+    lanes read before they know what to skip, outputs, SRU drain cycles (0 without `fin`),
+    and whether it accumulates, rounds (`fin`) and is a conditional pass."""
+
+    kind: np.ndarray
+    meta: np.ndarray
+    outs: np.ndarray
+    fin: np.ndarray
+    acc: np.ndarray
+    rounds: np.ndarray
+    cond: np.ndarray
 
 
-def _scatter(w: TcWork, at: np.ndarray, n: int) -> TcWork:
-    """`w` of the instances `at` as the work of all n instances (zeros elsewhere)."""
-
-    def full(x):
-        if x is None:
-            return None
-        y = np.zeros(n, np.int64)
-        y[at] = x
-        return y
-
-    return TcWork(*(full(getattr(w, f.name)) for f in fields(TcWork)))
+def _tc_op_costs(prep: PreparedProgram, masks: SparsityMasks, gating, wsparse) -> _TcOpCosts:
+    rows = []
+    for op in prep.tc_ops:
+        a, d = op.args, op.desc
+        kn, cn, pn = a["kn"], a["cn"], a["pn"]
+        cond = op.op == "tc.fwd" and TC_PASS.values[a["pass"]] == "cond"
+        meta = 0
+        if gating and d.gate and (op.op != "tc.fwd" or cond):
+            meta += pn * d.ow * -(-kn // masks.channel_group)
+        if wsparse and d.wsparse:
+            meta += kn * -(-cn // masks.group_in)
+        kind = _TC_KIND[op.op]
+        if kind == _FWD:
+            outs = pn * d.ow * kn
+        elif kind == _BWD:
+            outs = min(d.h, pn * d.stride) * d.w * cn
+        else:
+            outs = kn * cn * d.taps
+        fin = -(-outs // prep.cfg.sru.units) if a["fin"] else 0
+        rows.append((kind, meta, outs, fin, bool(a["acc"]), bool(a["fin"]), cond))
+    cols = list(zip(*rows, strict=True))
+    return _TcOpCosts(*(np.array(c, np.int64 if j < 4 else bool) for j, c in enumerate(cols)))
 
 
 def _tc_costs(prep, masks, mode, dur, sev, bank_extra, tail, pre, stream) -> None:
@@ -572,71 +694,76 @@ def _tc_costs(prep, masks, mode, dur, sev, bank_extra, tail, pre, stream) -> Non
     tail), the packer's prelude that may run ahead of the cores (policy `dynamic`, into pre;
     the engine schedules it; into stream, for a conditional pass that streams behind the CGU,
     the part that follows the last gate) and events (summed per static instruction, into
-    sev)."""
+    sev). All executions at once, in the order of `prep.tc_ops`."""
+    if not prep.tc_ops:
+        return
     gating, wsparse, gskip = _FLAGS[mode]
-    cfg = prep.cfg
-    tcc = cfg.tensor_core
-    word = cfg.buffers.mask.word_bytes
-    lookahead = tcc.lane_distribution == "dynamic"
-    overlap = tcc.output_buffers > 1  # the SRUs drain a tile while the cores run the next
-    for op, w in zip(prep.tc_ops, tc_work(prep, masks, mode), strict=True):
-        a, d = op.args, op.desc
-        kn, cn, pn = a["kn"], a["cn"], a["pn"]
-        meta = 0  # mask bytes the lanes read before they know what to skip
-        if gating and d.gate and (op.op != "tc.fwd" or TC_PASS.values[a["pass"]] == "cond"):
-            meta += pn * d.ow * -(-kn // masks.channel_group)
-        if wsparse and d.wsparse:
-            meta += kn * -(-cn // masks.group_in)
-        if op.op == "tc.fwd":
-            outs, stream_bufs, acc_buf = pn * d.ow * kn, ("act",), "act"
-        elif op.op == "tc.bwd":
-            outs, stream_bufs, acc_buf = min(d.h, pn * d.stride) * d.w * cn, ("err",), "err"
-        else:
-            outs, stream_bufs, acc_buf = kn * cn * d.taps, ("act", "err"), "err"
-        fin = -(-outs // cfg.sru.units) if a["fin"] else 0
-        e = op.execs
-        deg = prep.bank[e]
-        bank_extra[e] = w.max_steps * (deg - 1)
-        # w.overhead: the dynamic lane distribution's packer and reloads (0 under static)
-        t = w.max_steps * deg + w.overhead + tcc.pipeline_depth_cycles + -(-meta // word) + fin
-        if gskip and op.op != "tc.fwd":
-            skipped = masks.skip[op.img]
-            t = np.where(skipped, 1, t)
-            bank_extra[e] = np.where(skipped, 0, bank_extra[e])
-            keep = ~skipped
-        else:
-            keep = np.ones(len(e), bool)
-        if overlap:  # the drain leaves the cores' occupancy for the output path (engine `tail`)
-            drain = np.broadcast_to(fin, t.shape) * keep
-            t = t - drain
-            tail[e] = drain
-        if lookahead:
-            # the packer's own work (mask reads, plan) can run ahead of the cores as soon as
-            # the tile's masks are written (engine `pre`, `pre_dep`): for a conditional pass
-            # only after the CGU has written its gates
-            ahead = (w.plan + -(-meta // word)) * keep
-            t = t - ahead
-            pre[e] = ahead
-            cond = op.op == "tc.fwd" and TC_PASS.values[a["pass"]] == "cond"
-            if cond and tcc.packer_streams_gates:  # lane plan and descriptors after the gates
-                stream[e] = np.minimum(ahead, tcc.n_tc * (tcc.lanes + 1))
-        dur[e] = t
-        steps = float((w.lane_steps * keep).sum())
-        kept_outs = float(outs * keep.sum())
-        row = sev[op.static]
-        row[EVENT_ID["tc_lane_steps"]] += steps
-        row[EVENT_ID["tc_macs"]] += float((w.useful_macs * keep).sum())
-        reload = float((w.reload_bytes * keep).sum())  # dynamic: weights into the lanes
-        row[EVENT_ID["rf_bytes"]] += steps * tcc.dp_width + reload
-        row[EVENT_ID["sram_rd_wgt"]] += reload
-        for b in stream_bufs:
-            row[EVENT_ID[f"sram_rd_{b}"]] += steps * tcc.dp_width / tcc.lanes
-        row[EVENT_ID[f"sram_wr_{acc_buf}"]] += 2 * kept_outs
-        if a["acc"]:
-            row[EVENT_ID[f"sram_rd_{acc_buf}"]] += 2 * kept_outs
-        row[EVENT_ID["sram_rd_msk"]] += meta * float(keep.sum())
-        if a["fin"]:
-            row[EVENT_ID["sru_rounds"]] += kept_outs
+    tcc = prep.cfg.tensor_core
+    word = prep.cfg.buffers.mask.word_bytes
+    w = _tc_work_flat(prep, masks, mode)
+    c = _tc_op_costs(prep, masks, gating, wsparse)
+    lens = np.array([len(op.execs) for op in prep.tc_ops])
+    e = np.concatenate([op.execs for op in prep.tc_ops])
+    meta_words = np.repeat(-(-c.meta // word), lens)  # mask words read
+    fin = np.repeat(c.fin, lens)
+    deg = prep.bank[e]
+    # w.overhead: the dynamic lane distribution's packer and reloads (0 under static)
+    t = w.max_steps * deg + w.overhead + tcc.pipeline_depth_cycles + meta_words + fin
+    keep = np.ones(len(e), bool)
+    if gskip:  # a skipped image's BP/WU op takes one cycle and does nothing
+        img = np.concatenate([op.img for op in prep.tc_ops])
+        keep = ~(np.repeat(c.kind != _FWD, lens) & masks.skip[img])
+    bank_extra[e] = np.where(keep, w.max_steps * (deg - 1), 0)
+    t = np.where(keep, t, 1)
+    if tcc.output_buffers > 1:  # the SRUs drain a tile while the cores run the next:
+        drain = fin * keep  # the drain leaves the cores' occupancy for the output path
+        t = t - drain
+        tail[e] = drain
+    if tcc.lane_distribution == "dynamic":
+        # the packer's own work (mask reads, plan) can run ahead of the cores as soon as
+        # the tile's masks are written (engine `pre`, `pre_dep`): for a conditional pass
+        # only after the CGU has written its gates
+        ahead = (w.plan + meta_words) * keep
+        t = t - ahead
+        pre[e] = ahead
+        if tcc.packer_streams_gates:  # lane plan and descriptors after the gates
+            cond = np.repeat(c.cond, lens)
+            stream[e[cond]] = np.minimum(ahead[cond], tcc.n_tc * (tcc.lanes + 1))
+    dur[e] = t
+    _tc_events(prep, sev, w, c, keep, lens)
+
+
+def _tc_events(prep, sev, w: TcWork, c: _TcOpCosts, keep, lens) -> None:
+    """Add the tensor-core ops' events of the kept executions to their static rows of sev
+    (per column in the order the rows' other terms were added before, so float sums stay
+    the same)."""
+    tcc = prep.cfg.tensor_core
+    at = np.concatenate([[0], np.cumsum(lens)[:-1]])
+
+    def per_op(x):  # exact integer sums, then float
+        return np.add.reduceat(x * keep, at).astype(float)
+
+    rows = np.array([op.static for op in prep.tc_ops])
+    n_kept = np.add.reduceat(keep.astype(np.int64), at)
+    steps = per_op(w.lane_steps)
+    kept_outs = (c.outs * n_kept).astype(float)
+    reload = per_op(w.reload_bytes)  # dynamic: weights into the lanes
+    sev[rows, EVENT_ID["tc_lane_steps"]] += steps
+    sev[rows, EVENT_ID["tc_macs"]] += per_op(w.useful_macs)
+    sev[rows, EVENT_ID["rf_bytes"]] += steps * tcc.dp_width + reload
+    sev[rows, EVENT_ID["sram_rd_wgt"]] += reload
+    streamed = steps * tcc.dp_width / tcc.lanes
+    for kind, (bufs, _) in _TC_BUFS.items():
+        m = c.kind == kind
+        for b in bufs:
+            sev[rows[m], EVENT_ID[f"sram_rd_{b}"]] += streamed[m]
+    for kind, (_, acc_buf) in _TC_BUFS.items():
+        m = c.kind == kind
+        sev[rows[m], EVENT_ID[f"sram_wr_{acc_buf}"]] += 2 * kept_outs[m]
+        m &= c.acc
+        sev[rows[m], EVENT_ID[f"sram_rd_{acc_buf}"]] += 2 * kept_outs[m]
+    sev[rows, EVENT_ID["sram_rd_msk"]] += c.meta * n_kept.astype(float)
+    sev[rows[c.rounds], EVENT_ID["sru_rounds"]] += kept_outs[c.rounds]
 
 
 def _timeline(unit, start, end, dur, total, bins) -> dict[str, list[float]]:
@@ -687,10 +814,9 @@ def simulate(
     pre = np.zeros(len(dur), np.int64)
     stream = np.full(len(dur), -1, np.int64)
     _tc_costs(prep, masks, mode, dur, sev, bank_extra, tail, pre, stream)
-    # a prelude streams only behind the CGU's gates
-    dep = prep.mask_dep
-    is_cgu = np.array([op == "cg.gate" for op in prep.sp.ops])
-    stream[(dep < 0) | ~is_cgu[prep.stream.index[np.maximum(dep, 0)]]] = -1
+    # a prelude streams only behind the CGU's gates (only tensor-core ops have a prelude)
+    tc, dep = prep.tc_pos, prep.mask_dep[prep.tc_pos]
+    stream[tc[(dep < 0) | ~prep.static.gate[prep.stream.index[np.maximum(dep, 0)]]]] = -1
     hold = np.zeros(len(dur), np.bool_)
     if prep.tc_pos is not None and prep.tc_touch.shape[1]:
         t_tail = tail[prep.tc_pos]
@@ -699,11 +825,13 @@ def simulate(
     idx = prep.stream.index
     n_static = len(prep.compiled.instructions)
     if _FLAGS[mode][2]:
-        img = prep.stream.regs[:, 3]
-        skip = prep.skippable & masks.skip[np.clip(img, 0, masks.batch - 1)]
+        at = np.flatnonzero(prep.skippable)
+        img = prep.stream.regs[at, 3]
+        skip = at[masks.skip[np.clip(img, 0, masks.batch - 1)]]
         dur[skip] = 1
         bank_extra[skip] = 0
-        bus = np.where(skip, 0, bus)  # a skipped image's transfers move nothing
+        bus = bus.copy()
+        bus[skip] = 0  # a skipped image's transfers move nothing
         n_skipped = np.bincount(idx[skip], minlength=n_static).astype(float)
         sev -= n_skipped[:, None] * prep.unit_events
         sev[:, EVENT_ID["instructions"]] += n_skipped  # the skipped op is still issued
@@ -786,7 +914,7 @@ def _layer_phase(prep, masks, dispatch, end, static_cycles, sev, tc_ops) -> list
     np.maximum.at(last, run_key, run_last)
     np.add.at(span, run_key, run_last - run_first)
     skey = prep.layers * n_ph + prep.phases
-    is_tc = np.array([op.startswith("tc.") for op in prep.sp.ops])
+    is_tc = prep.static.is_tc
     tc_busy = np.bincount(skey, weights=static_cycles * is_tc, minlength=n_keys)
     macs = np.bincount(skey, weights=sev[:, EVENT_ID["tc_macs"]], minlength=n_keys)
     dram = np.bincount(skey, weights=sev[:, EVENT_ID["dram_bytes"]], minlength=n_keys)
@@ -797,12 +925,13 @@ def _layer_phase(prep, masks, dispatch, end, static_cycles, sev, tc_ops) -> list
             len(op.execs) * a["kn"] * a["cn"] * a["pn"] * op.desc.ow * op.desc.taps
         )
     peak = prep.cfg.tensor_core.macs_per_cycle
+    # each layer's mask densities once (its masks recur in each of its phases' rows)
+    gate_density = {k: float(np.mean(v)) for k, v in masks.gates.items() if v is not None}
+    wgroup_density = {k: float(np.mean(v)) for k, v in masks.wgroups.items() if v is not None}
     rows = []
     for k in np.nonzero(last)[0]:
         layer = prep.layer_names[k // n_ph]
         phase = prep.phase_names[k % n_ph]
-        g = masks.gates.get(layer)
-        w = masks.wgroups.get(layer)
         rows.append(
             {
                 "layer": layer,
@@ -814,8 +943,8 @@ def _layer_phase(prep, masks, dispatch, end, static_cycles, sev, tc_ops) -> list
                 "useful_macs": int(macs[k]),
                 "dram_bytes": int(dram[k]),
                 "utilization": float(macs[k] / (span[k] * peak)) if span[k] else 0.0,
-                "gate_density": float(np.mean(g)) if g is not None else None,
-                "weight_group_density": float(np.mean(w)) if w is not None else None,
+                "gate_density": gate_density.get(layer),
+                "weight_group_density": wgroup_density.get(layer),
             }
         )
     rows.sort(key=lambda r: r["first_cycle"])

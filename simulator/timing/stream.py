@@ -88,16 +88,25 @@ def static_program(program: Sequence[Instruction]) -> StaticProgram:
             unit[i] = a["unit"]
         else:  # skipimg reads the GSU's flags: waits for its last decision (unit: gsu)
             a0[i], a1[i], a2[i] = a["rimg"], a["end"], a["inv"]
+    # the CAPTURE columns of each op's spec fields, then one pass over the program
+    columns = {op: [(j, c) for j, c in enumerate(CAPTURE) if c in _fields(op)] for op in info}
+    rows, cols, vals = [], [], []
+    for i, ins in enumerate(program):
+        for j, name in columns[ins.op]:
+            rows.append(i)
+            cols.append(j)
+            vals.append(ins.args[name])
     cap = np.full((n, len(CAPTURE)), -1, np.int64)
-    for j, name in enumerate(CAPTURE):  # the ops whose spec has the field
-        has = {op for op in info if any(f.name == name for f in BY_MNEMONIC[op].fields)}
-        rows = [i for i, op in enumerate(ops) if op in has]
-        if rows:
-            cap[rows, j] = [program[i].args[name] for i in rows]
+    cap[rows, cols] = vals
     return StaticProgram(tuple(ops), kind, unit, wt, sg, a0, a1, a2, cap)
 
 
 _CONTROL_ARGS = frozenset({"loop", "setr", "addr", "xorr", "sync", "skipimg"})
+
+
+def _fields(op: str) -> set[str]:
+    """The field names of an op's spec."""
+    return {f.name for f in BY_MNEMONIC[op].fields}
 
 
 @dataclass(frozen=True)
@@ -134,11 +143,10 @@ def _count(kind, a0, a1):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True)
-def _unroll(kind, a0, a1, a2, cap, total, skipped):  # pragma: no cover - numba
-    """`skipped`: per image, 1 where `skipimg` skips its region (empty: never)."""
+def _unroll(kind, a0, a1, a2, cap, skipped, out_idx, out_regs):  # pragma: no cover - numba
+    """`skipped`: per image, 1 where `skipimg` skips its region (empty: never). Fills
+    out_idx and out_regs (zeros where nothing is captured); returns how many executed."""
     n = kind.shape[0]
-    out_idx = np.empty(total, np.int32)
-    out_regs = np.zeros((total, cap.shape[1]), np.int64)
     regs = np.zeros(16, np.int64)
     mask32 = (1 << 32) - 1
     l_start = np.zeros(64, np.int64)
@@ -183,7 +191,7 @@ def _unroll(kind, a0, a1, a2, cap, total, skipped):  # pragma: no cover - numba
                 pc = l_start[depth - 1]
                 break
             depth -= 1
-    return out_idx[:e], out_regs[:e]
+    return e
 
 
 def skip_flags(skipped: np.ndarray | None) -> np.ndarray:
@@ -197,6 +205,19 @@ def unroll(sp: StaticProgram, skipped: np.ndarray | None = None) -> Stream:
     """Execute the control flow: every executed instruction with its captured registers.
     `skipped` (bool per image): the images whose `skipimg` regions are not issued (the
     program's gradient skipping on); None: every region is issued."""
+    return Stream(*run_control(sp, sp.capture, skipped))
+
+
+def run_control(
+    sp: StaticProgram, capture: np.ndarray, skipped: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The static index of every executed instruction and, per column of `capture`, the
+    value at dispatch of the register it names for that static instruction (0 where it
+    names none, -1)."""
     total = int(_count(sp.kind, sp.a0, sp.a1))
-    idx, regs = _unroll(sp.kind, sp.a0, sp.a1, sp.a2, sp.capture, total, skip_flags(skipped))
-    return Stream(idx, regs)
+    # allocated by numpy, not in the kernel: numpy puts large arrays on huge pages, which
+    # saves thousands of page faults per stream
+    idx = np.empty(total, np.int32)
+    regs = np.zeros((total, capture.shape[1]), np.int64)
+    e = _unroll(sp.kind, sp.a0, sp.a1, sp.a2, capture, skip_flags(skipped), idx, regs)
+    return idx[:e], regs[:e]

@@ -151,18 +151,33 @@ class GateCounts:
 
     def cum(self, share: int) -> np.ndarray:
         if share not in self._cum:
-            b, g, oh, ow = self.gate.shape
-            q = (np.arange(oh)[:, None] * ow + np.arange(ow)[None, :]) % share
-            per = np.stack([(self.gate & (q == j)).sum(axis=3) for j in range(share)], axis=2)
-            c = np.zeros((b, g, share, oh + 1), np.int64)
-            np.cumsum(per, axis=3, out=c[..., 1:])
-            self._cum[share] = c  # (B, G, share, OH + 1)
+            self._cum[share] = _gate_cum(self.gate.view(np.uint8), share)  # (B, G, share, OH + 1)
         return self._cum[share]
 
     def rows(self, img, p0, pn: int, share: int) -> np.ndarray:
         """(E, G, share) gate bits set in rows [p0, p0 + pn) of image img."""
         c = self.cum(share)
         return c[img, :, :, p0 + pn] - c[img, :, :, p0]
+
+
+@numba.njit(cache=True)
+def _gate_cum(gate, share):  # pragma: no cover - numba
+    """(B, G, share, OH + 1): gate bits set in rows [0, r) of each image and channel group,
+    per pixel partition (flat pixel index modulo share)."""
+    b_n, g_n, oh, ow = gate.shape
+    c = np.zeros((b_n, g_n, share, oh + 1), np.int64)
+    for b in range(b_n):
+        for g in range(g_n):
+            for r in range(oh):
+                for j in range(share):
+                    c[b, g, j, r + 1] = c[b, g, j, r]
+                j = (r * ow) % share
+                for x in range(ow):
+                    c[b, g, j, r + 1] += gate[b, g, r, x]
+                    j += 1
+                    if j == share:
+                        j = 0
+    return c
 
 
 def _static_pixels(p0: np.ndarray, pn: int, ow: int, share: int) -> np.ndarray:
@@ -218,12 +233,25 @@ def _lane_items(x: np.ndarray, geo: TcGeometry) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _packer(n, s, owner, owned, n_tc, cost, lane_bytes, measure):  # pragma: no cover - numba
-    """Policy `dynamic` for E instances of one tile (see `_dynamic_work`); s is (E or 1, R,
-    lanes); measure: the cycles measuring the R runs. Returns (4, E): busiest lane's cycles,
-    the cores' reload cycles beyond it, the packer's cycles, bytes reloaded."""
+def _sort_descending(x):  # pragma: no cover - numba
+    """Sort the few lanes' values of x in place, largest first (no allocation)."""
+    for i in range(1, x.shape[0]):
+        v = x[i]
+        j = i - 1
+        while j >= 0 and x[j] < v:
+            x[j + 1] = x[j]
+            j -= 1
+        x[j + 1] = v
+
+
+@numba.njit(cache=True)
+def _packer(n, s_tab, s_id, owner, owned, n_tc, cost, lane_bytes, measure):  # pragma: no cover
+    """Policy `dynamic` for E instances of one tile (see `_dynamic_work`); an item of run r of
+    instance e costs s_tab[s_id[e, r]] (per lane); measure: the cycles measuring the R runs.
+    Returns (4, E): busiest lane's cycles, the cores' reload cycles beyond it, the packer's
+    cycles, bytes reloaded."""
     e_n, r_n = n.shape
-    lanes = s.shape[2]
+    lanes = s_tab.shape[1]
     groups = owned.shape[1]
     out = np.zeros((4, e_n), np.int64)
     m = np.zeros(r_n, np.int64)
@@ -236,24 +264,24 @@ def _packer(n, s, owner, owned, n_tc, cost, lane_bytes, measure):  # pragma: no 
     room = np.zeros(lanes, np.int64)
     hasg = np.zeros(groups, np.bool_)
     for e in range(e_n):
-        se = e if s.shape[0] > 1 else 0
         # 1. the work list's prefix sums: an item weighs all its lanes' steps (the core's lanes
         #    share its chunk, step 3); big: the most steps one item costs one lane
         big = 0
         for r in range(r_n):
+            row = s_id[e, r]
             mr = 0
             tr = 0
             for i in range(lanes):
-                tr += s[se, r, i]
-                if s[se, r, i] > mr:
-                    mr = s[se, r, i]
+                tr += s_tab[row, i]
+                if s_tab[row, i] > mr:
+                    mr = s_tab[row, i]
             m[r] = tr
             if n[e, r] > 0 and mr > big:
                 big = mr
             wc[r + 1] = wc[r] + n[e, r] * tr
             nc[r + 1] = nc[r] + n[e, r]
             for i in range(lanes):
-                ls[r + 1, i] = ls[r, i] + n[e, r] * s[se, r, i]
+                ls[r + 1, i] = ls[r, i] + n[e, r] * s_tab[row, i]
         # 2. n_tc contiguous chunks of equal work, cut on whole items
         for i in range(lanes):
             cum[0, i] = 0
@@ -262,10 +290,8 @@ def _packer(n, s, owner, owned, n_tc, cost, lane_bytes, measure):  # pragma: no 
         item[n_tc] = nc[r_n]
         for t in range(1, n_tc):
             target = -(-t * wc[r_n] // n_tc)
-            ri = 0
-            for r in range(r_n):
-                if wc[r + 1] < target:
-                    ri += 1
+            # the runs whose prefix ends below the target (wc never decreases)
+            ri = np.searchsorted(wc[1 : r_n + 1], target)
             if ri > r_n - 1:
                 ri = r_n - 1
             o = 0
@@ -274,7 +300,7 @@ def _packer(n, s, owner, owned, n_tc, cost, lane_bytes, measure):  # pragma: no 
             if o > n[e, ri]:
                 o = n[e, ri]
             for i in range(lanes):
-                cum[t, i] = ls[ri, i] + o * s[se, ri, i]
+                cum[t, i] = ls[ri, i] + o * s_tab[s_id[e, ri], i]
             item[t] = nc[ri] + o
         t_max = 0
         time_max = 0
@@ -312,7 +338,7 @@ def _packer(n, s, owner, owned, n_tc, cost, lane_bytes, measure):  # pragma: no 
                     if w[i] > lo:
                         excess += w[i] - lo
                     room[i] = max(lo - w[i] - cost, 0)
-                room[:] = np.sort(room)[::-1]
+                _sort_descending(room)
                 acc = 0
                 for i in range(lanes):
                     acc += room[i]
@@ -321,7 +347,11 @@ def _packer(n, s, owner, owned, n_tc, cost, lane_bytes, measure):  # pragma: no 
                 pieces = min(pieces + 1, lanes)
             # a core taking a lane group it does not hold under `static` reloads it
             hasg[:] = False
-            for r in range(r_n):
+            # only the runs from the first ending after the chunk's first item to the last
+            # starting before its end can overlap it (nc never decreases)
+            r_lo = np.searchsorted(nc[1 : r_n + 1], item[t], side="right")
+            r_hi = np.searchsorted(nc[:r_n], item[t + 1])
+            for r in range(r_lo, r_hi):
                 if min(item[t + 1], nc[r + 1]) > max(item[t], nc[r]):
                     hasg[owner[r]] = True
             foreign = 0
@@ -350,6 +380,7 @@ def _dynamic_work(
     pipeline: int,
     lane_bytes: int,
     runs_per_cycle: int = 1,
+    s_id=None,
 ):
     """Policy `dynamic` for one tile's instances. The work is a list of runs, group-major (a
     run belongs to one lane group, the 16 consecutive channels a core's lanes hold; owner: the
@@ -369,16 +400,19 @@ def _dynamic_work(
     operands too (`lane_bytes` per lane). The packer measures `runs_per_cycle` runs per cycle
     (`tensor_core.packer_runs_per_cycle`), plans one lane per cycle and writes one descriptor
     per core. Returns per instance (4, E): busiest lane's cycles, the cores' reload cycles
-    beyond it, the packer's cycles, bytes reloaded."""
+    beyond it, the packer's cycles, bytes reloaded. With `s_id` (E, R), s is a table of
+    item costs (rows, lanes) and an item of run r costs s[s_id[e, r]] on each lane."""
     n = np.ascontiguousarray(n, np.int64)
-    s = np.asarray(s, np.int64)
-    if s.ndim == 2:
-        s = s[None]
+    if s_id is None:  # every (instance, run) its own row of s (E or 1, R, lanes)
+        s = np.asarray(s, np.int64).reshape(-1, n.shape[1], geo.lanes)
+        s_id = np.arange(s.size // geo.lanes).reshape(s.shape[:2])
+        s_id = np.broadcast_to(s_id, n.shape)
     groups = int(owner.max()) + 1
     owned = _owned(groups, geo, share)
     measure = -(-n.shape[1] // runs_per_cycle)
     return _packer(
-        n, np.ascontiguousarray(s), np.ascontiguousarray(owner, np.int64), owned,
+        n, np.ascontiguousarray(np.reshape(s, (-1, geo.lanes)), np.int64),
+        np.ascontiguousarray(s_id, np.int64), np.ascontiguousarray(owner, np.int64), owned,
         geo.n_tc, reload + pipeline, lane_bytes, measure,
     )  # fmt: skip
 
@@ -431,9 +465,10 @@ def fwd_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
         useful = (npix.sum(axis=2) * (nnz * d.taps)[None, :]).sum(axis=1)
         work = _pad_lanes(work, kn, geo)
         out.max_steps[sel] = _busiest(work, geo, share)
+        lane_steps = work.sum(axis=(1, 2))
         if dyn:
-            _pick(out, sel, out.max_steps[sel], dyn_sel, work.sum(axis=(1, 2)), geo)
-        out.lane_steps[sel] = work.sum(axis=(1, 2))
+            _pick(out, sel, out.max_steps[sel], dyn_sel, lane_steps, geo)
+        out.lane_steps[sel] = lane_steps
         out.useful_macs[sel] = useful
     return out
 
@@ -456,51 +491,91 @@ def _fwd_items(t: OpTiles, s: SparsityView, gates, kk: int, sel, steps, groups: 
     return np.ones((e, groups * npx), np.int64), x, np.repeat(np.arange(groups), npx)
 
 
+_PATTERN_BITS = 8  # gate groups per pattern table of `_bwd_gated` (256 rows)
+
+
 @numba.njit(cache=True)
-def _bwd_gated(bits, per_group, part, share, dp, taps, lanes, want_items):  # pragma: no cover
+def _pattern_tables(seg_steps):  # pragma: no cover - numba
+    """(chunks, 256, cn): per chunk of `_PATTERN_BITS` gate groups and pattern of ungated
+    groups in it (bit b: group 8 chunk + b), the lane steps of each input channel."""
+    gr, cn = seg_steps.shape
+    chunks = (gr + _PATTERN_BITS - 1) // _PATTERN_BITS
+    table = np.zeros((chunks, 1 << _PATTERN_BITS, cn), np.int64)
+    for k in range(chunks):
+        size = min(_PATTERN_BITS, gr - k * _PATTERN_BITS)
+        for pat in range(1, 1 << size):
+            b = 0
+            while not (pat >> b) & 1:
+                b += 1
+            for c in range(cn):  # the pattern without its lowest group, plus that group
+                table[k, pat, c] = table[k, pat ^ (1 << b), c] + seg_steps[k * _PATTERN_BITS + b, c]
+    return table
+
+
+@numba.njit(cache=True)
+def _bwd_gated(bits, per_group, part, share, dp, taps):  # pragma: no cover - numba
     """BP tiles of gated layers: bits (E, Gr, P) ungated (group, dY pixel); per_group (Gr, cn)
     nonzero weights of each input channel per channel group. Per (image, dY pixel, input
     channel) the lane needs, per tap, ceil(nonzero k / dp) steps of each ungated group: it
     takes a group's nonzero k compacted, and no step mixes two gate groups (the functional
     step layout, `simulator.functional.tensor_core.compacted_k`). Returns the lane steps per
-    (instance, channel, core share), the nonzero products, and (want_items) the packer's items
-    (instance, lane group x pixel, lane)."""
+    (instance, channel, core share) and the nonzero products, which are linear in each
+    group's ungated pixels (counted per group); and for the packer's items, each pixel's
+    pattern of ungated groups (E, chunks, P) and the lane steps of every pattern
+    (`_pattern_tables`)."""
     e_n, gr, p_n = bits.shape
     cn = per_group.shape[1]
-    groups = -(-cn // lanes)
     work = np.zeros((e_n, cn, share), np.int64)
     useful = np.zeros(e_n, np.int64)
-    items = np.zeros((e_n, groups * p_n if want_items else 0, lanes), np.int64)
-    seg_steps = np.zeros((gr, cn), np.int64)  # no integer division in the loop
+    seg_steps = np.zeros((gr, cn), np.int64)
+    group_nnz = np.zeros(gr, np.int64)
     for g in range(gr):
         for c in range(cn):
             seg_steps[g, c] = (per_group[g, c] + dp - 1) // dp * taps
-    nnz = np.zeros(cn, np.int64)
-    stp = np.zeros(cn, np.int64)
-    row = np.zeros(cn, np.int64)  # item row and lane of channel c (no division in the loop)
-    lane = np.zeros(cn, np.int64)
-    for c in range(cn):
-        row[c] = (c // lanes) * p_n
-        lane[c] = c % lanes
+            group_nnz[g] += per_group[g, c]
+    table = _pattern_tables(seg_steps)
+    pats = np.zeros((e_n, table.shape[0], p_n), np.int64)
+    cnt = np.zeros((gr, share), np.int64)  # ungated pixels per group and core share
     for e in range(e_n):
-        total = 0
+        cnt[:] = 0
         for p in range(p_n):
             j = part[p]
-            nnz[:] = 0
-            stp[:] = 0
             for g in range(gr):
                 if bits[e, g, p]:
+                    cnt[g, j] += 1
+                    pats[e, g // _PATTERN_BITS, p] |= 1 << (g % _PATTERN_BITS)
+        total = 0
+        for g in range(gr):
+            for j in range(share):
+                n = cnt[g, j]
+                if n:
+                    total += n * group_nnz[g]
                     for c in range(cn):
-                        nnz[c] += per_group[g, c]
-                        stp[c] += seg_steps[g, c]
-            for c in range(cn):
-                steps = stp[c]
-                work[e, c, j] += steps
-                total += nnz[c]
-                if want_items:
-                    items[e, row[c] + p, lane[c]] = steps
+                        work[e, c, j] += n * seg_steps[g, c]
         useful[e] = total * taps
-    return work, useful, items
+    return work, useful, pats, table
+
+
+def _bwd_items(pats: np.ndarray, table: np.ndarray, geo: TcGeometry):
+    """The packer's items of gated BP tiles (`_dynamic_work` with `s_id`): run (lane group,
+    dY pixel) of instance e costs its channels' steps under the pixel's pattern of ungated
+    groups. Returns the cost table (lane groups x patterns, lanes) and the ids (E, lane
+    groups x P)."""
+    e_n, chunks, p_n = pats.shape
+    if chunks == 1:  # every pattern has its row
+        key, rows = pats[:, 0, :], table[0]
+    else:  # only the patterns that occur
+        shift = _PATTERN_BITS * np.arange(chunks)
+        uniq, key = np.unique((pats << shift[None, :, None]).sum(axis=1), return_inverse=True)
+        parts = (uniq[:, None] >> shift[None, :]) & ((1 << _PATTERN_BITS) - 1)
+        rows = sum(table[k, parts[:, k]] for k in range(chunks))
+        key = key.reshape(e_n, p_n)
+    n_pat, cn = rows.shape
+    rows = _pad_lanes(rows, cn, geo)  # (patterns, lane groups x lanes)
+    groups = rows.shape[1] // geo.lanes
+    s_tab = rows.reshape(n_pat, groups, geo.lanes).transpose(1, 0, 2).reshape(-1, geo.lanes)
+    s_id = key[:, None, :] + (n_pat * np.arange(groups))[None, :, None]
+    return s_tab, s_id.reshape(e_n, groups * p_n)
 
 
 def _bwd_grouped(t: OpTiles, s: SparsityView) -> TcWork:
@@ -538,9 +613,9 @@ def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
     out, combos = _empty_work(k0, c0)
     dyn_all = np.zeros((4, len(k0)), np.int64)
 
-    def dynamic(n_, s_, owner, at):
+    def dynamic(n_, s_, owner, at, s_id=None):
         dyn_all[:, at] = _dynamic_work(
-            n_, s_, owner, share, geo, reload, s.pipeline, kn * d.taps, s.runs_per_cycle
+            n_, s_, owner, share, geo, reload, s.pipeline, kn * d.taps, s.runs_per_cycle, s_id
         )
 
     for kk, cc in combos:
@@ -564,24 +639,26 @@ def bwd_work(t: OpTiles, s: SparsityView, gate: np.ndarray | None) -> TcWork:
             ow = d.ow
             q = np.arange(pn * ow)
             for r0 in np.unique(p0[sel]):
-                rs = sel[p0[sel] == r0]
-                pos = np.nonzero(np.isin(sel, rs))[0]
+                pos = np.flatnonzero(p0[sel] == r0)
+                rs = sel[pos]
                 bits = gate[img[rs], g_lo:g_hi, r0 : r0 + pn, :]  # (E', Gr, pn, OW)
                 bits = np.ascontiguousarray(bits.reshape(len(rs), g_hi - g_lo, -1), np.uint8)
                 part = (int(r0) * ow + q) % share
-                w_, u_, x = _bwd_gated(
-                    bits, per_group.astype(np.int64), part, share, geo.dp, d.taps, geo.lanes, dyn
+                w_, u_, pats, table = _bwd_gated(
+                    bits, per_group.astype(np.int64), part, share, geo.dp, d.taps
                 )
                 work[pos] = w_
                 useful[pos] = u_
                 if dyn:  # items: (lane group, dY pixel), each its own cost
-                    n_ = np.ones(x.shape[:2], np.int64)
-                    dynamic(n_, x, np.repeat(np.arange(groups), len(q)), sel[pos])
+                    s_tab, s_id = _bwd_items(pats, table, geo)
+                    n_ = np.ones(s_id.shape, np.int64)
+                    dynamic(n_, s_tab, np.repeat(np.arange(groups), len(q)), sel[pos], s_id)
         work = _pad_lanes(np.asarray(work), cn, geo)
         out.max_steps[sel] = _busiest(work, geo, share)
+        lane_steps = work.sum(axis=(1, 2))
         if dyn:
-            _pick(out, sel, out.max_steps[sel], dyn_all[:, sel], work.sum(axis=(1, 2)), geo)
-        out.lane_steps[sel] = work.sum(axis=(1, 2))
+            _pick(out, sel, out.max_steps[sel], dyn_all[:, sel], lane_steps, geo)
+        out.lane_steps[sel] = lane_steps
         out.useful_macs[sel] = useful
     return out
 
@@ -612,9 +689,9 @@ def wgr_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
         useful = (npix * items.sum(axis=1)[None, :]).sum(axis=1)
         work = _pad_lanes(work, kn, geo)
         out.max_steps[sel] = _busiest(work, geo, share)
+        lane_steps = work.sum(axis=(1, 2))
         if dyn:  # items: (lane group, input channel) x taps; a lane holds dY of its channel
-            x = _lane_items((-(-npix // geo.dp))[:, :, None] * nzw[None], geo)
-            x = x.reshape(len(sel), groups * cn, geo.lanes)
+            x = _wgr_items(-(-npix // geo.dp), nzw.view(np.uint8), geo.lanes)
             n_ = np.full(x.shape[:2], d.taps, np.int64)
             owner = np.repeat(np.arange(groups), cn)
             npx = pn * d.ow  # the dY row over the tile's pixels
@@ -622,7 +699,25 @@ def wgr_work(t: OpTiles, s: SparsityView, gates: GateCounts | None) -> TcWork:
             dyn_sel = _dynamic_work(
                 n_, x, owner, share, geo, reload, s.pipeline, npx, s.runs_per_cycle
             )
-            _pick(out, sel, out.max_steps[sel], dyn_sel, work.sum(axis=(1, 2)), geo)
-        out.lane_steps[sel] = work.sum(axis=(1, 2))
+            _pick(out, sel, out.max_steps[sel], dyn_sel, lane_steps, geo)
+        out.lane_steps[sel] = lane_steps
         out.useful_macs[sel] = useful
     return out
+
+
+@numba.njit(cache=True)
+def _wgr_items(steps, nz, lanes):  # pragma: no cover - numba
+    """WU items for `_dynamic_work` (E, lane groups x cn, lanes): lane l of group g takes
+    steps[e, k] (k = g lanes + l) per output (c, tap) whose weight group is nonzero (nz (kn,
+    cn)); idle lanes 0. (`_lane_items` of steps x nz in one pass, without temporaries.)"""
+    e_n, kn = steps.shape
+    cn = nz.shape[1]
+    groups = -(-kn // lanes)
+    x = np.zeros((e_n, groups * cn, lanes), np.int64)
+    for e in range(e_n):
+        for g in range(groups):
+            for c in range(cn):
+                for k in range(g * lanes, min(kn, (g + 1) * lanes)):
+                    if nz[k, c]:
+                        x[e, g * cn + c, k - g * lanes] = steps[e, k]
+    return x

@@ -10,7 +10,7 @@ import torch.nn as nn
 from isa.compiler import compile_graph
 from simulator.config import load_config
 from simulator.timing import prepare, simulate
-from simulator.timing.banks import conflict_degree, sfu_degree, split_degree
+from simulator.timing.banks import conflict_degree, pair_degree, sfu_degree, split_degree
 from simulator.timing.masks import SparsityMasks
 from workloads.graph import extract_graph, graph_for
 
@@ -44,6 +44,19 @@ def test_sfu_two_reads_in_one_bank_conflict():
     assert other_buf.tolist() == [1, 1, 1]
     in_place = sfu_degree([(0, a)], [(0, a)], geom)  # 1R1W: read and write ports differ
     assert in_place.tolist() == [1, 1, 1]
+
+
+def test_pair_degree_is_sfu_degree_of_two_reads_in_one_buffer():
+    """The model's vectorised SFU degree (`pair_degree`, operands a and b in one buffer, one
+    write) equals `sfu_degree` on the same accesses: same word (a broadcast), same bank at
+    another word, other banks; 4 banks of 16-byte words so that banks repeat often."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 1024, 500)
+    b = np.concatenate([a[:50], rng.integers(0, 1024, 450)])  # some on a's very word
+    want = sfu_degree([(0, a), (0, b)], [(0, rng.integers(0, 1024, 500))], {0: (16, 4)})
+    got = pair_degree(a, b, 16, 4)
+    assert np.array_equal(got, want)
+    assert set(want.tolist()) == {1, 2}
 
 
 class _Conv(nn.Module):
