@@ -21,7 +21,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )  # fmt: skip
 
 
-def _functional(trace: str | None, config: str) -> dict:
+def _functional(trace: str | None, config: str, threads: int | None = None) -> dict:
     """The functional step of the workload's model and batch (mode all)."""
     from simulator.config import load_config
     from simulator.functional import FunctionalError, VerifyError
@@ -30,7 +30,9 @@ def _functional(trace: str | None, config: str) -> dict:
 
     w = load_workload(trace)
     try:
-        return run_functional(w.trace.graph.model_name, w.trace.batch, load_config(config))
+        return run_functional(
+            w.trace.graph.model_name, w.trace.batch, load_config(config), threads=threads
+        )
     except (FunctionalError, VerifyError) as e:
         raise click.ClickException(f"--mode functional: {e}") from None
 
@@ -157,6 +159,13 @@ def _simulation_options(f):
     "at batch 128; exit status 1 if any; docs/simulator.md).",
 )
 @_simulation_options
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--mode functional/both: numba threads for the large tensor-core tiles (default: "
+    "FP8SIM_THREADS, else 1; results identical).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_cmd(
     trace: str | None,
@@ -169,6 +178,7 @@ def run_cmd(
     quiet: bool,
     point: str | None,
     iteration: int,
+    threads: int | None,
 ) -> None:
     """Simulate one training step dense, with each sparsity technique and with all of them."""
     target = output / "summary.json" if output is not None else None
@@ -178,14 +188,14 @@ def run_cmd(
         raise click.ClickException(f"{target} exists; pass --force to overwrite it")
     try:
         if mode == "functional":
-            summary = {"functional": _functional(trace, config)}
+            summary = {"functional": _functional(trace, config, threads)}
         else:
             _, res = _execute(trace, config, quiet or as_json, point, iteration)
             summary = res.summary
             if check_hazards:
                 summary = {**summary, "hazards": _hazards(res, quiet or as_json)}
             if mode == "both":
-                summary = {**summary, "functional": _functional(trace, config)}
+                summary = {**summary, "functional": _functional(trace, config, threads)}
     except _user_errors() as e:
         raise click.ClickException(str(e)) from None
     text = json.dumps(summary, indent=1, default=str)

@@ -39,6 +39,14 @@ from isa.spec import RANDOM_SOURCE
 @click.option(
     "--gate-threshold", default=0.0, show_default=True, type=float, help="Gated layers' threshold."
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Numba threads for the large tensor-core tiles (default: FP8SIM_THREADS, else 1). "
+    "Results are identical; more threads pay on a machine with idle cores, and cost on a busy "
+    "one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_cmd(
     model: str,
@@ -48,6 +56,7 @@ def verify_cmd(
     source: str | None,
     mode: str,
     gate_threshold: float,
+    threads: int | None,
     as_json: bool,
 ) -> None:
     """Run one training step functionally and compare it per layer with the PyTorch
@@ -57,7 +66,15 @@ def verify_cmd(
 
     try:
         res = verify(
-            model, batch, rounding, seed, mode, gate_threshold, progress=True, source=source
+            model,
+            batch,
+            rounding,
+            seed,
+            mode,
+            gate_threshold,
+            progress=True,
+            source=source,
+            threads=threads,
         )
     except (VerifyError, FunctionalError, CompileError, ValueError) as e:
         raise click.ClickException(str(e)) from None

@@ -24,6 +24,7 @@ from simulator.functional.loader import (
 )
 from simulator.functional.reference import Numerics, Reference, schedule_from_program
 from simulator.functional.state import Machine, Modes
+from simulator.functional.tree import tile_threads
 from simulator.numerics import decode, encode
 from workloads.graph import LAYER_KINDS, LayerGraph, extract_graph
 
@@ -118,10 +119,16 @@ def prepare_model(
 
 
 def execute(
-    step: Step, modes: Modes | None = None, record_bits: bool = False, gate_threshold: float = 0.0
+    step: Step,
+    modes: Modes | None = None,
+    record_bits: bool = False,
+    gate_threshold: float = 0.0,
+    threads: int | None = None,
 ) -> Step:
     """Load DRAM and execute the program (`modes` pins the sparsity modes; default dense).
-    `record_bits` keeps the SRU random word of every stored result (`Machine.bits`)."""
+    `record_bits` keeps the SRU random word of every stored result (`Machine.bits`).
+    `threads`: numba threads of the large tensor-core tiles (`tree.tile_threads`; None:
+    FP8SIM_THREADS, default 1); the results do not depend on it."""
     m = Machine.create(step.cfg, step.prog.memmap.top, record_bits)
     m.forced_modes = modes or Modes()
     load(
@@ -130,7 +137,8 @@ def execute(
     )  # fmt: skip
     ex = Executor(m)
     t0, c0 = time.perf_counter(), time.process_time()
-    step.executed = ex.run(step.prog.instructions)
+    with tile_threads(threads):
+        step.executed = ex.run(step.prog.instructions)
     step.seconds = time.perf_counter() - t0
     step.cpu_seconds = time.process_time() - c0
     step.machine = m
@@ -195,13 +203,15 @@ def verify(
     gate_threshold: float = 0.0,
     progress: bool = False,
     source: str | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Simulator vs reference (FP8 codes of the updated weights and momentum) and vs float32
-    autograd. `source`: the SRUs' random source (None: the configuration's)."""
+    autograd. `source`: the SRUs' random source (None: the configuration's); `threads`: as
+    `execute`'s."""
     if mode not in MODE_FLAGS:
         raise VerifyError(f"unknown mode {mode!r}; choose one of {', '.join(MODE_FLAGS)}")
     step = prepare(model_name, batch, config_for(rounding, source=source), seed)
-    res = verify_step(step, MODE_FLAGS[mode], gate_threshold, progress=progress)
+    res = verify_step(step, MODE_FLAGS[mode], gate_threshold, progress=progress, threads=threads)
     return {**res, "mode": mode}
 
 
@@ -256,7 +266,11 @@ def region_bits(step: Step) -> dict[str, torch.Tensor]:
 
 
 def verify_step(
-    step: Step, modes: Modes | None = None, gate_threshold: float = 0.0, progress: bool = False
+    step: Step,
+    modes: Modes | None = None,
+    gate_threshold: float = 0.0,
+    progress: bool = False,
+    threads: int | None = None,
 ) -> dict:
     """Execute a prepared step with the sparsity `modes` (default dense) and compare it with
     the reference and float32 autograd. Gate thresholds of every gated layer are
@@ -266,7 +280,7 @@ def verify_step(
     rounding = cfg.sru.variant
     model_name, batch = step.graph.model_name, step.prog.batch
     stochastic = rounding != "rne"
-    execute(step, modes, stochastic, gate_threshold)
+    execute(step, modes, stochastic, gate_threshold, threads)
     m, prog, graph = step.machine, step.prog, step.graph
     assert m is not None
     fmt = cfg.tensor_core.operand_format
@@ -377,13 +391,18 @@ def verify_step(
 
 
 def run_functional(
-    model_name: str, batch: int, cfg: HardwareConfig, mode: str = "all", seed: int = 0
+    model_name: str,
+    batch: int,
+    cfg: HardwareConfig,
+    mode: str = "all",
+    seed: int = 0,
+    threads: int | None = None,
 ) -> dict:
     """Execute one training step of a named model on `batch` digits images (for `fp8sim run
     --mode functional`): the sparsity masks are the ones the units compute on this data."""
     if mode not in MODE_FLAGS:
         raise VerifyError(f"unknown mode {mode!r}; choose one of {', '.join(MODE_FLAGS)}")
-    step = execute(prepare(model_name, batch, cfg, seed), MODE_FLAGS[mode])
+    step = execute(prepare(model_name, batch, cfg, seed), MODE_FLAGS[mode], threads=threads)
     m = step.machine
     assert m is not None
     fmt = cfg.tensor_core.operand_format

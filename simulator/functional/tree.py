@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -39,12 +40,58 @@ from numba.extending import intrinsic
 from simulator.numerics import decode, encode, get_format
 from simulator.numerics._kernels import decide
 
-# Tiles with at least this many products use every numba thread (smaller ones stay on one).
-# No VGG-7 tile reaches the default (the largest has 4.7M): on the shared 2-core machine a
-# parallel launch of the tile kernel made the whole step 3-6x slower whenever other jobs held
-# a core (a launch waits for its slowest thread). On an idle machine, or one with cores to
-# spare, a low threshold (FP8SIM_PARALLEL_MACS=4096) pays: docs/functional.md, "Speed".
-PARALLEL_MACS = int(os.environ.get("FP8SIM_PARALLEL_MACS", 1 << 24))
+
+def _env_int(name: str, default: int, least: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise ValueError(f"environment variable {name}={text!r}: needs an integer >= {least}")
+    return value
+
+
+# Tensor-core tiles run on the caller's numba threads (one inside the executor) unless
+# `tile_threads` (`fp8sim verify --threads`, FP8SIM_THREADS) asks for more: then tiles of at
+# least FP8SIM_PARALLEL_MACS (default 4096) products use that many. One is the default: a
+# parallel launch waits for its slowest thread, and on the shared 2-core machine, with other
+# jobs holding a core, two threads made the whole step 3-6x slower; with cores to spare they
+# pay (docs/functional.md, "Speed"). Results are identical either way: threads split rows.
+_tiles = {"threads": 1, "min_macs": 4096}
+
+
+def max_threads() -> int:
+    """The most numba threads a tile may use (NUMBA_NUM_THREADS, fixed at start-up)."""
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+@contextmanager
+def tile_threads(n: int | None):
+    """Within the block, tiles of at least FP8SIM_PARALLEL_MACS products run on n numba
+    threads (None: FP8SIM_THREADS, else 1). A bad value is a ValueError naming it."""
+    what = "threads" if n is not None else "environment variable FP8SIM_THREADS"
+    threads = n if n is not None else _env_int("FP8SIM_THREADS", 1, 1)
+    if not 1 <= threads <= max_threads():
+        raise ValueError(
+            f"{what} must be between 1 and {max_threads()} (NUMBA_NUM_THREADS), not {threads}"
+        )
+    before = dict(_tiles)
+    _tiles.update(threads=threads, min_macs=_env_int("FP8SIM_PARALLEL_MACS", 4096, 1))
+    try:
+        yield
+    finally:
+        _tiles.update(before)
+
+
+def _threads_for(work: int) -> int | None:
+    """The numba threads a tile of `work` products runs on (None: the caller's)."""
+    n = _tiles["threads"]
+    return n if n > 1 and work >= _tiles["min_macs"] else None
+
+
 ROUNDING_CODE = {"rne": 0, "rna": 1, "rtz": 2, "sr": 3, "sr_half": 4, "sr_corrected": 5}
 
 
@@ -549,11 +596,12 @@ def tree_accumulate(
         if consts is not None:  # the RNE kernel: checks as below, no per-call table work
             A, B, prepared, active = _checked(A, B, acc, operand_format, active)
             pb = prepared if prepared is not None else prepare_operand(B, operand_format)
-            if A.size * B.shape[0] < PARALLEL_MACS:
+            n = _threads_for(A.size * B.shape[0])
+            if n is None:
                 _tree_rne(A, B, pb.v, acc, active, *consts)
                 return acc
             threads = numba.get_num_threads()
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+            numba.set_num_threads(n)
             try:
                 _tree_rne(A, B, pb.v, acc, active, *consts)
             finally:
@@ -573,8 +621,9 @@ def tree_accumulate(
     nz = sig[B] != 0
     bmax = np.where(nz, slot16[B], -(1 << 14)).max(axis=2).astype(np.int64)
     bmin = np.where(nz, lsb16[B], 1 << 14).min(axis=2).astype(np.int64)
-    if work >= PARALLEL_MACS:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    n = _threads_for(work)
+    if n is not None:
+        numba.set_num_threads(n)
     try:
         _tree(
             A,

@@ -1,0 +1,80 @@
+"""Tensor-core tiles on several numba threads (`tree.tile_threads`, `--threads`): opt-in, the
+same results, bad values refused with a message naming them."""
+
+import numpy as np
+import pytest
+
+from simulator.functional import tree
+from simulator.functional.compare import config_for, execute, prepare_model
+
+two = pytest.mark.skipif(tree.max_threads() < 2, reason="numba has one thread here")
+
+
+def _tile(seed: int):
+    rng = np.random.default_rng(seed)
+    A = rng.integers(0, 256, (96, 6, 8), dtype=np.uint8)
+    B = rng.integers(0, 256, (32, 6, 8), dtype=np.uint8)
+    return A, B
+
+
+def test_threads_are_opt_in_and_only_for_large_tiles():
+    assert tree._threads_for(1 << 30) is None  # outside any setting: the caller's threads
+    with tree.tile_threads(1):
+        assert tree._threads_for(1 << 30) is None
+    if tree.max_threads() >= 2:
+        with tree.tile_threads(2):
+            assert tree._threads_for(4096) == 2
+            assert tree._threads_for(4095) is None  # small tiles stay on the caller's
+        assert tree._threads_for(1 << 30) is None  # restored on leaving
+
+
+@two
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_tile_on_two_threads_is_bit_identical(fast):
+    A, B = _tile(3)  # random codes: wide spans, so the integer rule runs on some steps too
+    kw = dict(operand_format="e5m2_chip", accumulator_format="fp16_chip", align_bits=24)
+    out = []
+    for n in (1, 2):
+        acc = np.zeros((A.shape[0], B.shape[0]))
+        with tree.tile_threads(n):
+            tree.tree_accumulate(A, B, acc, fast=fast, **kw)
+        out.append(acc)
+    assert np.any(out[0] != 0)
+    assert np.array_equal(out[0].view(np.int64), out[1].view(np.int64))
+
+
+@two
+def test_a_step_on_two_threads_leaves_the_same_machine_state(tiny):
+    states = []
+    for n in (1, 2):
+        step = execute(prepare_model(*tiny, "tiny", 2, config_for("rne")), threads=n)
+        states.append(step.machine.dram.copy())
+    assert np.array_equal(states[0], states[1])
+
+
+@pytest.mark.parametrize("n", [0, 10_000])
+def test_bad_thread_counts_are_refused(n):
+    with (
+        pytest.raises(ValueError, match=f"threads must be between 1 and .*not {n}"),
+        tree.tile_threads(n),
+    ):
+        pass
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("FP8SIM_THREADS", "two"), ("FP8SIM_THREADS", "0"), ("FP8SIM_PARALLEL_MACS", "-1")],
+)
+def test_bad_environment_values_name_the_variable(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name), tree.tile_threads(None):
+        pass
+
+
+def test_cli_threads_out_of_range_is_one_line():
+    from click.testing import CliRunner
+
+    from simulator.cli import main
+
+    r = CliRunner().invoke(main, ["verify", "--model", "vgg7", "--batch", "1", "--threads", "0"])
+    assert r.exit_code != 0 and "Traceback" not in r.output and "--threads" in r.output
