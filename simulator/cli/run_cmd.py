@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from simulator.cli.options import threads_option
+
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from isa.compiler import CompileError
@@ -159,13 +161,7 @@ def _simulation_options(f):
     "at batch 128; exit status 1 if any; docs/simulator.md).",
 )
 @_simulation_options
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="--mode functional/both: numba threads for the large tensor-core tiles (default: "
-    "FP8SIM_THREADS, else 1; results identical).",
-)
+@threads_option("--mode functional/both: ")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_cmd(
     trace: str | None,

@@ -8,6 +8,7 @@ import json
 import click
 
 from isa.spec import RANDOM_SOURCE
+from simulator.cli.options import threads_option
 
 
 @click.command("verify")
@@ -39,14 +40,7 @@ from isa.spec import RANDOM_SOURCE
 @click.option(
     "--gate-threshold", default=0.0, show_default=True, type=float, help="Gated layers' threshold."
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Numba threads for the large tensor-core tiles (default: FP8SIM_THREADS, else 1). "
-    "Results are identical; more threads pay on a machine with idle cores, and cost on a busy "
-    "one.",
-)
+@threads_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_cmd(
     model: str,
