@@ -23,7 +23,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )  # fmt: skip
 
 
-def _functional(trace: str | None, config: str, threads: int | None = None) -> dict:
+def _functional(trace: str | None, config: str, threads: int | str | None = None) -> dict:
     """The functional step of the workload's model and batch (mode all)."""
     from simulator.config import load_config
     from simulator.functional import FunctionalError, VerifyError
@@ -174,7 +174,7 @@ def run_cmd(
     quiet: bool,
     point: str | None,
     iteration: int,
-    threads: int | None,
+    threads: int | str | None,
 ) -> None:
     """Simulate one training step dense, with each sparsity technique and with all of them."""
     target = output / "summary.json" if output is not None else None

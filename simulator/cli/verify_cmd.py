@@ -50,7 +50,7 @@ def verify_cmd(
     source: str | None,
     mode: str,
     gate_threshold: float,
-    threads: int | None,
+    threads: int | str | None,
     as_json: bool,
 ) -> None:
     """Run one training step functionally and compare it per layer with the PyTorch

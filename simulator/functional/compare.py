@@ -123,12 +123,13 @@ def execute(
     modes: Modes | None = None,
     record_bits: bool = False,
     gate_threshold: float = 0.0,
-    threads: int | None = None,
+    threads: int | str | None = None,
 ) -> Step:
     """Load DRAM and execute the program (`modes` pins the sparsity modes; default dense).
     `record_bits` keeps the SRU random word of every stored result (`Machine.bits`).
-    `threads`: numba threads of the large tensor-core tiles (`tree.tile_threads`; None:
-    FP8SIM_THREADS, default 1); the results do not depend on it."""
+    `threads`: numba threads of the large tensor-core tiles, a number or `auto`
+    (`tree.tile_threads`; None: FP8SIM_THREADS, default `auto`); the results do not depend
+    on it."""
     m = Machine.create(step.cfg, step.prog.memmap.top, record_bits)
     m.forced_modes = modes or Modes()
     load(
@@ -203,7 +204,7 @@ def verify(
     gate_threshold: float = 0.0,
     progress: bool = False,
     source: str | None = None,
-    threads: int | None = None,
+    threads: int | str | None = None,
 ) -> dict:
     """Simulator vs reference (FP8 codes of the updated weights and momentum) and vs float32
     autograd. `source`: the SRUs' random source (None: the configuration's); `threads`: as
@@ -270,7 +271,7 @@ def verify_step(
     modes: Modes | None = None,
     gate_threshold: float = 0.0,
     progress: bool = False,
-    threads: int | None = None,
+    threads: int | str | None = None,
 ) -> dict:
     """Execute a prepared step with the sparsity `modes` (default dense) and compare it with
     the reference and float32 autograd. Gate thresholds of every gated layer are
@@ -396,7 +397,7 @@ def run_functional(
     cfg: HardwareConfig,
     mode: str = "all",
     seed: int = 0,
-    threads: int | None = None,
+    threads: int | str | None = None,
 ) -> dict:
     """Execute one training step of a named model on `batch` digits images (for `fp8sim run
     --mode functional`): the sparsity masks are the ones the units compute on this data."""

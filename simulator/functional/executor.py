@@ -81,8 +81,8 @@ class Executor:
     def run(self, program: Sequence[Instruction], max_instructions: int = 1 << 32) -> int:
         """Execute until `halt` or the end; returns the number of executed instructions."""
         # Small numba kernels (rounding, encoding) run single-threaded: a parallel launch
-        # costs milliseconds on a busy machine. Large tensor-core tiles go parallel only where
-        # asked (`tree.tile_threads`).
+        # costs milliseconds on a busy machine. Large tensor-core tiles go parallel as
+        # `tree.tile_threads` says (by default while a core is idle).
         threads = numba.get_num_threads()
         numba.set_num_threads(1)
         try:

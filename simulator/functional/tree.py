@@ -37,6 +37,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic
 
+from simulator.functional.idle_cores import IdleCores
 from simulator.numerics import decode, encode, get_format
 from simulator.numerics._kernels import decide
 
@@ -55,12 +56,16 @@ def _env_int(name: str, default: int, least: int) -> int:
 
 
 # Tensor-core tiles run on the caller's numba threads (one inside the executor) unless
-# `tile_threads` (`fp8sim verify --threads`, FP8SIM_THREADS) asks for more: then tiles of at
-# least FP8SIM_PARALLEL_MACS (default 4096) products use that many. One is the default: a
-# parallel launch waits for its slowest thread, and on the shared 2-core machine, with other
-# jobs holding a core, two threads made the whole step 3-6x slower; with cores to spare they
-# pay (docs/functional.md, "Speed"). Results are identical either way: threads split rows.
-_tiles = {"threads": 1, "min_macs": 4096}
+# `tile_threads` (`fp8sim verify --threads`, FP8SIM_THREADS) says otherwise: N threads, or
+# `auto` (the executor's default), every numba thread while the other processes leave a core
+# idle and one while they do not (`idle_cores`). Only tiles of at least FP8SIM_PARALLEL_MACS
+# (default 4096) products are split. A parallel launch waits for its slowest thread: with
+# other jobs holding the second core of the 2-core machine, two threads made the whole step
+# 3-6x slower, with the core idle they pay (docs/functional.md, "Speed"). Results are
+# identical either way: threads split rows.
+AUTO = "auto"
+_tiles: dict = {"threads": 1, "min_macs": 4096}
+_idle = IdleCores()
 
 
 def max_threads() -> int:
@@ -68,16 +73,40 @@ def max_threads() -> int:
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
-@contextmanager
-def tile_threads(n: int | None):
-    """Within the block, tiles of at least FP8SIM_PARALLEL_MACS products run on n numba
-    threads (None: FP8SIM_THREADS, else 1). A bad value is a ValueError naming it."""
-    what = "threads" if n is not None else "environment variable FP8SIM_THREADS"
-    threads = n if n is not None else _env_int("FP8SIM_THREADS", 1, 1)
-    if not 1 <= threads <= max_threads():
+def parse_threads(text: str, what: str) -> int | str:
+    """`auto` or a thread count in 1..max_threads() from text; a ValueError naming `what`."""
+    value = text.strip().lower()
+    if value == AUTO:
+        return AUTO
+    try:
+        n = int(value, 10)
+    except ValueError:
+        raise ValueError(f"{what} must be 'auto' or a number of threads, not {text!r}") from None
+    return _checked_count(n, what)
+
+
+def _checked_count(n: int, what: str) -> int:
+    if not 1 <= n <= max_threads():
         raise ValueError(
-            f"{what} must be between 1 and {max_threads()} (NUMBA_NUM_THREADS), not {threads}"
+            f"{what} must be between 1 and {max_threads()} (NUMBA_NUM_THREADS), not {n}"
         )
+    return n
+
+
+@contextmanager
+def tile_threads(n: int | str | None):
+    """Within the block, tiles of at least FP8SIM_PARALLEL_MACS products run on n numba
+    threads, or on every numba thread while a core is idle (`auto`); None: FP8SIM_THREADS,
+    else `auto`. A bad value is a ValueError naming it."""
+    if n is None:
+        what = "environment variable FP8SIM_THREADS"
+        threads = parse_threads(os.environ.get("FP8SIM_THREADS", "") or AUTO, what)
+    elif n == AUTO:
+        threads = AUTO
+    elif isinstance(n, str):
+        threads = parse_threads(n, "threads")
+    else:
+        threads = _checked_count(n, "threads")
     before = dict(_tiles)
     _tiles.update(threads=threads, min_macs=_env_int("FP8SIM_PARALLEL_MACS", 4096, 1))
     try:
@@ -88,8 +117,13 @@ def tile_threads(n: int | None):
 
 def _threads_for(work: int) -> int | None:
     """The numba threads a tile of `work` products runs on (None: the caller's)."""
+    if work < _tiles["min_macs"]:
+        return None
     n = _tiles["threads"]
-    return n if n > 1 and work >= _tiles["min_macs"] else None
+    if n == AUTO:
+        most = max_threads()
+        return most if most > 1 and _idle.spare(most) else None
+    return n if n > 1 else None
 
 
 ROUNDING_CODE = {"rne": 0, "rna": 1, "rtz": 2, "sr": 3, "sr_half": 4, "sr_corrected": 5}

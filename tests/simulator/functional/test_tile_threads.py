@@ -1,5 +1,6 @@
-"""Tensor-core tiles on several numba threads (`tree.tile_threads`, `--threads`): opt-in, the
-same results, bad values refused with a message naming them."""
+"""Tensor-core tiles on several numba threads (`tree.tile_threads`, `--threads`): a number or
+`auto` (while a core is idle), the same results, bad values refused with a message naming
+them."""
 
 import numpy as np
 import pytest
@@ -17,7 +18,39 @@ def _tile(seed: int):
     return A, B
 
 
-def test_threads_are_opt_in_and_only_for_large_tiles():
+class _Idle:
+    def __init__(self, spare: bool):
+        self.answer, self.asked = spare, []
+
+    def spare(self, threads: int) -> bool:
+        self.asked.append(threads)
+        return self.answer
+
+
+@pytest.mark.parametrize("spare", [True, False])
+def test_auto_uses_every_thread_only_while_a_core_is_idle(monkeypatch, spare):
+    idle = _Idle(spare)
+    monkeypatch.setattr(tree, "_idle", idle)
+    monkeypatch.delenv("FP8SIM_THREADS", raising=False)
+    with tree.tile_threads(None):  # the default is auto
+        assert tree._tiles["threads"] == "auto"
+        n = tree._threads_for(1 << 20)
+        assert tree._threads_for(100) is None  # small tiles never ask
+    most = tree.max_threads()
+    assert n == (most if spare and most > 1 else None)
+    assert idle.asked == ([most] if most > 1 else [])
+
+
+@pytest.mark.parametrize("text, value", [("auto", "auto"), (" AUTO ", "auto"), ("1", 1)])
+def test_thread_settings_parse(monkeypatch, text, value):
+    monkeypatch.setenv("FP8SIM_THREADS", text)
+    with tree.tile_threads(None):
+        assert tree._tiles["threads"] == value
+    with tree.tile_threads(text):
+        assert tree._tiles["threads"] == value
+
+
+def test_threads_are_only_for_large_tiles():
     assert tree._threads_for(1 << 30) is None  # outside any setting: the caller's threads
     with tree.tile_threads(1):
         assert tree._threads_for(1 << 30) is None
@@ -63,7 +96,12 @@ def test_bad_thread_counts_are_refused(n):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("FP8SIM_THREADS", "two"), ("FP8SIM_THREADS", "0"), ("FP8SIM_PARALLEL_MACS", "-1")],
+    [
+        ("FP8SIM_THREADS", "two"),
+        ("FP8SIM_THREADS", "0"),
+        ("FP8SIM_THREADS", "1.5"),
+        ("FP8SIM_PARALLEL_MACS", "-1"),
+    ],
 )
 def test_bad_environment_values_name_the_variable(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
@@ -76,5 +114,16 @@ def test_cli_threads_out_of_range_is_one_line():
 
     from simulator.cli import main
 
-    r = CliRunner().invoke(main, ["verify", "--model", "vgg7", "--batch", "1", "--threads", "0"])
-    assert r.exit_code != 0 and "Traceback" not in r.output and "--threads" in r.output
+    for bad in ("0", "two"):
+        args = ["verify", "--model", "vgg7", "--batch", "1", "--threads", bad]
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2 and "Traceback" not in r.output and "--threads" in r.output
+        assert bad in r.output
+
+
+def test_cli_threads_takes_auto_and_counts():
+    from simulator.cli.options import ThreadsType
+
+    t = ThreadsType()
+    assert t.convert("auto", None, None) == "auto"
+    assert t.convert("1", None, None) == 1

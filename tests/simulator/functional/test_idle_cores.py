@@ -1,0 +1,95 @@
+"""`idle_cores`: the measured "is a core idle" answer behind `--threads auto`."""
+
+from simulator.functional.idle_cores import CpuSample, IdleCores, read_sample
+
+
+class FakeMachine:
+    """Counters that advance by chosen loads: `others` and `own` cores over each step."""
+
+    def __init__(self):
+        self.t = self.busy = self.own = 0.0
+        self.reads = 0
+
+    def advance(self, seconds: float, others: float, own: float) -> None:
+        self.t += seconds
+        self.busy += (others + own) * seconds
+        self.own += own * seconds
+
+    def sample(self) -> CpuSample:
+        self.reads += 1
+        return CpuSample(self.t, self.busy, self.own)
+
+
+def _monitor(m: FakeMachine) -> IdleCores:
+    return IdleCores(window_s=0.2, spare_below=0.3, sampler=m.sample, clock=lambda: m.t)
+
+
+def test_no_answer_before_the_first_window():
+    m = FakeMachine()
+    assert not _monitor(m).spare(2)
+
+
+def test_idle_machine_gives_a_core_and_a_busy_one_does_not():
+    m = FakeMachine()
+    idle = _monitor(m)
+    idle.spare(2)
+    m.advance(0.25, others=0.05, own=1.0)  # our one thread and a daemon's crumbs
+    assert idle.spare(2)
+    m.advance(0.25, others=1.0, own=1.6)  # a job took the other core while we ran on two
+    assert not idle.spare(2)
+    m.advance(0.25, others=1.0, own=1.0)
+    assert not idle.spare(2)
+    m.advance(0.25, others=0.0, own=1.0)  # it ended
+    assert idle.spare(2)
+
+
+def test_the_answer_is_kept_within_a_window():
+    m = FakeMachine()
+    idle = _monitor(m)
+    idle.spare(2)
+    m.advance(0.25, others=0.0, own=1.0)
+    assert idle.spare(2)
+    reads = m.reads
+    m.advance(0.05, others=1.0, own=1.0)
+    assert idle.spare(2) and m.reads == reads  # no new reading inside the window
+
+
+def test_another_busy_thread_of_ours_counts_as_load():
+    m = FakeMachine()
+    idle = _monitor(m)
+    idle.spare(2)
+    m.advance(0.25, others=0.0, own=1.9)  # on one thread the tiles explain one core, not two
+    assert not idle.spare(2)
+    m.advance(0.25, others=0.0, own=1.0)
+    assert idle.spare(2)
+    m.advance(0.25, others=0.0, own=1.9)  # on two threads they explain it
+    assert idle.spare(2)
+
+
+def test_no_counters_means_one_thread():
+    idle = IdleCores(sampler=lambda: None, clock=lambda: 0.0)
+    assert not idle.spare(2) and not idle.spare(2)
+
+
+def test_read_sample_sums_the_allowed_cpus(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text(
+        "cpu  900 0 100 5000 50 0 0 0 0 0\n"
+        "cpu0 100 0 50 2500 25 0 0 0 0 0\n"
+        "cpu1 800 0 50 2500 25 0 0 0 0 0\n"
+        "intr 1 2 3\n"
+    )
+    one = read_sample(frozenset({0}), str(stat))
+    both = read_sample(frozenset({0, 1}), str(stat))
+    assert one is not None and both is not None
+    assert both.busy_s > one.busy_s > 0  # idle and iowait are not busy
+    assert both.busy_s / one.busy_s == 1000 / 150
+
+
+def test_unreadable_or_garbled_counters_are_no_sample(tmp_path):
+    assert read_sample(frozenset({0}), str(tmp_path / "missing")) is None
+    bad = tmp_path / "stat"
+    bad.write_text("cpu0 1 2 x 4 5\n")
+    assert read_sample(frozenset({0}), str(bad)) is None
+    bad.write_text("cpu7 1 2 3 4 5\n")
+    assert read_sample(frozenset({0}), str(bad)) is None  # none of ours listed
