@@ -437,20 +437,56 @@ def _rne_bits(w, db, rnd, keep, absm, maxbits, minbits, halfbits):
 
 
 @njit(cache=True, inline="always")
-def _a_bounds(A, p, s, slotz, lsbz):
-    """Largest slot and smallest LSB of A[p, s]'s nonzero operands (-4096, 4096 if none)."""
-    h = np.int64(-4096)
-    lw = np.int64(4096)
+def _a_bounds(A, p, s, slotz, lsbz, fman, femask, foff):
+    """Largest slot and smallest LSB of A[p, s]'s nonzero operands (-4096, 4096 if none).
+    With fman >= 0 (`code_fields`: slot = exponent field + foff, LSB = slot - fman - 1, field
+    0 zero) from the codes' bits in 32-bit lanes, which LLVM vectorises (a tenth of the tile
+    time, against two table loads per code); else from the tables."""
+    if fman < 0:
+        h = np.int64(-4096)
+        lw = np.int64(4096)
+        for d in range(A.shape[2]):
+            c = A[p, s, d]
+            h = max(h, slotz[c])
+            lw = min(lw, lsbz[c])
+        return h, lw
+    hi = np.int32(-4096)
+    lo = np.int32(4096)
+    sh, mask = np.int32(fman), np.int32(femask)
     for d in range(A.shape[2]):
-        c = A[p, s, d]
-        h = max(h, slotz[c])
-        lw = min(lw, lsbz[c])
-    return h, lw
+        e = np.int32((np.int32(A[p, s, d]) >> sh) & mask)
+        hi = max(hi, e if e != 0 else np.int32(-4096))
+        lo = min(lo, e if e != 0 else np.int32(4096))
+    if hi == -4096:
+        return np.int64(-4096), np.int64(4096)
+    return np.int64(hi) + foff, np.int64(lo) + foff - fman - 1
+
+
+@lru_cache(maxsize=8)
+def code_fields(fmt: str) -> tuple[int, int, int]:
+    """(mantissa bits, exponent-field mask, slot offset) of an 8-bit operand format whose every
+    code has slot = exponent field + offset and LSB = slot - mantissa bits - 1, field 0 being
+    zero (no subnormals), checked against `operand_tables` code by code; (-1, 0, 0) for
+    other formats (the kernel then reads the tables)."""
+    f = get_format(fmt)
+    sig, lsb, slot, _ = operand_tables(fmt)
+    codes = np.arange(256)
+    field = (codes >> f.man_bits) & ((1 << f.exp_bits) - 1)
+    nz = sig != 0
+    off = 1 - f.bias
+    if (
+        f.bits == 8
+        and np.array_equal(nz, field != 0)
+        and np.array_equal(slot[nz], field[nz] + off)
+        and np.array_equal(lsb[nz], slot[nz] - f.man_bits - 1)
+    ):
+        return f.man_bits, (1 << f.exp_bits) - 1, off
+    return -1, 0, 0
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def _tree_rne(A, B, Bv, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn, align, man,
-              emin, low, emax_f, maxbits, minbits, halfbits):  # fmt: skip
+              emin, low, emax_f, maxbits, minbits, halfbits, fman, femask, foff):  # fmt: skip
     """RNE steps with an exact-sum fast path vectorised over the outputs k of a row p.
 
     A step of output (p, k) takes the fast path when no addend can fall below the grid. With
@@ -479,7 +515,7 @@ def _tree_rne(A, B, Bv, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn
         y = np.empty(K, np.float64)
         t = np.empty(K, np.float64)
         for s in range(S):
-            h, lw = _a_bounds(A, p, s, slotz, lsbz)
+            h, lw = _a_bounds(A, p, s, slotz, lsbz, fman, femask, foff)
             if h == -4096:
                 continue  # A's operands all zero: no product, the accumulators are unchanged
             sr = fa - float(h - lw)  # B's span may be at most this
@@ -574,9 +610,10 @@ def _rne_args(operand_format: str, accumulator_format: str, align_bits: int) -> 
         return None
     val, slotz, lsbz, pow2 = fast_tables(operand_format)
     bits = _acc_bits(accumulator_format)
+    fields = tuple(np.int64(v) for v in code_fields(operand_format))
     return (val, slotz, lsbz, pow2, sig, lsb, slot, sgn, np.int64(align_bits), np.int64(man),
             np.int64(emin), np.int64(low), np.int64(math.frexp(maxv)[1] - 1), bits[0], bits[1],
-            bits[2])  # fmt: skip
+            bits[2], *fields)  # fmt: skip
 
 
 def _checked(A, B, acc, operand_format, active):

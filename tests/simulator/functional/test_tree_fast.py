@@ -9,7 +9,15 @@ below the smallest normal, and accumulators (including -0) that raise or lower t
 import numpy as np
 import pytest
 
-from simulator.functional.tree import acc_decode, acc_encode, prepare_operand, tree_accumulate
+from simulator.functional.tree import (
+    _rne_args,
+    _tree_rne,
+    acc_decode,
+    acc_encode,
+    code_fields,
+    prepare_operand,
+    tree_accumulate,
+)
 from simulator.numerics import decode, encode
 from simulator.numerics.dot_product import dot_product_step
 
@@ -146,3 +154,26 @@ def test_operands_swapped(kind, fast):
     tree_accumulate(B, prepare_operand(A, OPF), accT, operand_format=OPF, accumulator_format=ACCF,
                     align_bits=24, fast=fast, active=np.ascontiguousarray(active.T))  # fmt: skip
     assert np.array_equal(ab.view(np.int64), accT.T.view(np.int64))
+
+
+def test_code_fields_hold_for_the_chip_format_only_where_checked():
+    """The kernel reads A's slots and LSBs from the codes' bits where `code_fields` found the
+    tables to follow them code by code (the chip's e5m2, no subnormals)."""
+    assert code_fields(OPF) == (2, 31, -14)
+    assert code_fields("fp16") == (-1, 0, 0)  # not an 8-bit format: the tables
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bounds_from_the_codes_bits_equal_the_tables(kind):
+    rng = np.random.default_rng(len(kind) + 500)
+    A, B, acc = _case(kind, rng, 31, 19, 13)
+    A[3] = 0
+    A[4, 2] = 0x80  # a step of -0 codes only
+    consts = _rne_args(OPF, ACCF, 24)
+    out = []
+    for fields in (consts[-3:], (np.int64(-1), np.int64(0), np.int64(0))):
+        a = acc.copy()
+        _tree_rne(A, B, prepare_operand(B, OPF).v, a, np.ones(a.shape, np.bool_),
+                  *consts[:-3], *fields)  # fmt: skip
+        out.append(a)
+    assert np.array_equal(out[0].view(np.int64), out[1].view(np.int64))
