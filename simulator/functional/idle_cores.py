@@ -8,7 +8,9 @@ slower (docs/functional.md, "Speed"). So the choice follows what the other proce
 from the kernel's counters over a short window; it changes the speed only, never a result.
 
 Linux only (`/proc/stat`); elsewhere, or where it cannot be read, there is no measurement and
-the tiles stay on one thread.
+the tiles stay on one thread. A container's CPU quota (cgroup `cpu.max`, or v1's
+`cpu.cfs_quota_us`) below the thread count also keeps them on one: the waiting threads of a
+parallel launch would spend the quota.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,39 @@ def read_sample(cpus: frozenset[int], stat_path: str = "/proc/stat") -> CpuSampl
     return CpuSample(time.perf_counter(), busy / tick, t.user + t.system)
 
 
+def cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs the cgroup quota allows (v2 `cpu.max`, v1 `cpu/cpu.cfs_quota_us` over
+    `cpu.cfs_period_us`), or None where there is none or it cannot be read."""
+    for path, period_path in (
+        (f"{root}/cpu.max", None),
+        (f"{root}/cpu/cpu.cfs_quota_us", f"{root}/cpu/cpu.cfs_period_us"),
+    ):
+        try:
+            with open(path) as f:
+                fields = f.read().split()
+            if period_path is not None:
+                with open(period_path) as f:
+                    fields = fields[:1] + f.read().split()[:1]
+        except OSError:
+            continue
+        if len(fields) < 2 or fields[0] in ("max", "-1"):
+            return None
+        try:
+            quota, period = int(fields[0]), int(fields[1])
+        except ValueError:
+            return None
+        return quota / period if quota > 0 and period > 0 else None
+    return None
+
+
 class IdleCores:
     """Decides, at most once per `window_s`, whether other processes leave a core idle.
 
     Other processes' load = (busy CPU-seconds of the allowed CPUs - this process's CPU-seconds)
     / elapsed seconds. The answer is yes while that is below `spare_below` cores and this
     process itself uses no more cores than its tiles explain (another busy thread of ours, a
-    Dask worker say, counts as load too). Until the first window has passed it is no.
+    Dask worker say, counts as load too). Until the first window has passed it is no; under a
+    CPU quota below the thread count it is always no.
     """
 
     def __init__(
@@ -80,8 +109,10 @@ class IdleCores:
         spare_below: float = 0.3,
         sampler: Callable[[], CpuSample | None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        quota: float | Literal["cgroup"] | None = "cgroup",
     ) -> None:
         cpus = _allowed_cpus()
+        self.quota = cpu_quota() if quota == "cgroup" else quota
         self.window_s = window_s
         self.spare_below = spare_below
         self._sampler = sampler or (lambda: read_sample(cpus))
@@ -93,6 +124,8 @@ class IdleCores:
     def spare(self, threads: int) -> bool:
         """True while a core is idle for a tile on `threads` threads (the answer of the
         window before: our own threads used up to `threads` cores while it was yes)."""
+        if self.quota is not None and self.quota < threads:
+            return False
         if not self._lock.acquire(blocking=False):
             return self._spare  # another thread is measuring
         try:

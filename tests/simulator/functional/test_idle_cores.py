@@ -1,6 +1,6 @@
 """`idle_cores`: the measured "is a core idle" answer behind `--threads auto`."""
 
-from simulator.functional.idle_cores import CpuSample, IdleCores, read_sample
+from simulator.functional.idle_cores import CpuSample, IdleCores, cpu_quota, read_sample
 
 
 class FakeMachine:
@@ -21,7 +21,7 @@ class FakeMachine:
 
 
 def _monitor(m: FakeMachine) -> IdleCores:
-    return IdleCores(window_s=0.2, spare_below=0.3, sampler=m.sample, clock=lambda: m.t)
+    return IdleCores(window_s=0.2, spare_below=0.3, sampler=m.sample, clock=lambda: m.t, quota=None)
 
 
 def test_no_answer_before_the_first_window():
@@ -67,7 +67,7 @@ def test_another_busy_thread_of_ours_counts_as_load():
 
 
 def test_no_counters_means_one_thread():
-    idle = IdleCores(sampler=lambda: None, clock=lambda: 0.0)
+    idle = IdleCores(sampler=lambda: None, clock=lambda: 0.0, quota=None)
     assert not idle.spare(2) and not idle.spare(2)
 
 
@@ -93,3 +93,29 @@ def test_unreadable_or_garbled_counters_are_no_sample(tmp_path):
     assert read_sample(frozenset({0}), str(bad)) is None
     bad.write_text("cpu7 1 2 3 4 5\n")
     assert read_sample(frozenset({0}), str(bad)) is None  # none of ours listed
+
+
+def test_a_cpu_quota_below_the_threads_means_one_thread():
+    m = FakeMachine()
+    idle = IdleCores(sampler=m.sample, clock=lambda: m.t, quota=1.5)
+    idle.spare(2)
+    m.advance(0.25, others=0.0, own=1.0)
+    assert not idle.spare(2)
+    assert IdleCores(sampler=m.sample, clock=lambda: m.t, quota=None).quota is None
+
+
+def test_cpu_quota_reads_cgroup_v2_and_v1(tmp_path):
+    assert cpu_quota(str(tmp_path)) is None  # neither file
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_quota(str(tmp_path)) is None
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cpu_quota(str(tmp_path)) == 1.5
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(str(v1)) is None
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    assert cpu_quota(str(v1)) == 0.5
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("lots\n")
+    assert cpu_quota(str(v1)) is None
