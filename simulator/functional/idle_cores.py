@@ -1,7 +1,7 @@
-"""Whether the CPUs this process may run on have a core to spare, measured.
+"""How many of the CPUs this process may run on are idle, measured.
 
-`--threads auto` (the functional model's default) splits a large tensor-core tile over every
-numba thread only while the other processes on the machine leave a core idle. On a shared
+`--threads auto` (the functional model's default) splits a large tensor-core tile over as
+many numba threads as the other processes on the machine leave cores idle. On a shared
 machine a fork-join tile waits for its slowest thread, and a thread that shares a core with
 another job waits for that job's time slice: two threads then made the step several times
 slower (docs/functional.md, "Speed"). So the choice follows what the other processes use, read
@@ -9,12 +9,13 @@ from the kernel's counters over a short window; it changes the speed only, never
 
 Linux only (`/proc/stat`); elsewhere, or where it cannot be read, there is no measurement and
 the tiles stay on one thread. A container's CPU quota (cgroup `cpu.max`, or v1's
-`cpu.cfs_quota_us`) below the thread count also keeps them on one: the waiting threads of a
-parallel launch would spend the quota.
+`cpu.cfs_quota_us`) caps the threads too: the waiting threads of a parallel launch would
+spend the quota.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -94,13 +95,14 @@ def cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
 
 
 class IdleCores:
-    """Decides, at most once per `window_s`, whether other processes leave a core idle.
+    """Decides, at most once per `window_s`, how many threads a tile may use: as many as the
+    CPUs this process may run on that other processes leave idle.
 
     Other processes' load = (busy CPU-seconds of the allowed CPUs - this process's CPU-seconds)
-    / elapsed seconds. The answer is yes while that is below `spare_below` cores and this
-    process itself uses no more cores than its tiles explain (another busy thread of ours, a
-    Dask worker say, counts as load too). Until the first window has passed it is no; under a
-    CPU quota below the thread count it is always no.
+    / elapsed seconds, plus what this process used beyond what its tiles explain (another busy
+    thread of ours, a Dask worker say). A CPU counts as taken from `spare_below` of a core's
+    load on: threads = CPUs - ceil(load - spare_below), at least 1, at most the CPUs and the
+    cgroup's CPU quota. Until the first window has passed, and without counters, it is 1.
     """
 
     def __init__(
@@ -110,39 +112,45 @@ class IdleCores:
         sampler: Callable[[], CpuSample | None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
         quota: float | Literal["cgroup"] | None = "cgroup",
+        cpus: frozenset[int] | None = None,
     ) -> None:
-        cpus = _allowed_cpus()
+        allowed = _allowed_cpus() if cpus is None else cpus
+        self.cpus = len(allowed)
         self.quota = cpu_quota() if quota == "cgroup" else quota
         self.window_s = window_s
         self.spare_below = spare_below
-        self._sampler = sampler or (lambda: read_sample(cpus))
+        self._sampler = sampler or (lambda: read_sample(allowed))
         self._clock = clock
         self._last: CpuSample | None = None
-        self._spare = False
+        self._threads = 1
         self._lock = threading.Lock()
 
-    def spare(self, threads: int) -> bool:
-        """True while a core is idle for a tile on `threads` threads (the answer of the
-        window before: our own threads used up to `threads` cores while it was yes)."""
-        if self.quota is not None and self.quota < threads:
-            return False
+    def threads(self, most: int) -> int:
+        """Threads (1..most) for a tile now: the answer of the last window, in which our own
+        tiles used up to that many cores."""
+        cap = min(most, self.cpus)
+        if self.quota is not None:
+            cap = min(cap, int(self.quota))
+        if cap <= 1:
+            return 1
         if not self._lock.acquire(blocking=False):
-            return self._spare  # another thread is measuring
+            return min(self._threads, cap)  # another thread is measuring
         try:
             now = self._clock()
             if self._last is not None and now - self._last.wall_s < self.window_s:
-                return self._spare
+                return min(self._threads, cap)
             cur = self._sampler()
             if cur is None:
-                self._last, self._spare = None, False
-                return False
+                self._last, self._threads = None, 1
+                return 1
             if self._last is not None:
                 dt = cur.wall_s - self._last.wall_s
                 own = (cur.own_s - self._last.own_s) / dt
                 others = (cur.busy_s - self._last.busy_s) / dt - own
-                ours = threads if self._spare else 1
-                self._spare = others < self.spare_below and own < ours + self.spare_below
+                load = others + max(0.0, own - self._threads)  # our other threads count
+                taken = max(0, math.ceil(load - self.spare_below))
+                self._threads = max(1, min(cap, self.cpus - taken))
             self._last = cur
-            return self._spare
+            return min(self._threads, cap)
         finally:
             self._lock.release()

@@ -57,8 +57,8 @@ def _env_int(name: str, default: int, least: int) -> int:
 
 # Tensor-core tiles run on the caller's numba threads (one inside the executor) unless
 # `tile_threads` (`fp8sim verify --threads`, FP8SIM_THREADS) says otherwise: N threads, or
-# `auto` (the executor's default), every numba thread while the other processes leave a core
-# idle and one while they do not (`idle_cores`). Only tiles of at least FP8SIM_PARALLEL_MACS
+# `auto` (the executor's default), as many as the other processes leave CPUs idle, one where
+# they leave none (`idle_cores`). Only tiles of at least FP8SIM_PARALLEL_MACS
 # (default 4096) products are split. A parallel launch waits for its slowest thread: with
 # other jobs holding the second core of the 2-core machine, two threads made the whole step
 # 3-6x slower, with the core idle they pay (docs/functional.md, "Speed"). Results are
@@ -96,8 +96,8 @@ def _checked_count(n: int, what: str) -> int:
 @contextmanager
 def tile_threads(n: int | str | None):
     """Within the block, tiles of at least FP8SIM_PARALLEL_MACS products run on n numba
-    threads, or on every numba thread while a core is idle (`auto`); None: FP8SIM_THREADS,
-    else `auto`. A bad value is a ValueError naming it."""
+    threads, or on as many as there are idle CPUs (`auto`); None: FP8SIM_THREADS, else
+    `auto`. A bad value is a ValueError naming it."""
     if n is None:
         what = "environment variable FP8SIM_THREADS"
         threads = parse_threads(os.environ.get("FP8SIM_THREADS", "") or AUTO, what)
@@ -121,8 +121,7 @@ def _threads_for(work: int) -> int | None:
         return None
     n = _tiles["threads"]
     if n == AUTO:
-        most = max_threads()
-        return most if most > 1 and _idle.spare(most) else None
+        n = _idle.threads(max_threads())
     return n if n > 1 else None
 
 

@@ -20,55 +20,83 @@ class FakeMachine:
         return CpuSample(self.t, self.busy, self.own)
 
 
-def _monitor(m: FakeMachine) -> IdleCores:
-    return IdleCores(window_s=0.2, spare_below=0.3, sampler=m.sample, clock=lambda: m.t, quota=None)
+def _monitor(m: FakeMachine, cpus: int = 2, quota: float | None = None) -> IdleCores:
+    return IdleCores(
+        window_s=0.2, spare_below=0.3, sampler=m.sample, clock=lambda: m.t, quota=quota,
+        cpus=frozenset(range(cpus)),
+    )  # fmt: skip
 
 
-def test_no_answer_before_the_first_window():
+def test_one_thread_before_the_first_window():
     m = FakeMachine()
-    assert not _monitor(m).spare(2)
+    assert _monitor(m).threads(2) == 1
 
 
-def test_idle_machine_gives_a_core_and_a_busy_one_does_not():
+def test_idle_cores_are_used_and_busy_ones_are_not():
     m = FakeMachine()
     idle = _monitor(m)
-    idle.spare(2)
+    idle.threads(2)
     m.advance(0.25, others=0.05, own=1.0)  # our one thread and a daemon's crumbs
-    assert idle.spare(2)
+    assert idle.threads(2) == 2
     m.advance(0.25, others=1.0, own=1.6)  # a job took the other core while we ran on two
-    assert not idle.spare(2)
-    m.advance(0.25, others=1.0, own=1.0)
-    assert not idle.spare(2)
+    assert idle.threads(2) == 1
+    m.advance(0.25, others=0.35, own=1.0)  # a third of a core taken is taken
+    assert idle.threads(2) == 1
     m.advance(0.25, others=0.0, own=1.0)  # it ended
-    assert idle.spare(2)
+    assert idle.threads(2) == 2
+
+
+def test_many_cpus_give_the_idle_ones():
+    m = FakeMachine()
+    idle = _monitor(m, cpus=16)
+    idle.threads(16)
+    m.advance(0.25, others=5.5, own=1.0)  # 5.5 cores busy elsewhere: 6 taken, 10 left
+    assert idle.threads(16) == 10
+    assert idle.threads(4) == 4  # never more than asked
+    m.advance(0.25, others=0.0, own=10.0)
+    assert idle.threads(16) == 16
 
 
 def test_the_answer_is_kept_within_a_window():
     m = FakeMachine()
     idle = _monitor(m)
-    idle.spare(2)
+    idle.threads(2)
     m.advance(0.25, others=0.0, own=1.0)
-    assert idle.spare(2)
+    assert idle.threads(2) == 2
     reads = m.reads
     m.advance(0.05, others=1.0, own=1.0)
-    assert idle.spare(2) and m.reads == reads  # no new reading inside the window
+    assert idle.threads(2) == 2 and m.reads == reads  # no new reading inside the window
 
 
 def test_another_busy_thread_of_ours_counts_as_load():
     m = FakeMachine()
     idle = _monitor(m)
-    idle.spare(2)
+    idle.threads(2)
     m.advance(0.25, others=0.0, own=1.9)  # on one thread the tiles explain one core, not two
-    assert not idle.spare(2)
+    assert idle.threads(2) == 1
     m.advance(0.25, others=0.0, own=1.0)
-    assert idle.spare(2)
+    assert idle.threads(2) == 2
     m.advance(0.25, others=0.0, own=1.9)  # on two threads they explain it
-    assert idle.spare(2)
+    assert idle.threads(2) == 2
 
 
 def test_no_counters_means_one_thread():
-    idle = IdleCores(sampler=lambda: None, clock=lambda: 0.0, quota=None)
-    assert not idle.spare(2) and not idle.spare(2)
+    idle = IdleCores(sampler=lambda: None, clock=lambda: 0.0, quota=None, cpus=frozenset({0, 1}))
+    assert idle.threads(2) == 1 and idle.threads(2) == 1
+
+
+def test_the_cpus_and_the_quota_cap_the_threads():
+    m = FakeMachine()
+    idle = _monitor(m, cpus=2)
+    idle.threads(8)
+    m.advance(0.25, others=0.0, own=1.0)
+    assert idle.threads(8) == 2  # NUMBA_NUM_THREADS above the CPUs
+    m = FakeMachine()
+    capped = _monitor(m, cpus=4, quota=1.5)
+    capped.threads(4)
+    m.advance(0.25, others=0.0, own=1.0)
+    assert capped.threads(4) == 1
+    assert _monitor(FakeMachine(), cpus=1).threads(4) == 1
 
 
 def test_read_sample_sums_the_allowed_cpus(tmp_path):
@@ -93,15 +121,6 @@ def test_unreadable_or_garbled_counters_are_no_sample(tmp_path):
     assert read_sample(frozenset({0}), str(bad)) is None
     bad.write_text("cpu7 1 2 3 4 5\n")
     assert read_sample(frozenset({0}), str(bad)) is None  # none of ours listed
-
-
-def test_a_cpu_quota_below_the_threads_means_one_thread():
-    m = FakeMachine()
-    idle = IdleCores(sampler=m.sample, clock=lambda: m.t, quota=1.5)
-    idle.spare(2)
-    m.advance(0.25, others=0.0, own=1.0)
-    assert not idle.spare(2)
-    assert IdleCores(sampler=m.sample, clock=lambda: m.t, quota=None).quota is None
 
 
 def test_cpu_quota_reads_cgroup_v2_and_v1(tmp_path):

@@ -19,17 +19,17 @@ def _tile(seed: int):
 
 
 class _Idle:
-    def __init__(self, spare: bool):
-        self.answer, self.asked = spare, []
+    def __init__(self, n: int):
+        self.answer, self.asked = n, []
 
-    def spare(self, threads: int) -> bool:
-        self.asked.append(threads)
-        return self.answer
+    def threads(self, most: int) -> int:
+        self.asked.append(most)
+        return min(self.answer, most)
 
 
-@pytest.mark.parametrize("spare", [True, False])
-def test_auto_uses_every_thread_only_while_a_core_is_idle(monkeypatch, spare):
-    idle = _Idle(spare)
+@pytest.mark.parametrize("idle_threads", [1, 2])
+def test_auto_uses_the_threads_idle_cores_allow(monkeypatch, idle_threads):
+    idle = _Idle(idle_threads)
     monkeypatch.setattr(tree, "_idle", idle)
     monkeypatch.delenv("FP8SIM_THREADS", raising=False)
     with tree.tile_threads(None):  # the default is auto
@@ -37,8 +37,8 @@ def test_auto_uses_every_thread_only_while_a_core_is_idle(monkeypatch, spare):
         n = tree._threads_for(1 << 20)
         assert tree._threads_for(100) is None  # small tiles never ask
     most = tree.max_threads()
-    assert n == (most if spare and most > 1 else None)
-    assert idle.asked == ([most] if most > 1 else [])
+    assert n == (min(idle_threads, most) if min(idle_threads, most) > 1 else None)
+    assert idle.asked == [most]
 
 
 @pytest.mark.parametrize("text, value", [("auto", "auto"), (" AUTO ", "auto"), ("1", 1)])
