@@ -1,8 +1,8 @@
 """Functional-mode speed: one bit-exact training step (FP, BP, WU) executed from the compiled
 program, against PyTorch's float32 training step of the same network and batch on the same CPU.
 Prints the ratio (functional wall time / PyTorch wall time; the issue's goal is < 10) of the
-default (`--threads auto`: the large tiles on every numba thread while the other processes
-leave a core idle, one otherwise), and of one thread and every thread forced.
+default (`--threads auto`: the large tiles on as many numba threads as the other processes
+leave CPUs idle), and of one thread and every thread forced.
 
 The workloads are VGG-7 (the chip's network) and ResNet-20 (the issue's network; skipped with
 its reason if the functional model refuses it), dense, RNE. The batch is 128, as in the issue
@@ -97,8 +97,8 @@ def _run_model(name: str, batch: int, spent: list[float]) -> None:
     print(f"  compile + load, once                   {t_prep:8.3f} s")
     print(f"  ns per tensor-core MAC (3 x fwd MACs)  {1e9 * t_func / macs:8.2f}")
     print(f"  ratio one thread / torch               {t_func / t_torch:8.1f}")
-    # the default: every numba thread for the large tiles while a core is idle (PyTorch
-    # above uses them all); then every thread forced, which costs where a core is busy
+    # the default: the large tiles on the idle CPUs (PyTorch above uses every CPU); then
+    # every thread forced, which costs where a CPU is busy
     t_auto = _best(step, spent, repeats, None)[0]
     print(f"  functional step, default (auto)        {t_auto:8.3f} s")
     print(f"  ratio default / torch                  {t_auto / t_torch:8.1f}  (goal < 10)")

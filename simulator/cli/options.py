@@ -30,6 +30,6 @@ def threads_option(applies: str = ""):
         type=ThreadsType(),
         default=None,
         help=f"{applies}Numba threads for the large tensor-core tiles: a number, or 'auto' "
-        "(default, or FP8SIM_THREADS): all of them while the other processes leave a core "
-        "idle, one otherwise. Results are identical; threads pay only on idle cores.",
+        "(default, or FP8SIM_THREADS): as many as the other processes leave CPUs idle. "
+        "Results are identical; threads pay only on idle cores.",
     )
