@@ -143,10 +143,11 @@ class IdleCores:
             if cur is None:
                 self._last, self._threads = None, 1
                 return 1
-            if self._last is not None:
-                dt = cur.wall_s - self._last.wall_s
-                own = (cur.own_s - self._last.own_s) / dt
-                others = (cur.busy_s - self._last.busy_s) / dt - own
+            last = self._last
+            if last is not None and cur.wall_s > last.wall_s:
+                dt = cur.wall_s - last.wall_s
+                own = (cur.own_s - last.own_s) / dt
+                others = (cur.busy_s - last.busy_s) / dt - own
                 load = others + max(0.0, own - self._threads)  # our other threads count
                 taken = max(0, math.ceil(load - self.spare_below))
                 self._threads = max(1, min(cap, self.cpus - taken))
