@@ -34,7 +34,10 @@ from simulator.functional.state import Descriptor, FunctionalError, Machine
 from simulator.functional.tree import (
     PreparedB,
     acc_decode,
+    acc_decode_t,
     acc_encode,
+    acc_encode_t,
+    prepare_columns,
     prepare_operand,
     tree_accumulate,
 )
@@ -488,7 +491,12 @@ class TensorCore:
         rows = self._rows(d, m.reg(a["rb"]), p0, pn, cn)
         XT = gather_columns(rows, self._wgr_starts(*geom), cn).reshape(d.taps * cn, -1, self.dp)
         ro = m.reg(a["ro"])
-        acc = self._acc_in("err", ro, (kn, d.taps * cn), a["acc"])
+        n = d.taps * cn
+        # the accumulators go in and out transposed (below), decoded and encoded as such
+        if a["acc"]:
+            accT = acc_decode_t(m.u16("err", ro, kn * n).reshape(kn, n), self.accf)
+        else:
+            accT = np.zeros((n, kn), np.float64)
         if d.wsparse and m.mode.wsparse:  # zero groups' gradients are not computed
             gc = m.ws_gc
             mask = m.view("msk", a["gm"], kn * (cn // gc)).reshape(kn, cn // gc).astype(bool)
@@ -499,12 +507,11 @@ class TensorCore:
         # the rule is symmetric in its operands (products, their order within a step, the
         # fast path's bounds): the patches go in as the row operand and the small dY tile is
         # the one decoded for the kernel, so the accumulators are taken transposed
-        accT = np.ascontiguousarray(acc.T)
         activeT = None if active is None else np.ascontiguousarray(active.T)
         if gate is None:
             tree_accumulate(
                 XT,
-                prepare_operand(self._chunks(np.ascontiguousarray(dy.T)), self.opf),
+                prepare_columns(dy, self.dp, self.opf),
                 accT,
                 operand_format=self.opf,
                 accumulator_format=self.accf,
@@ -531,7 +538,10 @@ class TensorCore:
                     active=None if activeT is None else np.ascontiguousarray(activeT[:, j : j + g]),
                 )
                 accT[:, j : j + g] = acc_j
-        self._acc_out("err", ro, accT.T, a["fin"], "err")
+        if a["fin"]:
+            self._acc_out("err", ro, accT.T, a["fin"], "err")
+        else:
+            m.u16("err", ro, kn * n).reshape(kn, n)[:] = acc_encode_t(accT, self.accf)
 
     # -- grouped convolutions: each group of the tile is an ordinary conv tile of its kg
     # outputs and cg inputs, with the same step order (isa.spec, docs/functional.md)

@@ -591,6 +591,56 @@ def prepare_operand(B: np.ndarray, operand_format: str) -> PreparedB:
     return PreparedB(B, operand_format, _prep_b(B, val, slotz, lsbz, pow2))
 
 
+@njit(cache=True)
+def _prep_cols(X, codes, Bv, val, slotz, lsbz, pow2):
+    """`_prep_b` of X (P, K) codes taken as columns: codes[k, s, d] = X[s D + d, k] (0 past
+    P) and Bv as `_prep_b(codes)` gives it. Rows of X are read in order, so the loops run
+    over k innermost (per (s, k) the largest slot and smallest LSB are order-free)."""
+    P, K = X.shape
+    _, S, D = codes.shape
+    h = np.empty(K, np.int64)
+    lw = np.empty(K, np.int64)
+    for s in range(S):
+        h[:] = -4096
+        lw[:] = 4096
+        for d in range(D):
+            p = s * D + d
+            if p < P:
+                for k in range(K):
+                    c = X[p, k]
+                    codes[k, s, d] = c
+                    Bv[s, d, k] = val[c]
+                    h[k] = max(h[k], slotz[c])
+                    lw[k] = min(lw[k], lsbz[c])
+            else:  # chunk padding: code 0, a zero (no change to the bounds)
+                for k in range(K):
+                    codes[k, s, d] = 0
+                    Bv[s, d, k] = val[0]
+                    h[k] = max(h[k], slotz[0])
+                    lw[k] = min(lw[k], lsbz[0])
+        for k in range(K):
+            if h[k] == -4096:
+                Bv[s, D, k], Bv[s, D + 1, k], Bv[s, D + 2, k] = -4096.0, 0.0, np.inf
+            else:
+                Bv[s, D, k] = float(h[k] - lw[k])
+                Bv[s, D + 1, k] = pow2[h[k] + POW2_OFF]
+                Bv[s, D + 2, k] = pow2[lw[k] + POW2_OFF]
+
+
+def prepare_columns(X: np.ndarray, dp: int, operand_format: str) -> PreparedB:
+    """`prepare_operand` of X (P, K) transposed into (K, ceil(P / dp), dp) chunks, the last
+    zero-padded, in one pass (tc.wgr's dY tile; the same codes and values)."""
+    X = np.ascontiguousarray(X, dtype=np.uint8)
+    if X.ndim != 2 or dp < 1:
+        raise ValueError(f"X {X.shape} must be (P, K) with dp >= 1, not {dp}")
+    P, K = X.shape
+    S = -(-P // dp)
+    codes = np.empty((K, S, dp), np.uint8)
+    Bv = np.empty((S, dp + 3, K), np.float64)
+    _prep_cols(X, codes, Bv, *fast_tables(operand_format))
+    return PreparedB(codes, operand_format, Bv)
+
+
 @lru_cache(maxsize=8)
 def _acc_bits(fmt: str) -> tuple[np.int64, np.int64, np.int64]:
     """float64 bit patterns of the largest value, the smallest normal and half of it."""
@@ -757,6 +807,12 @@ def acc_decode(words: np.ndarray, fmt: str) -> np.ndarray:
     return out.reshape(np.shape(words))
 
 
+def acc_decode_t(words: np.ndarray, fmt: str) -> np.ndarray:
+    """`acc_decode(words, fmt).T` as a contiguous (C, R) array, for words (R, C): the 16-bit
+    words are transposed, not the float64 values (a quarter of the bytes to move)."""
+    return acc_decode(np.ascontiguousarray(np.asarray(words).T), fmt)
+
+
 @njit(cache=True)
 def _encode_normal(v, out, bias, man, ebits):
     """Codes of float64 values that are zero or normal in a format without subnormals.
@@ -800,3 +856,16 @@ def acc_encode(vals: np.ndarray, fmt: str) -> np.ndarray:
     if _encode_normal(flat, out, p[1], p[2], p[3]) >= 0:
         return encode(np.asarray(vals, np.float32), fmt)  # raises, naming the value
     return out.reshape(np.shape(vals))
+
+
+def acc_encode_t(valsT: np.ndarray, fmt: str) -> np.ndarray:
+    """`acc_encode(valsT.T, fmt)` for values valsT (C, R): the codes are encoded in valsT's
+    order and returned transposed (a view), so only the codes are moved, not the values."""
+    p = _normal_params(fmt)
+    if p is None:
+        return acc_encode(valsT.T, fmt)
+    flat = np.ascontiguousarray(valsT, dtype=np.float64).reshape(-1)
+    out = np.empty(flat.shape, np.uint8 if p[0] == 8 else np.uint16)
+    if _encode_normal(flat, out, p[1], p[2], p[3]) >= 0:
+        return acc_encode(valsT.T, fmt)  # raises, naming the first value in R, C order
+    return out.reshape(np.shape(valsT)).T
