@@ -264,19 +264,33 @@ class TensorCore:
             x = np.concatenate([x, np.zeros((*x.shape[:-1], pad), np.uint8)], axis=-1)
         return x.reshape(*x.shape[:-1], -1, self.dp)
 
-    def _acc_in(self, space: str, addr: int, shape: tuple[int, int], acc: int) -> np.ndarray:
+    def _acc_in(
+        self, space: str, addr: int, shape: tuple[int, int], acc: int, transposed: bool = False
+    ) -> np.ndarray:
+        """The (R, C) = `shape` accumulators at addr (zeros when `acc` is 0); `transposed`:
+        as a contiguous (C, R) array, the words transposed before decoding (tc.wgr)."""
         if not acc:
-            return np.zeros(shape, np.float64)
-        words = self.m.u16(space, addr, shape[0] * shape[1])
-        return acc_decode(words, self.accf).reshape(shape)
+            return np.zeros(shape[::-1] if transposed else shape, np.float64)
+        words = self.m.u16(space, addr, shape[0] * shape[1]).reshape(shape)
+        return acc_decode_t(words, self.accf) if transposed else acc_decode(words, self.accf)
 
-    def _acc_out(self, space: str, addr: int, vals: np.ndarray, fin: int, stream: str) -> None:
+    def _acc_out(
+        self, space: str, addr: int, vals: np.ndarray, fin: int, stream: str,
+        transposed: bool = False,
+    ) -> None:  # fmt: skip
+        """Store the accumulators `vals` (R, C), or (C, R) when `transposed`, at addr: FP8
+        results through the SRUs when `fin`, else the accumulator words."""
         if fin:
+            vals = vals.T if transposed else vals
             # FP16 accumulators are exact in float32: an RNE stream takes them as they are
             # (the same codes), the others as float32 as always
             rne = self.srus.rounding(stream) == "rne" and self._rne_direct
             codes = self.srus.round(stream, vals if rne else vals.astype(np.float32), (space, addr))
             self.m.view(space, addr, codes.size)[:] = codes.reshape(-1)
+        elif transposed:  # the codes, not the values, are transposed
+            self.m.u16(space, addr, vals.size).reshape(vals.shape[::-1])[:] = acc_encode_t(
+                vals, self.accf
+            )
         else:
             self.m.u16(space, addr, vals.size)[:] = acc_encode(vals, self.accf).reshape(-1)
 
@@ -491,12 +505,8 @@ class TensorCore:
         rows = self._rows(d, m.reg(a["rb"]), p0, pn, cn)
         XT = gather_columns(rows, self._wgr_starts(*geom), cn).reshape(d.taps * cn, -1, self.dp)
         ro = m.reg(a["ro"])
-        n = d.taps * cn
         # the accumulators go in and out transposed (below), decoded and encoded as such
-        if a["acc"]:
-            accT = acc_decode_t(m.u16("err", ro, kn * n).reshape(kn, n), self.accf)
-        else:
-            accT = np.zeros((n, kn), np.float64)
+        accT = self._acc_in("err", ro, (kn, d.taps * cn), a["acc"], transposed=True)
         if d.wsparse and m.mode.wsparse:  # zero groups' gradients are not computed
             gc = m.ws_gc
             mask = m.view("msk", a["gm"], kn * (cn // gc)).reshape(kn, cn // gc).astype(bool)
@@ -538,10 +548,7 @@ class TensorCore:
                     active=None if activeT is None else np.ascontiguousarray(activeT[:, j : j + g]),
                 )
                 accT[:, j : j + g] = acc_j
-        if a["fin"]:
-            self._acc_out("err", ro, accT.T, a["fin"], "err")
-        else:
-            m.u16("err", ro, kn * n).reshape(kn, n)[:] = acc_encode_t(accT, self.accf)
+        self._acc_out("err", ro, accT, a["fin"], "err", transposed=True)
 
     # -- grouped convolutions: each group of the tile is an ordinary conv tile of its kg
     # outputs and cg inputs, with the same step order (isa.spec, docs/functional.md)

@@ -101,8 +101,6 @@ def tile_threads(n: int | str | None):
     if n is None:
         what = "environment variable FP8SIM_THREADS"
         threads = parse_threads(os.environ.get("FP8SIM_THREADS", "") or AUTO, what)
-    elif n == AUTO:
-        threads = AUTO
     elif isinstance(n, str):
         threads = parse_threads(n, "threads")
     else:
@@ -843,29 +841,32 @@ def _encode_normal(v, out, bias, man, ebits):
     return -1  # pragma: no cover
 
 
+def _encode_one_pass(vals: np.ndarray, fmt: str) -> np.ndarray | None:
+    """Codes of vals (in vals' order, vals' shape) by the one-pass codec, or None where
+    `fmt` is outside it or a value is not representable (the caller then raises through
+    `encode`, naming the value)."""
+    p = _normal_params(fmt)
+    if p is None:
+        return None
+    flat = np.ascontiguousarray(vals, dtype=np.float64).reshape(-1)
+    out = np.empty(flat.shape, np.uint8 if p[0] == 8 else np.uint16)
+    if _encode_normal(flat, out, p[1], p[2], p[3]) >= 0:
+        return None
+    return out.reshape(np.shape(vals))
+
+
 def acc_encode(vals: np.ndarray, fmt: str) -> np.ndarray:
     """Codes of values of `fmt` (as `encode`: -0 keeps its sign, an unrepresentable value
     raises) in one pass, for an 8- or 16-bit format without subnormals and Inf/NaN (every
     exponent field but 0 normal; the accumulator, e5m2_chip); other formats go through
     `encode`."""
-    p = _normal_params(fmt)
-    if p is None:
-        return encode(np.asarray(vals, np.float32), fmt)
-    flat = np.ascontiguousarray(vals, dtype=np.float64).reshape(-1)
-    out = np.empty(flat.shape, np.uint8 if p[0] == 8 else np.uint16)
-    if _encode_normal(flat, out, p[1], p[2], p[3]) >= 0:
-        return encode(np.asarray(vals, np.float32), fmt)  # raises, naming the value
-    return out.reshape(np.shape(vals))
+    codes = _encode_one_pass(vals, fmt)
+    return encode(np.asarray(vals, np.float32), fmt) if codes is None else codes
 
 
 def acc_encode_t(valsT: np.ndarray, fmt: str) -> np.ndarray:
     """`acc_encode(valsT.T, fmt)` for values valsT (C, R): the codes are encoded in valsT's
     order and returned transposed (a view), so only the codes are moved, not the values."""
-    p = _normal_params(fmt)
-    if p is None:
-        return acc_encode(valsT.T, fmt)
-    flat = np.ascontiguousarray(valsT, dtype=np.float64).reshape(-1)
-    out = np.empty(flat.shape, np.uint8 if p[0] == 8 else np.uint16)
-    if _encode_normal(flat, out, p[1], p[2], p[3]) >= 0:
-        return acc_encode(valsT.T, fmt)  # raises, naming the first value in R, C order
-    return out.reshape(np.shape(valsT)).T
+    codes = _encode_one_pass(valsT, fmt)
+    # None: `acc_encode` of the transpose, which raises naming the first value in R, C order
+    return acc_encode(valsT.T, fmt) if codes is None else codes.T
