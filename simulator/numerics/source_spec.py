@@ -60,6 +60,11 @@ class SourceSpec(BaseModel):
             )
         assert self.stream is not None
         try:
+            with open(self.stream, "rb") as f:
+                magic = f.read(6)
+            # numpy would take any other file for a pickle and suggest loading it unsafely
+            if magic != b"\x93NUMPY":
+                raise ValueError("not a .npy file")
             arr = np.load(self.stream, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot read tensor stream {self.stream}: {exc}") from exc

@@ -258,7 +258,14 @@ def load_trace(path: str | Path) -> Trace:
     """Read and validate a trace; any problem raises TraceError naming the first one found."""
     path = Path(path)
     if not path.is_file():
-        raise TraceError(f"trace file not found: {path}")
+        what = "not a regular file" if path.exists() else "not found"
+        raise TraceError(f"trace file {what}: {path}")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    # numpy takes anything that is not a zip or .npy file for a pickle, and its refusal
+    # suggests allow_pickle: say what the file is not instead
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise TraceError(f"{path}: not an .npz archive (a trace is zipped arrays)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             schema_s = _json_scalar(npz, "schema", path)
