@@ -29,7 +29,10 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
+from simulator.functional.tree import _encode_normal, _normal_params
 from simulator.numerics import decode, encode, get_format, quantize
+from simulator.numerics._kernels import _quantize_loop
+from simulator.numerics.quantize import kernel_params
 
 
 @lru_cache(maxsize=8)
@@ -117,6 +120,64 @@ def rne_codes(x: np.ndarray, fmt: str) -> np.ndarray:
         if _rne(flat, out, *p) < 0:
             return out.reshape(arr.shape)
     q = quantize(arr, fmt, "rne")  # raises on NaN where the format has none
+    return np.asarray(encode(q + np.asarray(0.0, q.dtype), fmt)).reshape(arr.shape)
+
+
+# ---- stochastic rounding into codes in one call: `quantize`'s own kernel loop (one per
+# mode, the mode a constant of each body as in `_kernels`), then +0 and the one-pass encoder
+
+
+@njit(cache=True, inline="always")
+def _sr_then_encode(bits, q, qf, rand, r, mode, params, out, bias, man, ebits):
+    """1 (nothing usable) on a NaN, a word outside r bits or a result the encoder refuses."""
+    nans, bad = _quantize_loop(bits, q, rand, r, mode, params)
+    if nans != 0 or bad != 0:
+        return 1
+    v = np.empty(qf.shape[0], np.float64)
+    for i in range(qf.shape[0]):
+        v[i] = np.float64(qf[i]) + 0.0  # the SRU writes +0
+    return 1 if _encode_normal(v, out, bias, man, ebits) >= 0 else 0
+
+
+@njit(cache=True)
+def _sr_codes(bits, q, qf, rand, r, params, out, bias, man, ebits):
+    return _sr_then_encode(bits, q, qf, rand, r, 3, params, out, bias, man, ebits)
+
+
+@njit(cache=True)
+def _sr_half_codes(bits, q, qf, rand, r, params, out, bias, man, ebits):
+    return _sr_then_encode(bits, q, qf, rand, r, 4, params, out, bias, man, ebits)
+
+
+@njit(cache=True)
+def _sr_corrected_codes(bits, q, qf, rand, r, params, out, bias, man, ebits):
+    return _sr_then_encode(bits, q, qf, rand, r, 5, params, out, bias, man, ebits)
+
+
+_SR_CODES = {"sr": _sr_codes, "sr_half": _sr_half_codes, "sr_corrected": _sr_corrected_codes}
+_INT_VIEW = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
+
+
+def sr_codes(x: np.ndarray, fmt: str, rounding: str, r: int, words: np.ndarray) -> np.ndarray:
+    """Codes of `x` (float32/float64) rounded stochastically (`rounding`: sr, sr_half,
+    sr_corrected) with r-bit `words` (one per element, in x's order) into `fmt`, zeros as +0:
+    `encode(quantize(x, fmt, rounding, r=r, random_bits=words) + 0.0, fmt)`, in one call for
+    8-bit formats without subnormals and Inf/NaN (`e5m2_chip`); others, and inputs the
+    composition refuses (NaN, bad words), take the composition itself. Same shape as x."""
+    arr = np.asarray(x)
+    p = _normal_params(fmt)
+    if p is not None and p[0] == 8 and arr.dtype in _INT_VIEW and rounding in _SR_CODES:
+        flat = np.ascontiguousarray(arr).reshape(-1)
+        rand = np.ascontiguousarray(words).reshape(-1)
+        if rand.shape == flat.shape and rand.dtype.kind in "ui":
+            bits = flat.view(_INT_VIEW[arr.dtype])
+            q = np.empty_like(bits)
+            out = np.empty(flat.shape, np.uint8)
+            params = kernel_params(get_format(fmt), arr.dtype, rounding)
+            kernel = _SR_CODES[rounding]
+            if kernel(bits, q, q.view(flat.dtype), rand, r, params, out, *p[1:]) == 0:
+                return out.reshape(arr.shape)
+    q = quantize(arr, fmt, rounding, r=r, random_bits=np.asarray(words).reshape(arr.shape))
     return np.asarray(encode(q + np.asarray(0.0, q.dtype), fmt)).reshape(arr.shape)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.functional.fastops import _rne_args, rne_codes
+from simulator.functional.fastops import _rne_args, rne_codes, sr_codes
 from simulator.functional.state import FunctionalError, Machine
 from simulator.functional.tree import acc_encode
 from simulator.numerics import STOCHASTIC, quantize
@@ -101,13 +101,17 @@ class SRUs:
             return codes
         flat = np.ascontiguousarray(values).reshape(-1)
         record = bits = None
+        if st.rounding in STOCHASTIC and st.source is not None:
+            # the generator's words, then quantize, +0 and encode in one call (`sr_codes`)
+            bits = st.source.draw(flat.size, st.r)
+            codes = sr_codes(flat, self.fmt, st.rounding, st.r, bits)
+            if dest is not None and m is not None and m.bits is not None:
+                m.bits[dest[0]][dest[1] : dest[1] + flat.size] = bits
+            return codes.reshape(np.shape(values))
         if st.rounding in STOCHASTIC:
-            if st.source is None:
-                bits = neighbour_lane_words(flat, self.fmt, st.r, self.lanes)
-                if m is not None and m.bits is not None:
-                    record = self._tags(target, flat.size)
-            else:
-                bits = record = st.source.draw(flat.size, st.r)
+            bits = neighbour_lane_words(flat, self.fmt, st.r, self.lanes)
+            if m is not None and m.bits is not None:
+                record = self._tags(target, flat.size)
             q = quantize(flat, self.fmt, st.rounding, r=st.r, random_bits=bits)
         else:
             q = quantize(flat, self.fmt, st.rounding)

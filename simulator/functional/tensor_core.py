@@ -43,6 +43,13 @@ from simulator.functional.tree import (
 )
 
 
+@lru_cache(maxsize=1024)
+def _compacted_k(nonzero: bytes, seg: int, dp: int) -> np.ndarray:
+    """`isa.layouts.compacted_k` of a mask column given as its bytes (0 = zero group), kept:
+    a step's masks repeat for every image."""
+    return compacted_k(tuple(b != 0 for b in nonzero), seg, dp)
+
+
 class TensorCore:
     def __init__(self, m: Machine, srus: SRUs) -> None:
         self.m, self.srus = m, srus
@@ -232,6 +239,23 @@ class TensorCore:
         ok = row < pn * ow
         idx[..., :kn] = np.where(ok[..., None], row[..., None] * kn + np.arange(kn), -1)
         out = idx.reshape(row.shape[0], -1, dp).astype(np.int32)
+        out.setflags(write=False)
+        return out
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def _compacted_index(
+        h: int, w: int, kh: int, kw: int, stride: int, pad: int, ow: int, p0: int, pn: int,
+        kn: int, dp: int, lay: bytes,
+    ) -> np.ndarray:  # fmt: skip
+        """(h w, taps len(lay) / dp, dp) int32: `_bwd_compacted`'s row operand as bytes of the
+        dY tile (-1: a zero) for the step layout `lay` (int64 bytes of `compacted_k`): the
+        same for every image of a step, so kept."""
+        base = TensorCore._bwd_gather_cached(h, w, kh, kw, stride, pad, ow, p0, pn, kn, 1)
+        base = base.reshape(base.shape[0], kh * kw, kn)  # (h w, taps, kn): dY byte or -1
+        k = np.frombuffer(lay, np.int64)
+        idx = np.where(k >= 0, base[..., np.maximum(k, 0)], -1).astype(np.int32)
+        out = idx.reshape(h * w, -1, dp)
         out.setflags(write=False)
         return out
 
@@ -453,20 +477,18 @@ class TensorCore:
         ng = -(-cn // gc)
         mask = m.view("msk", a["gm"], kn * ng).reshape(kn, ng).astype(bool)
         seg = d.cg_group if gated else kn
-        base = self._bwd_gather_cached(d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, kn, 1)
-        base = base.reshape(base.shape[0], d.taps, kn)  # (h w, taps, kn): dY byte or -1
+        geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, kn, self.dp)
         npix = d.h * d.w
         ro = m.reg(a["ro"])
         acc = self._acc_in("err", ro, (npix, cn), a["acc"])
         rb = m.reg(a["rb"])
         src = self._wsource(d, rb, kn, cn, a["gm"])
         for q in range(ng):
-            lay = compacted_k(tuple(mask[:, q].tolist()), seg, self.dp)
+            lay = _compacted_k(mask[:, q].tobytes(), seg, self.dp)
             if not len(lay):
                 continue  # no nonzero group: these lanes do nothing
             cq = slice(q * gc, min(cn, (q + 1) * gc))
-            idx = np.where(lay >= 0, base[..., np.maximum(lay, 0)], -1).astype(np.int32)
-            A = gather(dy, idx.reshape(npix, -1, self.dp))
+            A = gather(dy, self._compacted_index(*geom, lay.tobytes()))
 
             def build(cq=cq, lay=lay) -> np.ndarray:
                 W = self._group_mask(d, a["gm"], self._weights(d, rb, kn, cn))

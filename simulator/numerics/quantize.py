@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
@@ -99,11 +100,36 @@ def quantize(
         r = 0
         rand = None  # the kernel reads the input's own bits instead (see below)
 
-    int_dtype, mbits_in, ebits_in, bias_in = _INPUT_LAYOUT[arr.dtype]
+    bits = np.ascontiguousarray(arr).reshape(-1).view(_INPUT_LAYOUT[arr.dtype][0])
+    out = np.empty_like(bits)
+    if rand is None:
+        # Deterministic modes ignore S, but the kernel must load one per element to stay
+        # vectorised; the input's own bits are already in cache and cost no allocation.
+        rand = bits
+    params = kernel_params(f, arr.dtype, rounding)
+    nans, bad_rand = kernels.KERNELS[rounding](bits, out, rand, r, params)
+    if bad_rand and rounding in STOCHASTIC:
+        _raise_bad_random_bits(rand, r)
+    if nans and not f.has_nan:
+        first = int(np.flatnonzero(np.isnan(arr.reshape(-1)))[0])
+        raise ValueError(
+            f"input holds {nans} NaN value(s) (first at flat index {first}) but format "
+            f"{f.name!r} has no NaN encoding"
+        )
+    return out.view(arr.dtype).reshape(arr.shape)
+
+
+@lru_cache(maxsize=64)
+def kernel_params(f: FloatFormat, dtype: np.dtype, rounding: str) -> tuple[int, ...]:
+    """The rounding kernels' `params` (`_kernels._quantize_loop`) for rounding `dtype`
+    (float32 or float64) values into `f` under `rounding`: the same for every call, so
+    built once."""
+    dtype = np.dtype(dtype)
+    _, mbits_in, ebits_in, bias_in = _INPUT_LAYOUT[dtype]
     total = 1 + ebits_in + mbits_in
     abs_mask = (1 << (total - 1)) - 1
     sign_mask = -(1 << (total - 1))  # the sign bit, as a signed integer of the input's width
-    max_abs = _encode_in(f.max_value, arr.dtype)
+    max_abs = _encode_in(f.max_value, dtype)
     inf_abs = ((1 << ebits_in) - 1) << mbits_in
     nan_abs = inf_abs | (1 << (mbits_in - 1))  # canonical quiet NaN
 
@@ -120,14 +146,7 @@ def quantize(
     else:
         inf_to = max_abs
     low_lsb = f.emin - f.man_bits if f.subnormals else f.emin
-
-    bits = np.ascontiguousarray(arr).reshape(-1).view(int_dtype)
-    out = np.empty_like(bits)
-    if rand is None:
-        # Deterministic modes ignore S, but the kernel must load one per element to stay
-        # vectorised; the input's own bits are already in cache and cost no allocation.
-        rand = bits
-    params = (
+    return (
         mbits_in,
         bias_in,
         f.man_bits,
@@ -140,13 +159,3 @@ def quantize(
         abs_mask,
         sign_mask,
     )
-    nans, bad_rand = kernels.KERNELS[rounding](bits, out, rand, r, params)
-    if bad_rand and rounding in STOCHASTIC:
-        _raise_bad_random_bits(rand, r)
-    if nans and not f.has_nan:
-        first = int(np.flatnonzero(np.isnan(arr.reshape(-1)))[0])
-        raise ValueError(
-            f"input holds {nans} NaN value(s) (first at flat index {first}) but format "
-            f"{f.name!r} has no NaN encoding"
-        )
-    return out.view(arr.dtype).reshape(arr.shape)

@@ -121,6 +121,34 @@ def _lfsr_run(states, form, mask, width, cycles):
 
 
 @njit(cache=True)
+def _lfsr_words(states, form, mask, width, cycles, n, r, invert, alternate, cycle0):
+    """`LFSRSource.draw`'s words of a bank of per-lane registers in one pass: lane after
+    lane within a cycle, cycle after cycle (the order the SRUs consume them), each state
+    complemented where `combine` says, then `tile_word`'d to r bits; `states` advance by
+    `cycles` steps. The lanes of a cycle are independent, so that loop vectorises."""
+    lanes = states.shape[0]
+    out = np.empty(n, dtype=np.uint32)
+    full = (np.int64(1) << width) - 1
+    rmask = (np.int64(1) << r) - 1
+    for c in range(cycles):
+        flip = invert or (alternate and ((cycle0 + c) & 1) == 1)
+        x = full if flip else np.int64(0)
+        base = c * lanes
+        top = min(lanes, n - base)
+        for j in range(lanes):
+            s = states[j]
+            if j < top:
+                v = s ^ x
+                w = v
+                if r > width:  # the value tiled (loop-invariant: LLVM unswitches it)
+                    for shift in range(width, r, width):
+                        w |= v << shift
+                out[base + j] = np.uint32(w & rmask)
+            states[j] = _lfsr_step(s, form, mask, full)
+    return out
+
+
+@njit(cache=True)
 def _xorshift32_run(states, cycles):
     lanes = states.shape[0]
     out = np.empty((cycles, lanes), dtype=np.int64)
@@ -267,6 +295,13 @@ class LFSRSource(RandomSource):
         r = _check_r(r)
         cycles = -(-int(n) // self.lanes)
         full = (1 << self.width) - 1
+        if self.sharing == "per_lane":  # one pass, the same words as below
+            words = _lfsr_words(
+                self._states, _FORMS[self.form], self._mask, self.width, cycles, int(n), r,
+                self.combine == "invert", self.combine == "alternate", self._cycle,
+            )  # fmt: skip
+            self._cycle += cycles
+            return words
         raw = self.states(cycles)
         if self.sharing == "shared":
             raw = np.stack([_rotl(raw[:, 0], j, self.width) for j in range(self.lanes)], axis=1)

@@ -25,6 +25,7 @@ from simulator.functional.fastops import (
     rne_codes,
     run_starts,
     seq_sum,
+    sr_codes,
     sum_rne_codes,
     value_tables,
     values,
@@ -82,6 +83,48 @@ def test_rne_codes_equals_quantize_encode(fmt):
 def test_rne_codes_other_formats_take_the_composition():
     x = np.random.default_rng(1).standard_normal(1000).astype(np.float32)
     assert np.array_equal(rne_codes(x, "e4m3"), _slow_codes(x, "e4m3"))
+
+
+def _slow_sr_codes(x, fmt, rounding, r, words):
+    q = quantize(x, fmt, rounding, r=r, random_bits=words)
+    return encode(q + np.asarray(0.0, q.dtype), fmt)
+
+
+@pytest.mark.parametrize("rounding", ["sr", "sr_half", "sr_corrected"])
+def test_sr_codes_equals_quantize_encode(rounding):
+    """Every rounding boundary, random magnitudes and random float32 bit patterns, each with
+    random words and with the extreme words 0 and 2**r - 1; r from 1 to 32."""
+    rng = np.random.default_rng(7)
+    x64 = np.concatenate(
+        [_edges(OPF), rng.standard_normal(20000) * 2.0 ** rng.integers(-30, 30, 20000)]
+    )
+    x32 = rng.integers(0, 1 << 32, 50000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    x32 = x32[~np.isnan(x32)]
+    with np.errstate(over="ignore"):
+        inputs = (x64, x64.astype(np.float32), x32)
+    for r in (1, 8, 13, 32):
+        for x in inputs:
+            for words in (
+                rng.integers(0, 1 << r, x.size, dtype=np.uint64).astype(np.uint32),
+                np.zeros(x.size, np.uint32),
+                np.full(x.size, (1 << r) - 1, np.uint32),
+            ):
+                got = sr_codes(x, OPF, rounding, r, words)
+                assert got.dtype == np.uint8
+                assert np.array_equal(got, _slow_sr_codes(x, OPF, rounding, r, words))
+    x = x64[:100].reshape(10, 10)
+    assert sr_codes(x, OPF, rounding, 8, np.zeros(100, np.uint32)).shape == (10, 10)
+
+
+def test_sr_codes_refusals_are_the_compositions():
+    """A NaN, a word wider than r: the composition's own errors; another format: its codes."""
+    with pytest.raises(ValueError, match="NaN"):
+        sr_codes(np.array([1.0, np.nan]), OPF, "sr", 8, np.zeros(2, np.uint32))
+    with pytest.raises(ValueError, match=r"random_bits\[1\] = 256"):
+        sr_codes(np.array([1.0, 0.3]), OPF, "sr", 8, np.array([0, 256], np.uint32))
+    x = np.random.default_rng(8).standard_normal(1000).astype(np.float32)
+    w = np.arange(1000, dtype=np.uint32) % 256
+    assert np.array_equal(sr_codes(x, "e4m3", "sr", 8, w), _slow_sr_codes(x, "e4m3", "sr", 8, w))
 
 
 def test_values_and_sru_rne():

@@ -158,3 +158,35 @@ def test_tensor_bits_source_takes_low_bits_in_order():
 def test_bad_source_arguments(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
+
+
+def _draw_from_states(src: LFSRSource, n: int, r: int) -> np.ndarray:
+    """`LFSRSource.draw` composed from its parts: the raw register values (`states`), the
+    `combine` rule, `tile_word`: the definition the one-pass per-lane draw must equal."""
+    cycles = -(-n // src.lanes)
+    full = (1 << src.width) - 1
+    raw = src.states(cycles)
+    if src.combine == "invert":
+        raw = raw ^ full
+    elif src.combine == "alternate":
+        odd = ((np.arange(cycles) + src._cycle) & 1).astype(bool)
+        raw[odd] ^= full
+    src._cycle += cycles
+    return tile_word(raw.reshape(-1)[:n], src.width, r).astype(np.uint32)
+
+
+@pytest.mark.parametrize("width", [3, 16, 32])
+@pytest.mark.parametrize("form", ["fibonacci", "galois"])
+@pytest.mark.parametrize("combine", ["none", "invert", "alternate"])
+def test_per_lane_draw_equals_its_definition(width, form, combine):
+    """Successive draws of odd sizes (partial last cycles), r below, at and above the width
+    (tiled words): the same words, and the registers and cycle count end in the same state."""
+    for lanes in (1, 3, 64):
+        for r in (1, 8, min(32, width + 5)):
+            fast = LFSRSource(width, form, 5, lanes, "per_lane", combine)
+            ref = LFSRSource(width, form, 5, lanes, "per_lane", combine)
+            for n in (1, 7, 64, 130):
+                got, want = fast.draw(n, r), _draw_from_states(ref, n, r)
+                assert got.dtype == want.dtype == np.uint32
+                assert np.array_equal(got, want), (lanes, r, n)
+            assert np.array_equal(fast._states, ref._states) and fast._cycle == ref._cycle
