@@ -12,6 +12,8 @@ bits (tests/simulator/functional/test_fastops.py compares them):
   `run_starts` / `gather_runs`: the same where each row of idx is one run of consecutive
   bytes then -1 (patches: a pixel's channels), as row copies; `gather_columns`: the same
   where runs are columns (tc.wgr's transposed patches), from the runs' starts;
+  `gather_pattern`: the same where every row takes one pattern of offsets from its start
+  (tc.bwd's compacted channels);
 - `copy_rows`: a strided DMA's rows;
 - `relu_fwd_codes(x)`: `np.where(x & 0x80, 0, x)` (negative codes and -0 to +0) in one pass;
 - `relu_bwd_codes(e, y, table)`: `np.where(decode(y) > 0, e, 0)` for codes in one pass;
@@ -253,6 +255,31 @@ def gather_runs(src: np.ndarray, starts: np.ndarray, run: int, width: int) -> np
     checks the bounds, nothing here does)."""
     out = np.empty((starts.shape[0], width), np.uint8)
     _gather_runs(np.ascontiguousarray(src).reshape(-1), starts, np.int64(run), out)
+    return out
+
+
+@njit(cache=True)
+def _gather_pattern(src, starts, pat, out):
+    T, L = starts.shape[1], pat.shape[0]
+    for r in range(starts.shape[0]):
+        for t in range(T):
+            st = starts[r, t]
+            o = t * L
+            if st < 0:
+                for i in range(L):
+                    out[r, o + i] = 0
+            else:
+                for i in range(L):
+                    k = pat[i]
+                    out[r, o + i] = src[st + k] if k >= 0 else np.uint8(0)
+
+
+def gather_pattern(src: np.ndarray, starts: np.ndarray, pat: np.ndarray) -> np.ndarray:
+    """(R, T len(pat)) uint8: out[r, t L + i] = src[starts[r, t] + pat[i]], 0 where
+    starts[r, t] < 0 or pat[i] < 0 (`gather` of the index starts[..., None] + pat, without
+    building it: tc.bwd's compacted rows). The caller checks the bounds."""
+    out = np.empty((starts.shape[0], starts.shape[1] * pat.shape[0]), np.uint8)
+    _gather_pattern(np.ascontiguousarray(src).reshape(-1), starts, pat, out)
     return out
 
 

@@ -26,6 +26,7 @@ from simulator.functional.fastops import (
     _rne_params,
     gather,
     gather_columns,
+    gather_pattern,
     gather_runs,
     run_starts,
 )
@@ -48,6 +49,18 @@ def _compacted_k(nonzero: bytes, seg: int, dp: int) -> np.ndarray:
     """`isa.layouts.compacted_k` of a mask column given as its bytes (0 = zero group), kept:
     a step's masks repeat for every image."""
     return compacted_k(tuple(b != 0 for b in nonzero), seg, dp)
+
+
+@lru_cache(maxsize=256)
+def _wgr_active_t(mask: bytes, kn: int, cn: int, taps: int, gc: int) -> np.ndarray:
+    """(taps cn, kn) bool, contiguous: tc.wgr's transposed `active` under weight sparsity,
+    output (tap t, channel c) of filter k computed iff k's Lasso group of c is nonzero
+    (`mask`: the (kn, cn / gc) group-mask bytes); kept, as a step's masks repeat per image."""
+    m = np.frombuffer(mask, np.uint8).reshape(kn, cn // gc).astype(bool)
+    per_c = np.repeat(m, gc, axis=1)[:, :cn]  # (kn, cn)
+    out = np.ascontiguousarray(np.broadcast_to(per_c[:, None, :], (kn, taps, cn)).reshape(kn, -1).T)
+    out.setflags(write=False)
+    return out
 
 
 class TensorCore:
@@ -244,18 +257,14 @@ class TensorCore:
 
     @staticmethod
     @lru_cache(maxsize=256)
-    def _compacted_index(
+    def _bwd_row_starts(
         h: int, w: int, kh: int, kw: int, stride: int, pad: int, ow: int, p0: int, pn: int,
-        kn: int, dp: int, lay: bytes,
+        kn: int,
     ) -> np.ndarray:  # fmt: skip
-        """(h w, taps len(lay) / dp, dp) int32: `_bwd_compacted`'s row operand as bytes of the
-        dY tile (-1: a zero) for the step layout `lay` (int64 bytes of `compacted_k`): the
-        same for every image of a step, so kept."""
-        base = TensorCore._bwd_gather_cached(h, w, kh, kw, stride, pad, ow, p0, pn, kn, 1)
-        base = base.reshape(base.shape[0], kh * kw, kn)  # (h w, taps, kn): dY byte or -1
-        k = np.frombuffer(lay, np.int64)
-        idx = np.where(k >= 0, base[..., np.maximum(k, 0)], -1).astype(np.int32)
-        out = idx.reshape(h * w, -1, dp)
+        """(h w, taps) int32: the first byte, in the dY tile ((pn ow, kn) codes), of the dY
+        pixel under each dX pixel and tap, or -1 where it does not exist (`_bwd_index`)."""
+        row = TensorCore._bwd_index_cached(h, w, kh, kw, stride, pad, ow, p0, pn)
+        out = np.where(row < pn * ow, row * kn, -1).astype(np.int32)
         out.setflags(write=False)
         return out
 
@@ -335,13 +344,18 @@ class TensorCore:
 
     def _gate(self, d: Descriptor, rm: int, npix: int, kn: int) -> np.ndarray | None:
         """(npix, kn) bool gate of the tile's outputs, or None when gating does not apply."""
+        bits = self._gate_bits(d, rm, npix, kn)
+        return None if bits is None else np.repeat(bits, d.cg_group, axis=1)
+
+    def _gate_bits(self, d: Descriptor, rm: int, npix: int, kn: int) -> np.ndarray | None:
+        """(npix, kn / cg_group) bool: the gate of each group of the tile's outputs, or None
+        when gating does not apply."""
         if not (d.gate and self.m.mode.gating):
             return None
         g = d.cg_group
         if kn % g:
             raise FunctionalError(f"gated tile of {kn} channels is not whole groups of {g}")
-        bits = self.m.view("msk", rm, npix * (kn // g)).reshape(npix, kn // g).astype(bool)
-        return np.repeat(bits, g, axis=1)
+        return self.m.view("msk", rm, npix * (kn // g)).reshape(npix, kn // g).astype(bool)
 
     @staticmethod
     def _check(d: Descriptor, op: str) -> None:
@@ -483,12 +497,13 @@ class TensorCore:
         acc = self._acc_in("err", ro, (npix, cn), a["acc"])
         rb = m.reg(a["rb"])
         src = self._wsource(d, rb, kn, cn, a["gm"])
+        starts = self._bwd_row_starts(*geom[:-1])  # each dX pixel and tap: its dY row
         for q in range(ng):
             lay = _compacted_k(mask[:, q].tobytes(), seg, self.dp)
             if not len(lay):
                 continue  # no nonzero group: these lanes do nothing
             cq = slice(q * gc, min(cn, (q + 1) * gc))
-            A = gather(dy, self._compacted_index(*geom, lay.tobytes()))
+            A = gather_pattern(dy, starts, lay).reshape(npix, -1, self.dp)
 
             def build(cq=cq, lay=lay) -> np.ndarray:
                 W = self._group_mask(d, a["gm"], self._weights(d, rb, kn, cn))
@@ -519,28 +534,23 @@ class TensorCore:
         if d.groups > 1:
             self._wgr_grouped(a, d, dy, kn, c0, cn, p0, pn)
             return
-        gate = self._gate(d, m.reg(a["rm"]), P, kn)
-        if gate is not None:
-            dy = dy.copy()
-            dy[~gate] = 0
+        gate = self._gate_bits(d, m.reg(a["rm"]), P, kn)
         geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, cn, self.dp)
         rows = self._rows(d, m.reg(a["rb"]), p0, pn, cn)
-        XT = gather_columns(rows, self._wgr_starts(*geom), cn).reshape(d.taps * cn, -1, self.dp)
         ro = m.reg(a["ro"])
         # the accumulators go in and out transposed (below), decoded and encoded as such
         accT = self._acc_in("err", ro, (kn, d.taps * cn), a["acc"], transposed=True)
+        activeT = None
         if d.wsparse and m.mode.wsparse:  # zero groups' gradients are not computed
             gc = m.ws_gc
-            mask = m.view("msk", a["gm"], kn * (cn // gc)).reshape(kn, cn // gc).astype(bool)
-            active = np.broadcast_to(np.repeat(mask, gc, axis=1)[:, None, :], (kn, d.taps, cn))
-            active = active.reshape(kn, -1)
-        else:
-            active = None
+            mask = m.view("msk", a["gm"], kn * (cn // gc)).tobytes()
+            activeT = _wgr_active_t(mask, kn, cn, d.taps, gc)
         # the rule is symmetric in its operands (products, their order within a step, the
         # fast path's bounds): the patches go in as the row operand and the small dY tile is
         # the one decoded for the kernel, so the accumulators are taken transposed
-        activeT = None if active is None else np.ascontiguousarray(active.T)
+        starts = self._wgr_starts(*geom)
         if gate is None:
+            XT = gather_columns(rows, starts, cn).reshape(d.taps * cn, -1, self.dp)
             tree_accumulate(
                 XT,
                 prepare_columns(dy, self.dp, self.opf),
@@ -552,17 +562,18 @@ class TensorCore:
             )
         else:  # each gate group reduces over its open pixels only, compacted (isa.spec)
             g = d.cg_group
-            X2 = XT.reshape(XT.shape[0], -1)[:, :P]
             for j in range(0, kn, g):
-                open_ = np.flatnonzero(gate[:, j])
+                open_ = np.flatnonzero(gate[:, j // g])
                 if not len(open_):
                     continue
+                # the open pixels' columns of the patches, in chunks of dp (zeros after)
+                cols = np.full((starts.shape[0], len(open_) + (-len(open_) % self.dp)), -1,
+                               np.int32)  # fmt: skip
+                cols[:, : len(open_)] = starts[:, open_]
                 acc_j = np.ascontiguousarray(accT[:, j : j + g])
                 tree_accumulate(
-                    self._chunks(np.ascontiguousarray(X2[:, open_])),
-                    prepare_operand(
-                        self._chunks(np.ascontiguousarray(dy[open_, j : j + g].T)), self.opf
-                    ),
+                    gather_columns(rows, cols, cn).reshape(d.taps * cn, -1, self.dp),
+                    prepare_columns(dy[open_, j : j + g], self.dp, self.opf),
                     acc_j,
                     operand_format=self.opf,
                     accumulator_format=self.accf,

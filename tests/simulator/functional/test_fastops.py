@@ -4,7 +4,7 @@ gather indices equal the numpy compositions they replace, bit for bit."""
 import numpy as np
 import pytest
 
-from isa.layouts import aligned_chunks
+from isa.layouts import aligned_chunks, compacted_k
 from simulator.config import load_config
 from simulator.functional import Machine
 from simulator.functional.fastops import (
@@ -12,6 +12,7 @@ from simulator.functional.fastops import (
     copy_rows,
     gather,
     gather_columns,
+    gather_pattern,
     gather_runs,
     group_mean_above,
     norm_bwd_codes,
@@ -374,6 +375,31 @@ def test_bwd_gather_equals_fancy_indexing(g):
     assert starts is not None
     runs = gather_runs(dy.reshape(-1), starts, kn, -(-kn // tc.dp) * tc.dp)
     assert np.array_equal(runs.reshape(got.shape), got)
+
+
+@pytest.mark.parametrize("g", BWD_GEOMS)
+def test_compacted_bwd_rows_equal_the_index_gather(g):
+    """tc.bwd's compacted row operand (weight sparsity) by `gather_pattern` from each dX
+    pixel and tap's dY row equals the fancy-indexed form: per slot of the layout the dY byte
+    of its k (or a zero), for layouts with gaps, segments and padding."""
+    h, w, kh, kw, stride, pad, p0, pn, kn = g
+    d = Descriptor("conv", 8, kn, h, w, kh, kw, stride, pad, 1, False, False)
+    m = Machine.create(load_config("ref28"), 64)
+    tc = TensorCore(m, SRUs(OPF, 16, machine=m))
+    rng = np.random.default_rng(9)
+    dy = rng.integers(1, 256, (pn * d.ow, kn)).astype(np.uint8)
+    geom = (h, w, kh, kw, stride, pad, d.ow, p0, pn, kn)
+    base = tc._bwd_gather_cached(*geom, 1).reshape(h * w, kh * kw, kn)
+    starts = tc._bwd_row_starts(*geom)
+    for seg in (kn, max(1, kn // 2)):
+        for _ in range(3):
+            lay = compacted_k(tuple(rng.random(kn) < 0.6), seg, tc.dp)
+            if not len(lay):
+                continue
+            idx = np.where(lay >= 0, base[..., np.maximum(lay, 0)], -1).astype(np.int32)
+            ref = gather(dy.reshape(-1), idx.reshape(h * w, -1, tc.dp))
+            got = gather_pattern(dy, starts, lay).reshape(h * w, -1, tc.dp)
+            assert np.array_equal(got, ref)
 
 
 def test_run_starts_only_for_runs():
