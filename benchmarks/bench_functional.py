@@ -5,7 +5,9 @@ default (`--threads auto`: the large tiles on as many numba threads as the other
 leave CPUs idle), and of one thread and every thread forced.
 
 The workloads are VGG-7 (the chip's network) and ResNet-20 (the issue's network; skipped with
-its reason if the functional model refuses it), dense, RNE. The batch is 128, as in the issue
+its reason if the functional model refuses it), dense, RNE; then the sparse recipe's step
+(mode all: the gates, weight groups and skipped images the units compute on the batch, with
+the chip's stochastic rounding), by default threads. The batch is 128, as in the issue
 (`FP8SIM_BENCH_FUNCTIONAL_BATCH` overrides it; at small batches PyTorch is less efficient, so
 the ratio looks better than it is; `FP8SIM_BENCH_FUNCTIONAL_MODELS` picks models, comma
 separated). Each functional figure is the fastest of `FP8SIM_BENCH_FUNCTIONAL_REPEATS`
@@ -42,14 +44,17 @@ def _timed_kernel() -> list[float]:
     return spent
 
 
-def _best(step, spent: list[float], repeats: int, threads) -> tuple[float, float, float, float]:
-    """The fastest of `repeats` executions of `step`: (wall, CPU, tile wall, tile CPU) s."""
+def _best(
+    step, spent: list[float], repeats: int, threads, modes=None
+) -> tuple[float, float, float, float]:
+    """The fastest of `repeats` executions of `step` (`modes`: the sparsity modes, default
+    dense): (wall, CPU, tile wall, tile CPU) s."""
     from simulator.functional import execute
 
     best = None
     for _ in range(repeats):
         spent[:] = [0.0, 0.0]
-        execute(step, threads=threads)
+        execute(step, modes, threads=threads)
         run = (step.seconds, step.cpu_seconds, spent[0], spent[1])
         best = run if best is None or run[0] < best[0] else best
     return best
@@ -67,6 +72,7 @@ def _run_model(name: str, batch: int, spent: list[float]) -> None:
     import torch
 
     from simulator.functional import config_for, execute, prepare
+    from simulator.functional.state import Modes
     from simulator.functional.tree import max_threads
 
     label = MODELS.get(name, name)
@@ -109,6 +115,12 @@ def _run_model(name: str, batch: int, spent: list[float]) -> None:
     print(f"  compile + load, once                   {t_prep:8.3f} s")
     print(f"  ns per tensor-core MAC (3 x fwd MACs)  {1e9 * t_func / macs:8.2f}")
     print(f"  ratio one thread / torch               {t_func / t_torch:8.1f}")
+    # the sparse recipe's step: the masks the units compute on these images (gating,
+    # weight-group sparsity, gradient skipping) and the chip's stochastic rounding
+    sparse = prepare(name, batch, config_for("sr"))
+    t_sparse = _best(sparse, spent, repeats, None, Modes(True, True, True))[0]
+    print(f"  functional step, mode all, SR (auto)   {t_sparse:8.3f} s")
+    print(f"  ratio mode all / torch                 {t_sparse / t_torch:8.1f}")
     # every thread forced, which costs where a CPU is busy
     n = max_threads()
     if n > 1:

@@ -498,21 +498,27 @@ class TensorCore:
         rb = m.reg(a["rb"])
         src = self._wsource(d, rb, kn, cn, a["gm"])
         starts = self._bwd_row_starts(*geom[:-1])  # each dX pixel and tap: its dY row
+        # lanes of groups with the same layout take the same row operand: one gather and one
+        # kernel call for all of them (each output lane's accumulation is its own)
+        by_layout: dict[bytes, list[int]] = {}
         for q in range(ng):
-            lay = _compacted_k(mask[:, q].tobytes(), seg, self.dp)
+            by_layout.setdefault(mask[:, q].tobytes(), []).append(q)
+        for column, qs in by_layout.items():
+            lay = _compacted_k(column, seg, self.dp)
             if not len(lay):
                 continue  # no nonzero group: these lanes do nothing
-            cq = slice(q * gc, min(cn, (q + 1) * gc))
+            lanes = np.concatenate([np.arange(q * gc, min(cn, (q + 1) * gc)) for q in qs])
+            whole = len(lanes) == cn  # every lane, in order: the accumulators as they are
             A = gather_pattern(dy, starts, lay).reshape(npix, -1, self.dp)
 
-            def build(cq=cq, lay=lay) -> np.ndarray:
+            def build(lanes=lanes, lay=lay) -> np.ndarray:
                 W = self._group_mask(d, a["gm"], self._weights(d, rb, kn, cn))
-                B = np.transpose(W[:, :, cq], (2, 1, 0))  # (lanes, taps, kn)
+                B = np.transpose(W[:, :, lanes], (2, 1, 0))  # (lanes, taps, kn)
                 B = np.where(lay >= 0, B[..., np.maximum(lay, 0)], 0).astype(np.uint8)
                 return B.reshape(B.shape[0], -1, self.dp)
 
-            key = (3, rb, kn, c0, cn, d.taps, q, gc, seg)
-            acc_q = np.ascontiguousarray(acc[:, cq])
+            key = (3, rb, kn, c0, cn, d.taps, gc, seg, column, tuple(qs))
+            acc_q = acc if whole else np.ascontiguousarray(acc[:, lanes])
             tree_accumulate(
                 A,
                 self._prepare(key, src, build),
@@ -521,7 +527,8 @@ class TensorCore:
                 accumulator_format=self.accf,
                 align_bits=self.align,
             )
-            acc[:, cq] = acc_q
+            if not whole:
+                acc[:, lanes] = acc_q
         self._acc_out("err", ro, acc, a["fin"], "err")
 
     def wgr(self, a: dict[str, int], d: Descriptor) -> None:
