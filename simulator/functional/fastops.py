@@ -31,9 +31,9 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from simulator.functional.tree import _encode_normal, _normal_params
+from simulator.functional.tree import _normal_params
 from simulator.numerics import decode, encode, get_format, quantize
-from simulator.numerics._kernels import _quantize_loop
+from simulator.numerics._kernels import round_bits
 from simulator.numerics.quantize import kernel_params
 
 
@@ -125,35 +125,48 @@ def rne_codes(x: np.ndarray, fmt: str) -> np.ndarray:
     return np.asarray(encode(q + np.asarray(0.0, q.dtype), fmt)).reshape(arr.shape)
 
 
-# ---- stochastic rounding into codes in one call: `quantize`'s own kernel loop (one per
-# mode, the mode a constant of each body as in `_kernels`), then +0 and the one-pass encoder
+# ---- stochastic rounding into codes in one pass: `quantize`'s own element rounding
+# (`_kernels.round_bits`, the mode a constant of each kernel as in `_kernels`), +0, encoded
 
 
 @njit(cache=True, inline="always")
-def _sr_then_encode(bits, q, qf, rand, r, mode, params, out, bias, man, ebits):
-    """1 (nothing usable) on a NaN, a word outside r bits or a result the encoder refuses."""
-    nans, bad = _quantize_loop(bits, q, rand, r, mode, params)
-    if nans != 0 or bad != 0:
-        return 1
-    v = np.empty(qf.shape[0], np.float64)
-    for i in range(qf.shape[0]):
-        v[i] = np.float64(qf[i]) + 0.0  # the SRU writes +0
-    return 1 if _encode_normal(v, out, bias, man, ebits) >= 0 else 0
+def _sr_encode(bits, rand, r, mode, params, out, bias_t, man_t, ebits_t):
+    """0, or 1 (nothing usable) on a NaN, a word outside r bits or a result off the format.
+    The input's bits (float32 or float64 as integers) are rounded, then encoded from the
+    same bits: the results lie on the format's grid, a zero of either sign is code 0."""
+    mbits, bias_in = params[0], params[1]
+    abs_mask, sign_mask = params[9], params[10]
+    limit = np.int64(1) << r
+    low = (np.int64(1) << (mbits - man_t)) - 1
+    fmask = (np.int64(1) << man_t) - 1
+    top = (np.int64(1) << ebits_t) - 1
+    bad = np.int64(0)
+    for i in range(bits.shape[0]):
+        S = np.int64(rand[i])
+        res, isnan = round_bits(np.int64(bits[i]), S, r, mode, params)
+        m = res & abs_mask
+        e = (m >> mbits) - bias_in + bias_t
+        sign = np.int64((res & sign_mask) != 0)
+        code = (sign << (ebits_t + man_t)) | (e << man_t) | ((m >> (mbits - man_t)) & fmask)
+        bad |= np.int64(isnan) | np.int64((S < 0) | (limit <= S))
+        bad |= np.int64(m != 0) & np.int64((e < 1) | (e > top) | ((m & low) != 0))
+        out[i] = code if m != 0 else np.int64(0)  # the SRU writes +0
+    return np.int64(bad != 0)
 
 
 @njit(cache=True)
-def _sr_codes(bits, q, qf, rand, r, params, out, bias, man, ebits):
-    return _sr_then_encode(bits, q, qf, rand, r, 3, params, out, bias, man, ebits)
+def _sr_codes(bits, rand, r, params, out, bias, man, ebits):
+    return _sr_encode(bits, rand, r, 3, params, out, bias, man, ebits)
 
 
 @njit(cache=True)
-def _sr_half_codes(bits, q, qf, rand, r, params, out, bias, man, ebits):
-    return _sr_then_encode(bits, q, qf, rand, r, 4, params, out, bias, man, ebits)
+def _sr_half_codes(bits, rand, r, params, out, bias, man, ebits):
+    return _sr_encode(bits, rand, r, 4, params, out, bias, man, ebits)
 
 
 @njit(cache=True)
-def _sr_corrected_codes(bits, q, qf, rand, r, params, out, bias, man, ebits):
-    return _sr_then_encode(bits, q, qf, rand, r, 5, params, out, bias, man, ebits)
+def _sr_corrected_codes(bits, rand, r, params, out, bias, man, ebits):
+    return _sr_encode(bits, rand, r, 5, params, out, bias, man, ebits)
 
 
 _SR_CODES = {"sr": _sr_codes, "sr_half": _sr_half_codes, "sr_corrected": _sr_corrected_codes}
@@ -172,12 +185,10 @@ def sr_codes(x: np.ndarray, fmt: str, rounding: str, r: int, words: np.ndarray) 
         flat = np.ascontiguousarray(arr).reshape(-1)
         rand = np.ascontiguousarray(words).reshape(-1)
         if rand.shape == flat.shape and rand.dtype.kind in "ui":
-            bits = flat.view(_INT_VIEW[arr.dtype])
-            q = np.empty_like(bits)
             out = np.empty(flat.shape, np.uint8)
             params = kernel_params(get_format(fmt), arr.dtype, rounding)
             kernel = _SR_CODES[rounding]
-            if kernel(bits, q, q.view(flat.dtype), rand, r, params, out, *p[1:]) == 0:
+            if kernel(flat.view(_INT_VIEW[arr.dtype]), rand, r, params, out, *p[1:]) == 0:
                 return out.reshape(arr.shape)
     q = quantize(arr, fmt, rounding, r=r, random_bits=np.asarray(words).reshape(arr.shape))
     return np.asarray(encode(q + np.asarray(0.0, q.dtype), fmt)).reshape(arr.shape)

@@ -84,6 +84,55 @@ def decide(mode, D, s, k, S, r):
 
 
 @njit(cache=True, inline="always")
+def round_bits(b, S, r, mode, params):
+    """One element of `_quantize_loop`: the raw float bits b (as int64) rounded with random
+    integer S (ignored by the deterministic modes); returns (the result's bits, sign
+    included; whether b is a NaN). `params` as `_quantize_loop` describes them."""
+    (
+        mbits,
+        bias_in,
+        man_t,
+        emin_t,
+        low_lsb,
+        max_abs,
+        ovf_abs,
+        inf_to,
+        nan_abs,
+        abs_mask,
+        sign_mask,
+    ) = params
+    one = np.int64(1)
+    e_ones = abs_mask >> mbits
+    a = b & abs_mask
+    E = a >> mbits
+    mfield = a & ((one << mbits) - 1)
+    M = mfield | (np.int64(E > 0) << mbits)
+    e_eff = max(E, 1) - bias_in
+    e_top = E - bias_in  # for input subnormals this is below every target's emin
+    lsb = e_top - man_t if e_top >= emin_t else low_lsb
+    shift = max(lsb - e_eff + mbits, 0)
+    # Beyond _MAX_SHIFT keep the top bits and OR the rest into a sticky bit.
+    t = min(max(shift - _MAX_SHIFT, 0), _MAX_SHIFT)
+    Mr = (M >> t) | np.int64((M & ((one << t) - 1)) != 0)
+    s = min(shift, _MAX_SHIFT)
+    D = Mr & ((one << s) - 1)
+    k = Mr >> s
+    up = decide(mode, D, s, k, S, r)
+    # Rounded within the input's binade (s <= mbits), or all significand bits discarded.
+    inside = ((a >> s) << s) + (up << s)
+    if lsb >= 1 - bias_in:
+        pow2 = (lsb + bias_in) << mbits
+    else:
+        pow2 = one << max(lsb - (1 - bias_in - mbits), 0)
+    res = inside if s <= mbits else up * pow2
+    res = ovf_abs if res > max_abs else res
+    special = e_ones == E
+    isnan = special & (mfield != 0)
+    res = (nan_abs if isnan else inf_to) if special else res
+    return res | (b & sign_mask), isnan
+
+
+@njit(cache=True, inline="always")
 def _quantize_loop(bits, out, rand, r, mode, params):
     """Quantize raw float bits `bits` into `out` (same int dtype).
 
@@ -103,58 +152,19 @@ def _quantize_loop(bits, out, rand, r, mode, params):
             with subnormals; emin_t without, so tiny values round on {0, smallest normal}).
         max_abs: target's largest finite value (input encoding); ovf_abs: what overflow becomes.
         inf_to, nan_abs: what Inf and NaN inputs become (abs bits); masks for abs and sign.
+    The element's rounding is `round_bits`.
     """
-    (
-        mbits,
-        bias_in,
-        man_t,
-        emin_t,
-        low_lsb,
-        max_abs,
-        ovf_abs,
-        inf_to,
-        nan_abs,
-        abs_mask,
-        sign_mask,
-    ) = params
     n = bits.shape[0]
-    one = np.int64(1)
-    e_ones = abs_mask >> mbits
     nans = 0
     bad_rand = 0
-    limit = one << r
+    limit = np.int64(1) << r
     for i in prange(n):
         b = np.int64(bits[i])
-        a = b & abs_mask
-        E = a >> mbits
-        mfield = a & ((one << mbits) - 1)
-        M = mfield | (np.int64(E > 0) << mbits)
-        e_eff = max(E, 1) - bias_in
-        e_top = E - bias_in  # for input subnormals this is below every target's emin
-        lsb = e_top - man_t if e_top >= emin_t else low_lsb
-        shift = max(lsb - e_eff + mbits, 0)
-        # Beyond _MAX_SHIFT keep the top bits and OR the rest into a sticky bit.
-        t = min(max(shift - _MAX_SHIFT, 0), _MAX_SHIFT)
-        Mr = (M >> t) | np.int64((M & ((one << t) - 1)) != 0)
-        s = min(shift, _MAX_SHIFT)
-        D = Mr & ((one << s) - 1)
-        k = Mr >> s
         S = np.int64(rand[i])
         bad_rand += np.int64((S < 0) | (limit <= S))
-        up = decide(mode, D, s, k, S, r)
-        # Rounded within the input's binade (s <= mbits), or all significand bits discarded.
-        inside = ((a >> s) << s) + (up << s)
-        if lsb >= 1 - bias_in:
-            pow2 = (lsb + bias_in) << mbits
-        else:
-            pow2 = one << max(lsb - (1 - bias_in - mbits), 0)
-        res = inside if s <= mbits else up * pow2
-        res = ovf_abs if res > max_abs else res
-        special = e_ones == E
-        isnan = special & (mfield != 0)
-        res = (nan_abs if isnan else inf_to) if special else res
+        res, isnan = round_bits(b, S, r, mode, params)
         nans += np.int64(isnan)
-        out[i] = res | (b & sign_mask)
+        out[i] = res
     return nans, bad_rand
 
 
