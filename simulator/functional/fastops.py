@@ -7,6 +7,10 @@ bits (tests/simulator/functional/test_fastops.py compares them):
   zeros written as +0) in one pass on the float64 bits, for 8- and 16-bit formats without subnormals
   and Inf/NaN that saturate (`e5m2_chip`); other formats, and NaN inputs (which `quantize`
   refuses), take the composition itself;
+- `sr_codes(x, fmt, rounding, r, words)`: `encode(quantize(x, fmt, rounding, r=r,
+  random_bits=words) + 0.0, fmt)` (the SRU's stochastic result) in one pass, each value by
+  `quantize`'s own element rule (`_kernels.round_bits`), for 8-bit formats without subnormals
+  and Inf/NaN; other formats, NaN inputs and bad words take the composition itself;
 - `seq_sum(start, vals)`: the FP32 running sums of batch norm, pixel after pixel;
 - `gather(src, idx)`: `src[idx]` for byte arrays with int32 indices, 0 where idx < 0;
   `run_starts` / `gather_runs`: the same where each row of idx is one run of consecutive
