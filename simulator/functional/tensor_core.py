@@ -38,6 +38,7 @@ from simulator.functional.tree import (
     acc_decode_t,
     acc_encode,
     acc_encode_t,
+    accumulate_gate_groups,
     prepare_columns,
     prepare_operand,
     tree_accumulate,
@@ -567,7 +568,11 @@ class TensorCore:
                 align_bits=self.align,
                 active=activeT,
             )
-        else:  # each gate group reduces over its open pixels only, compacted (isa.spec)
+        elif not accumulate_gate_groups(
+            rows, starts, cn, dy, gate, d.cg_group, self.dp, accT, activeT,
+            operand_format=self.opf, accumulator_format=self.accf, align_bits=self.align,
+        ):  # fmt: skip
+            # each gate group reduces over its open pixels only, compacted (isa.spec)
             g = d.cg_group
             for j in range(0, kn, g):
                 open_ = np.flatnonzero(gate[:, j // g])

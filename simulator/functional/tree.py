@@ -639,6 +639,93 @@ def prepare_columns(X: np.ndarray, dp: int, operand_format: str) -> PreparedB:
     return PreparedB(codes, operand_format, Bv)
 
 
+@njit(cache=True)
+def _gate_groups(rows, starts, cn, dy, gate, g, dp, accT, activeT, tables, consts):
+    """`accumulate_gate_groups`' loop: per gate group, its operands built and its tile run
+    on the RNE kernel, without a return to Python between groups."""
+    val, slotz, lsbz, pow2 = tables
+    taps = starts.shape[0]
+    P, kn = dy.shape
+    R = taps * cn
+    open_ = np.empty(P, np.int64)
+    for j in range(0, kn, g):
+        n = 0
+        for q in range(P):
+            if gate[q, j // g]:
+                open_[n] = q
+                n += 1
+        if n == 0:
+            continue
+        S = -(-n // dp)
+        # the patch columns of the open pixels, in chunks of dp (zeros after the last)
+        A = np.zeros((R, S, dp), np.uint8)
+        for t in range(taps):
+            for i in range(n):
+                o = starts[t, open_[i]]
+                if o >= 0:
+                    for c in range(cn):
+                        A[t * cn + c, i // dp, i % dp] = rows[o + c]
+        X = np.empty((n, g), np.uint8)  # the group's dY at the open pixels
+        for i in range(n):
+            for k in range(g):
+                X[i, k] = dy[open_[i], j + k]
+        codes = np.empty((g, S, dp), np.uint8)
+        Bv = np.empty((S, dp + 3, g), np.float64)
+        _prep_cols(X, codes, Bv, val, slotz, lsbz, pow2)
+        acc = np.empty((R, g), np.float64)
+        act = np.empty((R, g), np.bool_)
+        for r in range(R):
+            for k in range(g):
+                acc[r, k] = accT[r, j + k]
+                act[r, k] = activeT[r, j + k]
+        _tree_rne(A, codes, Bv, acc, act, *consts)
+        for r in range(R):
+            for k in range(g):
+                accT[r, j + k] = acc[r, k]
+
+
+def accumulate_gate_groups(
+    rows: np.ndarray,
+    starts: np.ndarray,
+    cn: int,
+    dy: np.ndarray,
+    gate: np.ndarray,
+    g: int,
+    dp: int,
+    accT: np.ndarray,
+    activeT: np.ndarray | None,
+    *,
+    operand_format: str,
+    accumulator_format: str,
+    align_bits: int,
+) -> bool:
+    """tc.wgr under gating in one call: for each group of g output channels k of the dY tile
+    dy (P, kn), over its open pixels (`gate` (P, kn / g) bool) only, in order and in chunks of
+    dp, `tree_accumulate` of the patch columns (rows[starts[t, q] + c] at tap t, channel c <
+    cn; -1: zeros) with dY's columns into accT[:, group] ((taps cn, kn) float64, updated),
+    `activeT` (taps cn, kn) as its `active`. False (nothing done) where the RNE kernel does
+    not apply; the caller then runs the groups itself."""
+    consts = _rne_args(operand_format, accumulator_format, align_bits)
+    if consts is None:
+        return False
+    if activeT is None:
+        activeT = _all_active(accT.shape)
+    work = starts.shape[0] * cn * dy.shape[0] * g
+    n = _threads_for(work)
+    threads = numba.get_num_threads()
+    if n is not None:
+        numba.set_num_threads(n)
+    try:
+        _gate_groups(
+            np.ascontiguousarray(rows).reshape(-1), starts, np.int64(cn),
+            np.ascontiguousarray(dy), np.ascontiguousarray(gate), np.int64(g), np.int64(dp),
+            accT, activeT, fast_tables(operand_format), consts,
+        )  # fmt: skip
+    finally:
+        numba.set_num_threads(threads)
+    return True
+
+
 @lru_cache(maxsize=8)
 def _acc_bits(fmt: str) -> tuple[np.int64, np.int64, np.int64]:
     """float64 bit patterns of the largest value, the smallest normal and half of it."""
