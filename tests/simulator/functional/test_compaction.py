@@ -53,11 +53,15 @@ def _zero_groups(model, frac: float, seed: int) -> int:
     return n
 
 
-@pytest.mark.parametrize(
+# weight sparsity alone and with gating: the modes that compact the data-gradient steps
+SPARSE_MODES = pytest.mark.parametrize(
     "modes",
     [Modes(wsparse=True), Modes(gating=True, wsparse=True)],
     ids=lambda m: "+".join(k for k, v in vars(m).items() if v),
 )
+
+
+@SPARSE_MODES
 def test_compacted_steps_bit_exact(tiny, modes):
     """With zero groups from the start (scattered output channels per input group), the
     data-gradient steps are compacted and, with gating, the weight-gradient steps too; the
@@ -88,11 +92,7 @@ def _zero_groups_alternating(model) -> int:
     return n
 
 
-@pytest.mark.parametrize(
-    "modes",
-    [Modes(wsparse=True), Modes(gating=True, wsparse=True)],
-    ids=lambda m: "+".join(k for k, v in vars(m).items() if v),
-)
+@SPARSE_MODES
 def test_groups_sharing_a_layout_bit_exact(tiny, modes):
     """Input groups with equal layouts (not neighbours) go through one gather and one kernel
     call; the executor still agrees with the reference bit for bit."""
