@@ -177,6 +177,18 @@ _SR_CODES = {"sr": _sr_codes, "sr_half": _sr_half_codes, "sr_corrected": _sr_cor
 _INT_VIEW = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 
 
+@lru_cache(maxsize=32)
+def _sr_setup(fmt: str, dtype: str, rounding: str) -> tuple | None:
+    """(kernel, integer view, quantize's parameters, encoder's) of `sr_codes`' one pass for
+    these arguments, or None where it does not apply (built once: the call is per op)."""
+    p = _normal_params(fmt)
+    dt = np.dtype(dtype)
+    if p is None or p[0] != 8 or dt not in _INT_VIEW or rounding not in _SR_CODES:
+        return None
+    params = kernel_params(get_format(fmt), dt, rounding)
+    return _SR_CODES[rounding], _INT_VIEW[dt], params, p[1:]
+
+
 def sr_codes(x: np.ndarray, fmt: str, rounding: str, r: int, words: np.ndarray) -> np.ndarray:
     """Codes of `x` (float32/float64) rounded stochastically (`rounding`: sr, sr_half,
     sr_corrected) with r-bit `words` (one per element, in x's order) into `fmt`, zeros as +0:
@@ -184,15 +196,14 @@ def sr_codes(x: np.ndarray, fmt: str, rounding: str, r: int, words: np.ndarray) 
     8-bit formats without subnormals and Inf/NaN (`e5m2_chip`); others, and inputs the
     composition refuses (NaN, bad words), take the composition itself. Same shape as x."""
     arr = np.asarray(x)
-    p = _normal_params(fmt)
-    if p is not None and p[0] == 8 and arr.dtype in _INT_VIEW and rounding in _SR_CODES:
+    setup = _sr_setup(fmt, arr.dtype.str, rounding)
+    if setup is not None:
+        kernel, int_view, params, enc = setup
         flat = np.ascontiguousarray(arr).reshape(-1)
         rand = np.ascontiguousarray(words).reshape(-1)
         if rand.shape == flat.shape and rand.dtype.kind in "ui":
             out = np.empty(flat.shape, np.uint8)
-            params = kernel_params(get_format(fmt), arr.dtype, rounding)
-            kernel = _SR_CODES[rounding]
-            if kernel(flat.view(_INT_VIEW[arr.dtype]), rand, r, params, out, *p[1:]) == 0:
+            if kernel(flat.view(int_view), rand, r, params, out, *enc) == 0:
                 return out.reshape(arr.shape)
     q = quantize(arr, fmt, rounding, r=r, random_bits=np.asarray(words).reshape(arr.shape))
     return np.asarray(encode(q + np.asarray(0.0, q.dtype), fmt)).reshape(arr.shape)
