@@ -125,7 +125,7 @@ def _lfsr_words(states, form, mask, width, cycles, n, r, invert, alternate, cycl
     """`LFSRSource.draw`'s words of a bank of per-lane registers in one pass: lane after
     lane within a cycle, cycle after cycle (the order the SRUs consume them), each state
     complemented where `combine` says, then `tile_word`'d to r bits; `states` advance by
-    `cycles` steps. The lanes of a cycle are independent, so that loop vectorises."""
+    `cycles` steps. No lane of a cycle depends on another (the inner loop)."""
     lanes = states.shape[0]
     out = np.empty(n, dtype=np.uint32)
     full = (np.int64(1) << width) - 1

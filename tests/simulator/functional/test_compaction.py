@@ -103,6 +103,20 @@ def test_groups_sharing_a_layout_bit_exact(tiny, modes):
     assert res["ok"], res["layers"]
 
 
+def test_gate_groups_python_loop_equals_the_single_call(tiny, monkeypatch):
+    """tc.wgr's gate groups in Python (the path for rounding rules the RNE kernel does not
+    cover) give the same step as `accumulate_gate_groups`: both bit-exact to the reference."""
+    import simulator.functional.tensor_core as tcm
+
+    model, shape = tiny
+    _zero_groups(model, 0.4, seed=2)
+    monkeypatch.setattr(tcm, "accumulate_gate_groups", lambda *a, **k: False)
+    step = prepare_model(model, shape, "tiny", 4, _sparse_cfg(), seed=1)
+    res = verify_step(step, Modes(gating=True, wsparse=True), gate_threshold=0.0)
+    assert res["ok"], res["layers"]
+    assert all(0.0 < d < 1.0 for d in res["gate_density"].values())
+
+
 def _steps(a, b, chunks):
     """FP16 codes of acc (K, R) after dot_product_step over the given pixel chunks:
     a (K, P) dY codes, b (R, P) patch codes."""
