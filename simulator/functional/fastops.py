@@ -35,7 +35,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from simulator.functional.tree import _normal_params
+from simulator.functional.tree import _normal_params, encode_bits
 from simulator.numerics import decode, encode, get_format, quantize
 from simulator.numerics._kernels import round_bits
 from simulator.numerics.quantize import kernel_params
@@ -136,25 +136,17 @@ def rne_codes(x: np.ndarray, fmt: str) -> np.ndarray:
 @njit(cache=True, inline="always")
 def _sr_encode(bits, rand, r, mode, params, out, bias_t, man_t, ebits_t):
     """0, or 1 (nothing usable) on a NaN, a word outside r bits or a result off the format.
-    The input's bits (float32 or float64 as integers) are rounded, then encoded from the
-    same bits: the results lie on the format's grid, a zero of either sign is code 0."""
-    mbits, bias_in = params[0], params[1]
-    abs_mask, sign_mask = params[9], params[10]
+    float64 values' bits are rounded (`round_bits`) and encoded (`tree.encode_bits`), a zero
+    of either sign as code 0 (the SRU writes +0)."""
     limit = np.int64(1) << r
-    low = (np.int64(1) << (mbits - man_t)) - 1
-    fmask = (np.int64(1) << man_t) - 1
-    top = (np.int64(1) << ebits_t) - 1
+    absm = np.int64(0x7FFFFFFFFFFFFFFF)
     bad = np.int64(0)
     for i in range(bits.shape[0]):
         S = np.int64(rand[i])
-        res, isnan = round_bits(np.int64(bits[i]), S, r, mode, params)
-        m = res & abs_mask
-        e = (m >> mbits) - bias_in + bias_t
-        sign = np.int64((res & sign_mask) != 0)
-        code = (sign << (ebits_t + man_t)) | (e << man_t) | ((m >> (mbits - man_t)) & fmask)
-        bad |= np.int64(isnan) | np.int64((S < 0) | (limit <= S))
-        bad |= np.int64(m != 0) & np.int64((e < 1) | (e > top) | ((m & low) != 0))
-        out[i] = code if m != 0 else np.int64(0)  # the SRU writes +0
+        res, isnan = round_bits(bits[i], S, r, mode, params)
+        code, off = encode_bits(res & absm if (res & absm) == 0 else res, bias_t, man_t, ebits_t)
+        bad |= np.int64(isnan) | np.int64((S < 0) | (limit <= S)) | off
+        out[i] = code
     return np.int64(bad != 0)
 
 
@@ -174,7 +166,7 @@ def _sr_corrected_codes(bits, rand, r, params, out, bias, man, ebits):
 
 
 _SR_CODES = {"sr": _sr_codes, "sr_half": _sr_half_codes, "sr_corrected": _sr_corrected_codes}
-_INT_VIEW = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @lru_cache(maxsize=32)
@@ -182,11 +174,12 @@ def _sr_setup(fmt: str, dtype: str, rounding: str) -> tuple | None:
     """(kernel, integer view, quantize's parameters, encoder's) of `sr_codes`' one pass for
     these arguments, or None where it does not apply (built once: the call is per op)."""
     p = _normal_params(fmt)
-    dt = np.dtype(dtype)
-    if p is None or p[0] != 8 or dt not in _INT_VIEW or rounding not in _SR_CODES:
+    if p is None or p[0] != 8 or np.dtype(dtype) not in _FLOATS or rounding not in _SR_CODES:
         return None
-    params = kernel_params(get_format(fmt), dt, rounding)
-    return _SR_CODES[rounding], _INT_VIEW[dt], params, p[1:]
+    # float32 values are rounded as the float64 values they equal: the rule depends on the
+    # value only (tested against quantize of the float32 values)
+    params = kernel_params(get_format(fmt), np.dtype(np.float64), rounding)
+    return _SR_CODES[rounding], params, p[1:]
 
 
 def sr_codes(x: np.ndarray, fmt: str, rounding: str, r: int, words: np.ndarray) -> np.ndarray:
@@ -198,12 +191,12 @@ def sr_codes(x: np.ndarray, fmt: str, rounding: str, r: int, words: np.ndarray) 
     arr = np.asarray(x)
     setup = _sr_setup(fmt, arr.dtype.str, rounding)
     if setup is not None:
-        kernel, int_view, params, enc = setup
-        flat = np.ascontiguousarray(arr).reshape(-1)
+        kernel, params, enc = setup
+        flat = np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
         rand = np.ascontiguousarray(words).reshape(-1)
         if rand.shape == flat.shape and rand.dtype.kind in "ui":
             out = np.empty(flat.shape, np.uint8)
-            if kernel(flat.view(int_view), rand, r, params, out, *enc) == 0:
+            if kernel(flat.view(np.int64), rand, r, params, out, *enc) == 0:
                 return out.reshape(arr.shape)
     q = quantize(arr, fmt, rounding, r=r, random_bits=np.asarray(words).reshape(arr.shape))
     return np.asarray(encode(q + np.asarray(0.0, q.dtype), fmt)).reshape(arr.shape)

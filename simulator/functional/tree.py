@@ -898,6 +898,23 @@ def acc_decode_t(words: np.ndarray, fmt: str) -> np.ndarray:
     return acc_decode(np.ascontiguousarray(np.asarray(words).T), fmt)
 
 
+@njit(cache=True, inline="always")
+def encode_bits(b, bias, man, ebits):
+    """(code, 1 if not representable) of the float64 bits b of a value that should be zero
+    or normal in a format without subnormals (`bias`, `man`, `ebits`); -0 keeps its sign."""
+    absm = np.int64(0x7FFFFFFFFFFFFFFF)
+    low = (np.int64(1) << (52 - man)) - 1
+    top = (np.int64(1) << ebits) - 1
+    fmask = (np.int64(1) << man) - 1
+    sign = (b >> 63) & 1
+    m = b & absm
+    e = (m >> 52) - 1023 + bias
+    frac = (m >> (52 - man)) & fmask
+    code = (sign << (ebits + man)) | ((e << man) | frac if m != 0 else np.int64(0))
+    bad = np.int64(m != 0) & np.int64((e < 1) | (e > top) | ((m & low) != 0))
+    return code, bad
+
+
 @njit(cache=True)
 def _encode_normal(v, out, bias, man, ebits):
     """Codes of float64 values that are zero or normal in a format without subnormals.
@@ -906,17 +923,11 @@ def _encode_normal(v, out, bias, man, ebits):
     absm = np.int64(0x7FFFFFFFFFFFFFFF)
     low = (np.int64(1) << (52 - man)) - 1
     top = (np.int64(1) << ebits) - 1
-    fmask = (np.int64(1) << man) - 1
     vb = v.view(np.int64)
     bad = np.int64(0)
     for i in range(v.shape[0]):
-        b = vb[i]
-        sign = (b >> 63) & 1
-        m = b & absm
-        e = (m >> 52) - 1023 + bias
-        frac = (m >> (52 - man)) & fmask
-        code = (sign << (ebits + man)) | ((e << man) | frac if m != 0 else np.int64(0))
-        bad |= np.int64(m != 0) & np.int64((e < 1) | (e > top) | ((m & low) != 0))
+        code, b = encode_bits(vb[i], bias, man, ebits)
+        bad |= b
         out[i] = code
     if bad == 0:
         return -1
