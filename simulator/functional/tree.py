@@ -506,6 +506,11 @@ def _tree_rne(A, B, Bv, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn
     absm = np.int64(0x7FFFFFFFFFFFFFFF)
     fa = float(align)
     for p in prange(P):
+        live = False
+        for k in range(K):
+            live |= active[p, k]
+        if not live:
+            continue  # every output of the row gated: nothing of it is stored
         x = np.empty(K, np.float64)
         for k in range(K):
             x[k] = acc[p, k]
