@@ -89,6 +89,20 @@ def test_fast_equals_integer_kernel(kind, align):
     assert np.array_equal(fast[~active].view(np.int64), acc[~active].view(np.int64))
 
 
+@pytest.mark.parametrize("kind", ["narrow", "mixed"])
+def test_fully_gated_rows_are_left_alone(kind):
+    """Rows with no active output (a gated pixel's whole tile, which the kernel skips) keep
+    their accumulators bit for bit; the other rows equal the integer kernel's."""
+    rng = np.random.default_rng(len(kind) + 7)
+    A, B, acc = _case(kind, rng, 40, 16, 9)
+    active = rng.random(acc.shape) < 0.7
+    active[::3] = False  # every third row fully gated
+    fast, slow = _run(A, B, acc, 24, True, active), _run(A, B, acc, 24, False, active)
+    assert np.array_equal(fast.view(np.int64), slow.view(np.int64))
+    assert np.array_equal(fast[::3].view(np.int64), acc[::3].view(np.int64))
+    assert not np.array_equal(fast[1::3], acc[1::3])  # the others did change
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_fast_equals_dot_product_step(kind):
     rng = np.random.default_rng(len(kind))
