@@ -144,9 +144,9 @@ def _sr_encode(bits, rand, r, mode, params, out, bias_t, man_t, ebits_t):
     for i in range(bits.shape[0]):
         S = np.int64(rand[i])
         res, isnan = round_bits(bits[i], S, r, mode, params)
-        code, off = encode_bits(res & absm if (res & absm) == 0 else res, bias_t, man_t, ebits_t)
+        code, off = encode_bits(res, bias_t, man_t, ebits_t)
         bad |= np.int64(isnan) | np.int64((S < 0) | (limit <= S)) | off
-        out[i] = code
+        out[i] = code if (res & absm) != 0 else np.int64(0)  # -0 too: the SRU writes +0
     return np.int64(bad != 0)
 
 
