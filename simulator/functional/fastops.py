@@ -8,9 +8,9 @@ bits (tests/simulator/functional/test_fastops.py compares them):
   and Inf/NaN that saturate (`e5m2_chip`); other formats, and NaN inputs (which `quantize`
   refuses), take the composition itself;
 - `sr_codes(x, fmt, rounding, r, words)`: `encode(quantize(x, fmt, rounding, r=r,
-  random_bits=words) + 0.0, fmt)` (the SRU's stochastic result) in one pass, each value by
-  `quantize`'s own element rule (`_kernels.round_bits`), for 8-bit formats without subnormals
-  and Inf/NaN; other formats, NaN inputs and bad words take the composition itself;
+  random_bits=words) + 0.0, fmt)` (the SRU's stochastic result) in one pass on the float64
+  bits, for the same formats as `rne_codes` (8-bit); other formats, NaN inputs and bad words
+  take the composition itself;
 - `seq_sum(start, vals)`: the FP32 running sums of batch norm, pixel after pixel;
 - `gather(src, idx)`: `src[idx]` for byte arrays with int32 indices, 0 where idx < 0;
   `run_starts` / `gather_runs`: the same where each row of idx is one run of consecutive
@@ -35,10 +35,9 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from simulator.functional.tree import _normal_params, encode_bits
+from simulator.functional.tree import _f2i, _i2f
 from simulator.numerics import decode, encode, get_format, quantize
-from simulator.numerics._kernels import round_bits
-from simulator.numerics.quantize import kernel_params
+from simulator.numerics.quantize import MAX_RANDOM_BITS
 
 
 @lru_cache(maxsize=8)
@@ -129,74 +128,120 @@ def rne_codes(x: np.ndarray, fmt: str) -> np.ndarray:
     return np.asarray(encode(q + np.asarray(0.0, q.dtype), fmt)).reshape(arr.shape)
 
 
-# ---- stochastic rounding into codes in one pass: `quantize`'s own element rounding
-# (`_kernels.round_bits`, the mode a constant of each kernel as in `_kernels`), +0, encoded
+# ---- stochastic rounding into codes in one pass, for float64 values and `_rne_params`'
+# formats (saturating, no subnormals, no Inf/NaN: the chip's `e5m2_chip`). It is `quantize`'s
+# rule (`_kernels.round_bits`, `decide_sr*`) at the only two kinds of magnitude it meets there:
+#  - |x| >= the smallest normal 2**emin: the target keeps the top man bits of the float64
+#    significand, so the discarded part is the low db = 52 - man fraction bits D, d = D / 2**db,
+#    and floor(d 2**q) = D >> (db - q); a carry out of the kept bits is the step into the next
+#    binade, above the largest value it saturates (an Inf's bits too: D = 0, so it never
+#    rounds up, and it saturates).
+#  - |x| < 2**emin: the grid is {0, 2**emin}, d = |x| / 2**emin, and d 2**q is |x| 2**(q -
+#    emin), a float64 product by a power of two, exact; its conversion to int64 is the floor.
+# Other formats take the composition (`quantize`'s general shifts cost about 3x as much).
 
 
 @njit(cache=True, inline="always")
-def _sr_encode(bits, rand, r, mode, params, out, bias_t, man_t, ebits_t):
-    """0, or 1 (nothing usable) on a NaN, a word outside r bits or a result off the format.
-    float64 values' bits are rounded (`round_bits`) and encoded (`tree.encode_bits`), a zero
-    of either sign as code 0 (the SRU writes +0)."""
-    limit = np.int64(1) << r
+def _sr_normal(mode, x, rand, out, r, db, maxbits, minbits, lowscale, bias, man, sbit):
+    """Codes of x (float32 or float64) into out; 0, or 1 (fall back: nothing usable) on a NaN
+    or a word outside r bits. mode: 3 sr, 4 sr_half, 5
+    sr_corrected (`_kernels.decide`); lowscale = 2**(q - emin), q = r + 1 for sr_half, else r."""
     absm = np.int64(0x7FFFFFFFFFFFFFFF)
+    keep = ~((np.int64(1) << db) - 1)
+    dmask = (np.int64(1) << db) - 1
+    mmask = (np.int64(1) << man) - 1
+    limit = np.int64(1) << r
+    q = r + 1 if mode == 4 else r
+    sh = db - q
+    rmask = (np.int64(1) << sh) - 1
+    half2 = (np.int64(1) << sh) >> 1
+    cap = _i2f(minbits)  # |x| above the smallest normal takes the other branch: keep it finite
     bad = np.int64(0)
-    for i in range(bits.shape[0]):
+    for i in range(x.shape[0]):
+        v = np.float64(x[i])  # a float32 value is rounded as the float64 value it equals
+        w = _f2i(v)
+        m = w & absm
         S = np.int64(rand[i])
-        res, isnan = round_bits(bits[i], S, r, mode, params)
-        code, off = encode_bits(res, bias_t, man_t, ebits_t)
-        bad |= np.int64(isnan) | np.int64((S < 0) | (limit <= S)) | off
-        out[i] = code if (res & absm) != 0 else np.int64(0)  # -0 too: the SRU writes +0
+        bad |= np.int64(m > np.int64(0x7FF0000000000000)) | np.int64((S < 0) | (limit <= S))
+        D = m & dmask
+        lowv = min(abs(v), cap) * lowscale
+        if mode == 5:  # rne(d 2**r) + S >= 2**r
+            f = D >> sh
+            rem = D & rmask
+            f += np.int64((rem > half2) | ((rem == half2) & ((f & 1) == 1)))
+            fl = np.int64(np.rint(lowv))
+        else:
+            f = D >> sh
+            fl = np.int64(lowv)
+        if mode == 4:  # floor(d 2**(r + 1)) + 2 S + 1 >= 2**(r + 1)
+            upn = np.int64(f + 2 * S + 1 >= 2 * limit)
+            upl = np.int64(fl + 2 * S + 1 >= 2 * limit)
+        else:
+            upn = np.int64(f + S >= limit)
+            upl = np.int64(fl + S >= limit)
+        res = min((m & keep) + (upn << db), maxbits) if m >= minbits else upl * minbits
+        e = (res >> 52) - 1023 + bias
+        code = (((w >> 63) & 1) << sbit) | (e << man) | ((res >> db) & mmask)
+        out[i] = code if res != 0 else np.int64(0)  # a zero of either sign: code 0 (+0)
     return np.int64(bad != 0)
 
 
 @njit(cache=True)
-def _sr_codes(bits, rand, r, params, out, bias, man, ebits):
-    return _sr_encode(bits, rand, r, 3, params, out, bias, man, ebits)
+def _sr_normal_sr(x, rand, out, r, db, maxbits, minbits, lowscale, bias, man, sbit):
+    return _sr_normal(3, x, rand, out, r, db, maxbits, minbits, lowscale, bias, man, sbit)
 
 
 @njit(cache=True)
-def _sr_half_codes(bits, rand, r, params, out, bias, man, ebits):
-    return _sr_encode(bits, rand, r, 4, params, out, bias, man, ebits)
+def _sr_normal_half(x, rand, out, r, db, maxbits, minbits, lowscale, bias, man, sbit):
+    return _sr_normal(4, x, rand, out, r, db, maxbits, minbits, lowscale, bias, man, sbit)
 
 
 @njit(cache=True)
-def _sr_corrected_codes(bits, rand, r, params, out, bias, man, ebits):
-    return _sr_encode(bits, rand, r, 5, params, out, bias, man, ebits)
+def _sr_normal_corrected(x, rand, out, r, db, maxbits, minbits, lowscale, bias, man, sbit):
+    return _sr_normal(5, x, rand, out, r, db, maxbits, minbits, lowscale, bias, man, sbit)
 
 
-_SR_CODES = {"sr": _sr_codes, "sr_half": _sr_half_codes, "sr_corrected": _sr_corrected_codes}
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_SR_NORMAL = {"sr": _sr_normal_sr, "sr_half": _sr_normal_half, "sr_corrected": _sr_normal_corrected}
 
 
 @lru_cache(maxsize=32)
-def _sr_setup(fmt: str, dtype: str, rounding: str) -> tuple | None:
-    """(kernel, integer view, quantize's parameters, encoder's) of `sr_codes`' one pass for
-    these arguments, or None where it does not apply (built once: the call is per op)."""
-    p = _normal_params(fmt)
-    if p is None or p[0] != 8 or np.dtype(dtype) not in _FLOATS or rounding not in _SR_CODES:
+def _sr_normal_args(fmt: str, rounding: str, r: int) -> tuple | None:
+    """(kernel, its arguments after `out`) of the specialised pass, or None where it does not
+    apply: not one of `_rne_params`' 8-bit formats, or r outside 1 .. `MAX_RANDOM_BITS` (the
+    composition refuses it) or above db - 2."""
+    p = _rne_params(fmt)
+    if p is None or p[-1] != 7 or rounding not in _SR_NORMAL:
         return None
-    # float32 values are rounded as the float64 values they equal: the rule depends on the
-    # value only (tested against quantize of the float32 values)
-    params = kernel_params(get_format(fmt), np.dtype(np.float64), rounding)
-    return _SR_CODES[rounding], params, p[1:]
+    if not 1 <= r <= min(MAX_RANDOM_BITS, p[0] - 2):
+        return None
+    db, maxbits, minbits, _, bias, man, sbit = p
+    q = r + 1 if rounding == "sr_half" else r
+    lowscale = 2.0 ** (q - (1 - bias))
+    args = (np.int64(r), np.int64(db), np.int64(maxbits), np.int64(minbits), lowscale)
+    return _SR_NORMAL[rounding], (*args, np.int64(bias), np.int64(man), np.int64(sbit))
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def sr_codes(x: np.ndarray, fmt: str, rounding: str, r: int, words: np.ndarray) -> np.ndarray:
     """Codes of `x` (float32/float64) rounded stochastically (`rounding`: sr, sr_half,
     sr_corrected) with r-bit `words` (one per element, in x's order) into `fmt`, zeros as +0:
     `encode(quantize(x, fmt, rounding, r=r, random_bits=words) + 0.0, fmt)`, in one call for
-    8-bit formats without subnormals and Inf/NaN (`e5m2_chip`); others, and inputs the
-    composition refuses (NaN, bad words), take the composition itself. Same shape as x."""
+    8-bit saturating formats without subnormals and Inf/NaN (`e5m2_chip`); others, and inputs
+    the composition refuses (NaN, bad words, r outside 1..32), take the composition itself.
+    Same shape as x."""
     arr = np.asarray(x)
-    setup = _sr_setup(fmt, arr.dtype.str, rounding)
-    if setup is not None:
-        kernel, params, enc = setup
-        flat = np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
+    fast = _sr_normal_args(fmt, rounding, r) if arr.dtype in _FLOATS else None
+    if fast is not None:
+        kernel, args = fast
+        # float32 values are rounded as the float64 values they equal: the rule depends on
+        # the value only (tested against quantize of the float32 values)
+        flat = np.ascontiguousarray(arr).reshape(-1)
         rand = np.ascontiguousarray(words).reshape(-1)
         if rand.shape == flat.shape and rand.dtype.kind in "ui":
             out = np.empty(flat.shape, np.uint8)
-            if kernel(flat.view(np.int64), rand, r, params, out, *enc) == 0:
+            if kernel(flat, rand, out, *args) == 0:
                 return out.reshape(arr.shape)
     q = quantize(arr, fmt, rounding, r=r, random_bits=np.asarray(words).reshape(arr.shape))
     return np.asarray(encode(q + np.asarray(0.0, q.dtype), fmt)).reshape(arr.shape)

@@ -79,6 +79,14 @@ class SRUs:
         the pass that computes them), else None."""
         return _rne_args(self.fmt) if self.rounding(target) == "rne" else None
 
+    def takes_float64(self, target: str) -> bool:
+        """Whether stream `target` rounds float64 values as they are (an RNE stream, or a
+        stochastic one with a generator: `rne_codes` / `sr_codes` round the value whatever
+        its type, so float64 values exact in float32 give the float32 values' codes);
+        `tensor_bits` is given float32."""
+        st = self.streams.get(target)
+        return st is None or st.rounding == "rne" or st.source is not None
+
     def rne_written(self, dest: tuple[str, int], n: int) -> None:
         """n RNE results written at dest (buffer, address) by the caller: their bit record
         is 0, as `round` would make it."""

@@ -73,7 +73,7 @@ class TensorCore:
         self.align = tc.alignment_width_bits
         # decoded weight tiles (tree.PreparedB) by op and place; reused while the codes match
         self._prepared: dict[tuple[int, ...], tuple[bytes, PreparedB]] = {}
-        # whether RNE at `fin` takes float64 accumulators as they are (`rne_codes`' one pass)
+        # whether `fin` may take float64 accumulators as they are (`rne_codes`, `sr_codes`)
         self._rne_direct = _rne_params(self.opf) is not None
 
     # -- helpers
@@ -316,10 +316,11 @@ class TensorCore:
         results through the SRUs when `fin`, else the accumulator words."""
         if fin:
             vals = vals.T if transposed else vals
-            # FP16 accumulators are exact in float32: an RNE stream takes them as they are
-            # (the same codes), the others as float32 as always
-            rne = self.srus.rounding(stream) == "rne" and self._rne_direct
-            codes = self.srus.round(stream, vals if rne else vals.astype(np.float32), (space, addr))
+            # FP16 accumulators are exact in float32: a stream whose one-pass kernel rounds
+            # float64 values takes them as they are (the same codes), `tensor_bits` float32
+            direct = self._rne_direct and self.srus.takes_float64(stream)
+            vals = vals if direct else vals.astype(np.float32)
+            codes = self.srus.round(stream, vals, (space, addr))
             self.m.view(space, addr, codes.size)[:] = codes.reshape(-1)
         elif transposed:  # the codes, not the values, are transposed
             self.m.u16(space, addr, vals.size).reshape(vals.shape[::-1])[:] = acc_encode_t(

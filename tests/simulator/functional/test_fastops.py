@@ -9,6 +9,7 @@ from simulator.config import load_config
 from simulator.functional import Machine
 from simulator.functional.fastops import (
     _rne_args,
+    _sr_normal_args,
     copy_rows,
     gather,
     gather_columns,
@@ -104,6 +105,7 @@ def test_sr_codes_equals_quantize_encode(rounding):
     with np.errstate(over="ignore"):
         inputs = (x64, x64.astype(np.float32), x32)
     for r in (1, 8, 13, 32):
+        assert _sr_normal_args(OPF, rounding, r) is not None  # the one-pass kernel runs
         for x in inputs:
             for words in (
                 rng.integers(0, 1 << r, x.size, dtype=np.uint64).astype(np.uint32),
@@ -123,6 +125,9 @@ def test_sr_codes_refusals_are_the_compositions():
         sr_codes(np.array([1.0, np.nan]), OPF, "sr", 8, np.zeros(2, np.uint32))
     with pytest.raises(ValueError, match=r"random_bits\[1\] = 256"):
         sr_codes(np.array([1.0, 0.3]), OPF, "sr", 8, np.array([0, 256], np.uint32))
+    with pytest.raises(ValueError, match=r"r=33 must be in 1\.\.32"):
+        sr_codes(np.array([1.0, 0.3]), OPF, "sr", 33, np.array([0, 256], np.uint64))
+    assert _sr_normal_args("e4m3", "sr", 8) is None
     x = np.random.default_rng(8).standard_normal(1000).astype(np.float32)
     w = np.arange(1000, dtype=np.uint32) % 256
     assert np.array_equal(sr_codes(x, "e4m3", "sr", 8, w), _slow_sr_codes(x, "e4m3", "sr", 8, w))
