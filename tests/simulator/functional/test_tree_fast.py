@@ -103,6 +103,22 @@ def test_fully_gated_rows_are_left_alone(kind):
     assert not np.array_equal(fast[1::3], acc[1::3])  # the others did change
 
 
+@pytest.mark.parametrize("kind", ["narrow", "mixed"])
+def test_rows_gated_at_their_ends(kind):
+    """Channel gating closes whole groups of a row's outputs; the kernel computes only from
+    the row's first to its last active output. Rows whose leading, trailing or middle groups
+    are closed equal the integer kernel's; every gated output keeps its accumulator."""
+    rng = np.random.default_rng(len(kind) + 11)
+    A, B, acc = _case(kind, rng, 48, 32, 9)
+    groups = rng.random((48, 4)) < 0.5
+    groups[0], groups[1], groups[2] = [False, True, True, False], [True] * 4, [False] * 4
+    active = np.repeat(groups, 8, axis=1)
+    fast, slow = _run(A, B, acc, 24, True, active), _run(A, B, acc, 24, False, active)
+    assert np.array_equal(fast.view(np.int64), slow.view(np.int64))
+    assert np.array_equal(fast[~active].view(np.int64), acc[~active].view(np.int64))
+    assert not np.array_equal(fast[active], acc[active])
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_fast_equals_dot_product_step(kind):
     rng = np.random.default_rng(len(kind))
