@@ -29,6 +29,7 @@ from simulator.functional.sfu import SFU
 from simulator.functional.sru import SRUs
 from simulator.functional.state import Descriptor, FunctionalError, Machine, Modes, f32
 from simulator.functional.tensor_core import TensorCore
+from simulator.functional.tree import settle_threads
 from simulator.functional.units import SparsityUnits
 
 _NO_DATA = frozenset({"nop", "barrier", "sync"})
@@ -88,6 +89,7 @@ class Executor:
         try:
             return self._run(program, max_instructions)
         finally:
+            settle_threads()  # what the tiles changed, then the caller's count
             numba.set_num_threads(threads)
 
     def _decode(self, program: Sequence[Instruction]) -> list[tuple]:

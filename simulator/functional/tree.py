@@ -66,6 +66,29 @@ def _env_int(name: str, default: int, least: int) -> int:
 AUTO = "auto"
 _tiles: dict = {"threads": 1, "min_macs": 4096}
 _idle = IdleCores()
+# numba's thread count before a tile kernel changed it; it stays changed for the next tile
+# that wants the same (setting it costs microseconds, a tile call a few more) and goes back
+# when a tile wants the caller's count or the `tile_threads` block ends (`settle_threads`)
+_lent: list[int | None] = [None]
+
+
+def _use_threads(n: int | None) -> None:
+    """numba threads for the next tile kernel: n, or None for the caller's."""
+    if n is None:
+        settle_threads()
+        return
+    current = numba.get_num_threads()
+    if current != n:
+        if _lent[0] is None:
+            _lent[0] = current
+        numba.set_num_threads(n)
+
+
+def settle_threads() -> None:
+    """Give numba back the thread count the tiles found."""
+    if _lent[0] is not None:
+        numba.set_num_threads(_lent[0])
+        _lent[0] = None
 
 
 def max_threads() -> int:
@@ -110,6 +133,7 @@ def tile_threads(n: int | str | None):
     try:
         yield
     finally:
+        settle_threads()
         _tiles.update(before)
 
 
@@ -731,18 +755,12 @@ def accumulate_gate_groups(
     if activeT is None:
         activeT = _all_active(accT.shape)
     work = starts.shape[0] * cn * dy.shape[0] * g
-    n = _threads_for(work)
-    threads = numba.get_num_threads()
-    if n is not None:
-        numba.set_num_threads(n)
-    try:
-        _gate_groups(
-            np.ascontiguousarray(rows).reshape(-1), starts, np.int64(cn),
-            np.ascontiguousarray(dy), np.ascontiguousarray(gate), np.int64(g), np.int64(dp),
-            accT, activeT, fast_tables(operand_format), consts,
-        )  # fmt: skip
-    finally:
-        numba.set_num_threads(threads)
+    _use_threads(_threads_for(work))
+    _gate_groups(
+        np.ascontiguousarray(rows).reshape(-1), starts, np.int64(cn),
+        np.ascontiguousarray(dy), np.ascontiguousarray(gate), np.int64(g), np.int64(dp),
+        accT, activeT, fast_tables(operand_format), consts,
+    )  # fmt: skip
     return True
 
 
@@ -821,22 +839,13 @@ def tree_accumulate(
         if consts is not None:  # the RNE kernel: checks as below, no per-call table work
             A, B, prepared, active = _checked(A, B, acc, operand_format, active)
             pb = prepared if prepared is not None else prepare_operand(B, operand_format)
-            n = _threads_for(A.size * B.shape[0])
-            if n is None:
-                _tree_rne(A, B, pb.v, acc, active, *consts)
-                return acc
-            threads = numba.get_num_threads()
-            numba.set_num_threads(n)
-            try:
-                _tree_rne(A, B, pb.v, acc, active, *consts)
-            finally:
-                numba.set_num_threads(threads)
+            _use_threads(_threads_for(A.size * B.shape[0]))
+            _tree_rne(A, B, pb.v, acc, active, *consts)
             return acc
     sig, lsb, slot, sgn = operand_tables(operand_format)
     man, emin, low, maxv, _ = acc_params(accumulator_format)
     A, B, prepared, active = _checked(A, B, acc, operand_format, active)
     work = A.size * B.shape[0]
-    threads = numba.get_num_threads()
     # the integer kernel (other roundings, align_bits below the accumulator's width).
     # Narrow copies for the streamed operand: B is read once per output row, so its size in
     # cache matters more than the widening (the kernel computes in int64)
@@ -846,33 +855,28 @@ def tree_accumulate(
     nz = sig[B] != 0
     bmax = np.where(nz, slot16[B], -(1 << 14)).max(axis=2).astype(np.int64)
     bmin = np.where(nz, lsb16[B], 1 << 14).min(axis=2).astype(np.int64)
-    n = _threads_for(work)
-    if n is not None:
-        numba.set_num_threads(n)
-    try:
-        _tree(
-            A,
-            sig8[B],
-            lsb16[B],
-            slot16[B],
-            sgn8[B],
-            bmax,
-            bmin,
-            acc,
-            active,
-            sig,
-            lsb,
-            slot,
-            sgn,
-            np.int64(align_bits),
-            np.int64(ROUNDING_CODE[rounding]),
-            np.int64(man),
-            np.int64(emin),
-            np.int64(low),
-            np.int64(math.frexp(maxv)[1] - 1),
-        )
-    finally:
-        numba.set_num_threads(threads)
+    _use_threads(_threads_for(work))
+    _tree(
+        A,
+        sig8[B],
+        lsb16[B],
+        slot16[B],
+        sgn8[B],
+        bmax,
+        bmin,
+        acc,
+        active,
+        sig,
+        lsb,
+        slot,
+        sgn,
+        np.int64(align_bits),
+        np.int64(ROUNDING_CODE[rounding]),
+        np.int64(man),
+        np.int64(emin),
+        np.int64(low),
+        np.int64(math.frexp(maxv)[1] - 1),
+    )
     return acc
 
 

@@ -2,6 +2,7 @@
 `auto` (while a core is idle), the same results, bad values refused with a message naming
 them."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -63,6 +64,26 @@ def test_threads_are_only_for_large_tiles():
 
 @two
 @pytest.mark.parametrize("fast", [True, False])
+def test_numba_threads_come_back(fast):
+    """A large tile leaves numba's threads at its count for the next one; a small tile and
+    the end of the block give the caller's count back."""
+    A, B = _tile(4)
+    kw = dict(operand_format="e5m2_chip", accumulator_format="fp16_chip", align_bits=24)
+    numba.set_num_threads(1)
+    try:
+        with tree.tile_threads(2):
+            tree.tree_accumulate(A, B, np.zeros((96, 32)), fast=fast, **kw)
+            assert numba.get_num_threads() == 2
+            tree.tree_accumulate(A[:2, :1], B[:, :1], np.zeros((2, 32)), fast=fast, **kw)
+            assert numba.get_num_threads() == 1  # a small tile: the caller's count
+            tree.tree_accumulate(A, B, np.zeros((96, 32)), fast=fast, **kw)
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(tree.max_threads())
+
+
+@two
+@pytest.mark.parametrize("fast", [True, False])
 def test_a_tile_on_two_threads_is_bit_identical(fast):
     A, B = _tile(3)  # random codes: wide spans, so the integer rule runs on some steps too
     kw = dict(operand_format="e5m2_chip", accumulator_format="fp16_chip", align_bits=24)
@@ -79,9 +100,11 @@ def test_a_tile_on_two_threads_is_bit_identical(fast):
 @two
 def test_a_step_on_two_threads_leaves_the_same_machine_state(tiny):
     states = []
+    before = numba.get_num_threads()
     for n in (1, 2):
         step = execute(prepare_model(*tiny, "tiny", 2, config_for("rne")), threads=n)
         states.append(step.machine.dram.copy())
+        assert numba.get_num_threads() == before  # the tiles' threads given back
     assert np.array_equal(states[0], states[1])
 
 
