@@ -126,6 +126,9 @@ class Machine:
 
     def skipped(self, img: int) -> bool:
         """The image's gradient-skip flag (mask buffer byte `img`), where skipping is on."""
-        if not self.mode.gskip:
+        if not (self.forced_modes or self.modes).gskip:
             return False
-        return bool(self.view("msk", img, 1)[0])
+        msk = self.buffers["msk"]
+        if 0 <= img < msk.size:  # (asked before every BP/WU transfer: no view made)
+            return bool(msk[img])
+        return bool(self.view("msk", img, 1)[0])  # raises, naming the address

@@ -7,6 +7,7 @@ from isa.encoding import Instruction as Ins
 from isa.program import HardwareLoops, step_registers
 from simulator.config import load_config
 from simulator.functional import Executor, FunctionalError, Machine
+from simulator.functional.state import Modes
 
 
 def _machine():
@@ -195,3 +196,17 @@ def test_instruction_limit_inside_a_register_run(limit):
     else:
         assert Executor(m).run(prog, max_instructions=limit) == executed
     assert m.regs == regs
+
+
+def test_skip_flags_read_and_checked():
+    """The gradient-skip flag of an image is its mask byte, read only with skipping on; an
+    image number outside the mask buffer is an error naming the buffer, not a wrap."""
+    m = _machine()
+    m.buffers["msk"][3] = 1
+    m.forced_modes = Modes(False, False, True)
+    assert m.skipped(3) and not m.skipped(2)
+    for bad in (-1, m.buffers["msk"].size):
+        with pytest.raises(FunctionalError, match=r"msk access \["):
+            m.skipped(bad)
+    m.forced_modes = Modes(False, False, False)
+    assert not m.skipped(3)
