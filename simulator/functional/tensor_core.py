@@ -39,9 +39,11 @@ from simulator.functional.tree import (
     acc_encode,
     acc_encode_t,
     accumulate_gate_groups,
+    accumulator_words,
     prepare_columns,
     prepare_operand,
     tree_accumulate,
+    tree_accumulate_words,
 )
 
 
@@ -75,6 +77,9 @@ class TensorCore:
         self._prepared: dict[tuple[int, ...], tuple[bytes, PreparedB]] = {}
         # whether `fin` may take float64 accumulators as they are (`rne_codes`, `sr_codes`)
         self._rne_direct = _rne_params(self.opf) is not None
+        # whether the kernel reads and writes a tile's accumulator words in the buffer itself
+        # (no float64 copy in and out) where the tile does not finish (`fin` 0)
+        self._words = accumulator_words(self.opf, self.accf, self.align)
 
     # -- helpers
     @staticmethod
@@ -404,7 +409,11 @@ class TensorCore:
         X = self._patches(self._rows(d, m.reg(a["ra"]), p0, pn, d.c), d, p0, pn, c0, cn)
         P = pn * d.ow
         ro = m.reg(a["ro"])
-        acc = self._acc_in("act", ro, (P, kn), a["acc"])
+        words = None
+        if self._words and not a["fin"]:  # the kernel keeps the words (X is a copy)
+            words = m.u16("act", ro, P * kn).reshape(P, kn)
+        else:
+            acc = self._acc_in("act", ro, (P, kn), a["acc"])
         active = None
         if pass_ == "cond":
             active = self._gate(d, m.reg(a["rm"]), P, kn)
@@ -420,15 +429,11 @@ class TensorCore:
 
         key = (0, rb, kn, c0, cn, d.taps, d.c, self.m.ws_gc)
         Wp = self._prepare(key, self._wsource(d, rb, kn, d.c, a["gm"]), build)
-        tree_accumulate(
-            X,
-            Wp,
-            acc,
-            operand_format=self.opf,
-            accumulator_format=self.accf,
-            align_bits=self.align,
-            active=active,
-        )
+        kw = dict(operand_format=self.opf, accumulator_format=self.accf, align_bits=self.align)
+        if words is not None:
+            tree_accumulate_words(X, Wp, words, from_zero=not a["acc"], active=active, **kw)
+            return
+        tree_accumulate(X, Wp, acc, active=active, **kw)
         self._acc_out("act", ro, acc, a["fin"], "act")
 
     def bwd(self, a: dict[str, int], d: Descriptor) -> None:
@@ -547,8 +552,18 @@ class TensorCore:
         geom = (d.h, d.w, d.kh, d.kw, d.stride, d.pad, d.ow, p0, pn, cn, self.dp)
         rows = self._rows(d, m.reg(a["rb"]), p0, pn, cn)
         ro = m.reg(a["ro"])
-        # the accumulators go in and out transposed (below), decoded and encoded as such
-        accT = self._acc_in("err", ro, (kn, d.taps * cn), a["acc"], transposed=True)
+        R = d.taps * cn
+        # the accumulators go in and out transposed (below), decoded and encoded as such; or
+        # the kernels keep the words, as a transposed view, where the tile does not finish
+        # and they cannot overwrite dY before reading it (gate groups read it as they go)
+        words = self._words and not a["fin"]
+        if words and gate is not None:
+            ra = m.reg(a["ra"])
+            words = ro + 2 * kn * R <= ra or ra + P * kn <= ro
+        if words:
+            accT = m.u16("err", ro, kn * R).reshape(kn, R).T
+        else:
+            accT = self._acc_in("err", ro, (kn, R), a["acc"], transposed=True)
         activeT = None
         if d.wsparse and m.mode.wsparse:  # zero groups' gradients are not computed
             gc = m.ws_gc
@@ -558,43 +573,49 @@ class TensorCore:
         # fast path's bounds): the patches go in as the row operand and the small dY tile is
         # the one decoded for the kernel, so the accumulators are taken transposed
         starts = self._wgr_starts(*geom)
+        kw = dict(operand_format=self.opf, accumulator_format=self.accf, align_bits=self.align)
         if gate is None:
             XT = gather_columns(rows, starts, cn).reshape(d.taps * cn, -1, self.dp)
+            dYp = prepare_columns(dy, self.dp, self.opf)
+            if words:
+                tree_accumulate_words(XT, dYp, accT, from_zero=not a["acc"], active=activeT, **kw)
+                return
+            tree_accumulate(XT, dYp, accT, active=activeT, **kw)
+        elif accumulate_gate_groups(
+            rows, starts, cn, dy, gate, d.cg_group, self.dp, accT, activeT, **kw,
+            from_zero=words and not a["acc"],
+        ):  # fmt: skip
+            if words:
+                return
+        else:  # rounding rules the single call does not cover
+            if words:  # (nothing written yet) the loop takes values
+                accT = self._acc_in("err", ro, (kn, R), a["acc"], transposed=True)
+            self._wgr_gate_loop(rows, starts, cn, dy, gate, d.cg_group, accT, activeT)
+        self._acc_out("err", ro, accT, a["fin"], "err", transposed=True)
+
+    def _wgr_gate_loop(self, rows, starts, cn: int, dy, gate, g: int, accT, activeT) -> None:
+        """tc.wgr's gate groups one by one in Python: each group reduces over its open
+        pixels only, compacted (isa.spec); accT (taps cn, kn) float64, updated."""
+        kn = dy.shape[1]
+        for j in range(0, kn, g):
+            open_ = np.flatnonzero(gate[:, j // g])
+            if not len(open_):
+                continue
+            # the open pixels' columns of the patches, in chunks of dp (zeros after)
+            cols = np.full((starts.shape[0], len(open_) + (-len(open_) % self.dp)), -1,
+                           np.int32)  # fmt: skip
+            cols[:, : len(open_)] = starts[:, open_]
+            acc_j = np.ascontiguousarray(accT[:, j : j + g])
             tree_accumulate(
-                XT,
-                prepare_columns(dy, self.dp, self.opf),
-                accT,
+                gather_columns(rows, cols, cn).reshape(accT.shape[0], -1, self.dp),
+                prepare_columns(dy[open_, j : j + g], self.dp, self.opf),
+                acc_j,
                 operand_format=self.opf,
                 accumulator_format=self.accf,
                 align_bits=self.align,
-                active=activeT,
+                active=None if activeT is None else np.ascontiguousarray(activeT[:, j : j + g]),
             )
-        elif not accumulate_gate_groups(
-            rows, starts, cn, dy, gate, d.cg_group, self.dp, accT, activeT,
-            operand_format=self.opf, accumulator_format=self.accf, align_bits=self.align,
-        ):  # fmt: skip
-            # each gate group reduces over its open pixels only, compacted (isa.spec)
-            g = d.cg_group
-            for j in range(0, kn, g):
-                open_ = np.flatnonzero(gate[:, j // g])
-                if not len(open_):
-                    continue
-                # the open pixels' columns of the patches, in chunks of dp (zeros after)
-                cols = np.full((starts.shape[0], len(open_) + (-len(open_) % self.dp)), -1,
-                               np.int32)  # fmt: skip
-                cols[:, : len(open_)] = starts[:, open_]
-                acc_j = np.ascontiguousarray(accT[:, j : j + g])
-                tree_accumulate(
-                    gather_columns(rows, cols, cn).reshape(d.taps * cn, -1, self.dp),
-                    prepare_columns(dy[open_, j : j + g], self.dp, self.opf),
-                    acc_j,
-                    operand_format=self.opf,
-                    accumulator_format=self.accf,
-                    align_bits=self.align,
-                    active=None if activeT is None else np.ascontiguousarray(activeT[:, j : j + g]),
-                )
-                accT[:, j : j + g] = acc_j
-        self._acc_out("err", ro, accT, a["fin"], "err", transposed=True)
+            accT[:, j : j + g] = acc_j
 
     # -- grouped convolutions: each group of the tile is an ordinary conv tile of its kg
     # outputs and cg inputs, with the same step order (isa.spec, docs/functional.md)

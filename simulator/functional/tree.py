@@ -506,9 +506,16 @@ def code_fields(fmt: str) -> tuple[int, int, int]:
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _tree_rne(A, B, Bv, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn, align, man,
-              emin, low, emax_f, maxbits, minbits, halfbits, fman, femask, foff):  # fmt: skip
+def _tree_rne(A, B, Bv, acc, active, words, wmode, wfmt, val, slotz, lsbz, pow2, sig, lsb,
+              slot, sgn, align, man, emin, low, emax_f, maxbits, minbits, halfbits, fman, femask,
+              foff):  # fmt: skip
     """RNE steps with an exact-sum fast path vectorised over the outputs k of a row p.
+
+    The accumulators: wmode 0, the float64 values acc (P, K); else the format's words
+    `words` (P, K) (any strides, e.g. a transposed view of a buffer), decoded at a row's start
+    (wmode 1) or zeros (wmode 2: every word the tile does not store is written 0, as the
+    float64 path's zeros would be encoded), encoded at its end (`wfmt`: bias, mantissa and
+    exponent bits, a format without subnormals; its values are exact in float64).
 
     A step of output (p, k) takes the fast path when no addend can fall below the grid. With
     hA, lA (hB, lB) the largest slot and smallest LSB of A's (B's) nonzero operands of the
@@ -535,6 +542,9 @@ def _tree_rne(A, B, Bv, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn
         k0 = 0
         while k0 < K and not active[p, k0]:
             k0 += 1
+        if wmode == 2:  # starting from zeros: what is not stored below is a zero
+            for k in range(K):
+                words[p, k] = 0
         if k0 == K:
             continue
         k1 = K
@@ -544,8 +554,15 @@ def _tree_rne(A, B, Bv, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn
         # the loop no longer vectorises (3x slower)
         k0u, k1u = np.uint64(k0), np.uint64(k1)
         x = np.empty(K, np.float64)
-        for k in range(K):
-            x[k] = acc[p, k]
+        if wmode == 0:
+            for k in range(K):
+                x[k] = acc[p, k]
+        elif wmode == 1:
+            for k in range(K):
+                x[k] = word_value(words[p, k], wfmt[0], wfmt[1], wfmt[2])
+        else:
+            for k in range(K):
+                x[k] = 0.0
         y = np.empty(K, np.float64)
         t = np.empty(K, np.float64)
         for s in range(S):
@@ -604,9 +621,20 @@ def _tree_rne(A, B, Bv, acc, active, val, slotz, lsbz, pow2, sig, lsb, slot, sgn
                     elif y[k] != y[k]:
                         y[k] = x[k]  # an inactive output (never stored)
             x, y = y, x
-        for k in range(K):
-            if active[p, k]:
-                acc[p, k] = x[k] + 0.0  # a zero is +0
+        if wmode == 0:
+            for k in range(K):
+                if active[p, k]:
+                    acc[p, k] = x[k] + 0.0  # a zero is +0
+        else:
+            for k in range(K):
+                if active[p, k]:
+                    code, _ = encode_bits(_f2i(x[k] + 0.0), wfmt[0], wfmt[1], wfmt[2])
+                    words[p, k] = code
+
+
+_NO_WORDS = np.zeros((0, 0), np.uint16)  # `_tree_rne`'s words where it takes float64 values
+_NO_WFMT = (np.int64(0), np.int64(0), np.int64(0))
+_NO_VALUES = np.zeros((0, 0), np.float64)  # and its values where it takes words
 
 
 class PreparedB(NamedTuple):
@@ -677,13 +705,20 @@ def prepare_columns(X: np.ndarray, dp: int, operand_format: str) -> PreparedB:
 
 
 @njit(cache=True)
-def _gate_groups(rows, starts, cn, dy, gate, g, dp, accT, activeT, tables, consts):
+def _gate_groups(rows, starts, cn, dy, gate, g, dp, accT, words, wmode, wfmt, activeT, tables,
+                 consts):  # fmt: skip
     """`accumulate_gate_groups`' loop: per gate group, its operands built and its tile run
-    on the RNE kernel, without a return to Python between groups."""
+    on the RNE kernel, without a return to Python between groups. The accumulators as
+    `_tree_rne` takes them (wmode 0: accT's values, else the words)."""
     val, slotz, lsbz, pow2 = tables
     taps = starts.shape[0]
     P, kn = dy.shape
     R = taps * cn
+    if wmode == 2:  # from zeros: a group with no open pixel leaves its zeros
+        for r in range(R):
+            for k in range(kn):
+                words[r, k] = 0
+    no_words = np.zeros((0, 0), np.uint16)
     open_ = np.empty(P, np.int64)
     at = np.empty(P, np.int64)  # the open pixels' row starts at one tap (-1: padding)
     for j in range(0, kn, g):
@@ -720,12 +755,19 @@ def _gate_groups(rows, starts, cn, dy, gate, g, dp, accT, activeT, tables, const
         act = np.empty((R, g), np.bool_)
         for r in range(R):
             for k in range(g):
-                acc[r, k] = accT[r, j + k]
+                if wmode == 0:
+                    acc[r, k] = accT[r, j + k]
+                else:
+                    acc[r, k] = word_value(words[r, j + k], wfmt[0], wfmt[1], wfmt[2])
                 act[r, k] = activeT[r, j + k]
-        _tree_rne(A, codes, Bv, acc, act, *consts)
+        _tree_rne(A, codes, Bv, acc, act, no_words, 0, wfmt, *consts)
         for r in range(R):
             for k in range(g):
-                accT[r, j + k] = acc[r, k]
+                if wmode == 0:
+                    accT[r, j + k] = acc[r, k]
+                else:
+                    code, _ = encode_bits(_f2i(acc[r, k]), wfmt[0], wfmt[1], wfmt[2])
+                    words[r, j + k] = code
 
 
 def accumulate_gate_groups(
@@ -742,26 +784,81 @@ def accumulate_gate_groups(
     operand_format: str,
     accumulator_format: str,
     align_bits: int,
+    from_zero: bool = False,
 ) -> bool:
     """tc.wgr under gating in one call: for each group of g output channels k of the dY tile
     dy (P, kn), over its open pixels (`gate` (P, kn / g) bool) only, in order and in chunks of
     dp, `tree_accumulate` of the patch columns (rows[starts[t, q] + c] at tap t, channel c <
-    cn; -1: zeros) with dY's columns into accT[:, group] ((taps cn, kn) float64, updated),
-    `activeT` (taps cn, kn) as its `active`. False (nothing done) where the RNE kernel does
-    not apply; the caller then runs the groups itself."""
+    cn; -1: zeros) with dY's columns into accT[:, group] ((taps cn, kn), updated), `activeT`
+    (taps cn, kn) as its `active`. accT holds float64 values, or the accumulator format's
+    words (uint16, any strides; `from_zero`: start from zeros, every word written; only where
+    `accumulator_words` applies). False (nothing done) where the RNE kernel does not apply;
+    the caller then runs the groups itself."""
     consts = _rne_args(operand_format, accumulator_format, align_bits)
     if consts is None:
         return False
     if activeT is None:
         activeT = _all_active(accT.shape)
+    if accT.dtype == np.uint16:
+        wfmt = _word_format(accumulator_format)
+        acc, words, wmode = _NO_VALUES, accT, 2 if from_zero else 1
+    else:
+        acc, words, wmode, wfmt = accT, _NO_WORDS, 0, _NO_WFMT
     work = starts.shape[0] * cn * dy.shape[0] * g
     _use_threads(_threads_for(work))
     _gate_groups(
         np.ascontiguousarray(rows).reshape(-1), starts, np.int64(cn),
         np.ascontiguousarray(dy), np.ascontiguousarray(gate), np.int64(g), np.int64(dp),
-        accT, activeT, fast_tables(operand_format), consts,
+        acc, words, wmode, wfmt, activeT, fast_tables(operand_format), consts,
     )  # fmt: skip
     return True
+
+
+@lru_cache(maxsize=8)
+def _word_format(fmt: str) -> tuple[np.int64, np.int64, np.int64]:
+    p = _normal_params(fmt)
+    if p is None or p[0] != 16:
+        raise ValueError(f"{fmt}: the kernels keep only 16-bit accumulators without subnormals "
+                         "and Inf/NaN as words")  # fmt: skip
+    return p[1], p[2], p[3]
+
+
+def accumulator_words(operand_format: str, accumulator_format: str, align_bits: int) -> bool:
+    """Whether the RNE kernel applies and keeps the accumulators as `accumulator_format`'s
+    words (`tree_accumulate_words`, `accumulate_gate_groups`): 16 bits, no subnormals."""
+    p = _normal_params(accumulator_format)
+    return (
+        p is not None
+        and p[0] == 16
+        and (_rne_args(operand_format, accumulator_format, align_bits) is not None)
+    )
+
+
+def tree_accumulate_words(
+    A: np.ndarray,
+    B: np.ndarray | PreparedB,
+    words: np.ndarray,
+    *,
+    from_zero: bool,
+    operand_format: str,
+    accumulator_format: str,
+    align_bits: int,
+    active: np.ndarray | None = None,
+) -> None:
+    """`tree_accumulate` with the accumulators as words (P, K) of the accumulator format (a
+    view of a buffer, any strides), decoded and encoded in the kernel (`from_zero`: start
+    from zeros, every word written): no float64 copy in and out. Only where
+    `accumulator_words` says so (the RNE kernel); the words' values are the float64 path's."""
+    consts = _rne_args(operand_format, accumulator_format, align_bits)
+    wfmt = _word_format(accumulator_format)
+    if consts is None or words.dtype != np.uint16 or words.ndim != 2:
+        raise ValueError("tree_accumulate_words: needs the RNE kernel and uint16 (P, K) words")
+    if words.shape != (np.shape(A)[0], np.shape(B.codes if isinstance(B, PreparedB) else B)[0]):
+        raise ValueError(f"words {words.shape} must be (P, K) of A's P and B's K")
+    A, B, prepared, active = _checked(A, B, None, operand_format, active)
+    pb = prepared if prepared is not None else prepare_operand(B, operand_format)
+    _use_threads(_threads_for(A.size * B.shape[0]))
+    _tree_rne(A, B, pb.v, _NO_VALUES, active, words, 2 if from_zero else 1, wfmt, *consts)
 
 
 @lru_cache(maxsize=8)
@@ -789,7 +886,9 @@ def _rne_args(operand_format: str, accumulator_format: str, align_bits: int) -> 
 
 
 def _checked(A, B, acc, operand_format, active):
-    """tree_accumulate's operands checked: (A, B codes, B's PreparedB or None, active)."""
+    """tree_accumulate's operands checked (acc float64 values, or None where the
+    accumulators are words of the shape `active`'s): (A, B codes, B's PreparedB or None,
+    active)."""
     prepared = B if isinstance(B, PreparedB) else None
     if prepared is not None and prepared.fmt != operand_format:
         raise ValueError(f"B was prepared for {prepared.fmt}, not {operand_format}")
@@ -797,10 +896,13 @@ def _checked(A, B, acc, operand_format, active):
     B = prepared.codes if prepared is not None else np.ascontiguousarray(B, dtype=np.uint8)
     if A.ndim != 3 or B.ndim != 3 or A.shape[1:] != B.shape[1:]:
         raise ValueError(f"A {A.shape} and B {B.shape} must be (P, S, D) and (K, S, D)")
-    if acc.shape != (A.shape[0], B.shape[0]) or acc.dtype != np.float64:
-        raise ValueError(f"acc must be float64 of shape {(A.shape[0], B.shape[0])}")
+    shape = (A.shape[0], B.shape[0])
+    if acc is not None and (acc.shape != shape or acc.dtype != np.float64):
+        raise ValueError(f"acc must be float64 of shape {shape}")
     if active is None:
-        return A, B, prepared, _all_active(acc.shape)
+        return A, B, prepared, _all_active(shape)
+    if active.shape != shape:
+        raise ValueError(f"active must have the shape {shape}, not {active.shape}")
     return A, B, prepared, np.ascontiguousarray(active, dtype=np.bool_)
 
 
@@ -840,7 +942,7 @@ def tree_accumulate(
             A, B, prepared, active = _checked(A, B, acc, operand_format, active)
             pb = prepared if prepared is not None else prepare_operand(B, operand_format)
             _use_threads(_threads_for(A.size * B.shape[0]))
-            _tree_rne(A, B, pb.v, acc, active, *consts)
+            _tree_rne(A, B, pb.v, acc, active, _NO_WORDS, 0, _NO_WFMT, *consts)
             return acc
     sig, lsb, slot, sgn = operand_tables(operand_format)
     man, emin, low, maxv, _ = acc_params(accumulator_format)
@@ -883,16 +985,29 @@ def tree_accumulate(
 # ---- the accumulators' FP16 words <-> float64 values, without per-call validation passes
 
 
+@njit(cache=True, inline="always")
+def word_bits(w, bias, man, ebits):
+    """float64 bits of the value of code w of a format without subnormals and Inf/NaN
+    (exponent field 0: zero)."""
+    c = np.int64(w)
+    e = (c >> man) & ((np.int64(1) << ebits) - 1)
+    sign = (c >> (ebits + man)) << 63
+    frac = c & ((np.int64(1) << man) - 1)
+    return sign | (((e - bias + 1023) << 52) | (frac << (52 - man)) if e != 0 else 0)
+
+
+@njit(cache=True, inline="always")
+def word_value(w, bias, man, ebits):
+    """`word_bits` as the float64 value."""
+    return _i2f(word_bits(w, bias, man, ebits))
+
+
 @njit(cache=True)
 def _decode_normal(w, out, bias, man, ebits):
     """float64 values of codes of a format without subnormals and Inf/NaN (field 0: zero)."""
     ob = out.view(np.int64)
     for i in range(w.shape[0]):
-        c = np.int64(w[i])
-        e = (c >> man) & ((np.int64(1) << ebits) - 1)
-        sign = (c >> (ebits + man)) << 63
-        frac = c & ((np.int64(1) << man) - 1)
-        ob[i] = sign | (((e - bias + 1023) << 52) | (frac << (52 - man)) if e != 0 else 0)
+        ob[i] = word_bits(w[i], bias, man, ebits)
 
 
 @lru_cache(maxsize=8)

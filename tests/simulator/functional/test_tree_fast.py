@@ -10,13 +10,18 @@ import numpy as np
 import pytest
 
 from simulator.functional.tree import (
+    _NO_WFMT,
+    _NO_WORDS,
     _rne_args,
     _tree_rne,
     acc_decode,
     acc_encode,
+    accumulate_gate_groups,
+    accumulator_words,
     code_fields,
     prepare_operand,
     tree_accumulate,
+    tree_accumulate_words,
 )
 from simulator.numerics import decode, encode
 from simulator.numerics.dot_product import dot_product_step
@@ -203,7 +208,59 @@ def test_bounds_from_the_codes_bits_equal_the_tables(kind):
     out = []
     for fields in (consts[-3:], (np.int64(-1), np.int64(0), np.int64(0))):
         a = acc.copy()
-        _tree_rne(A, B, prepare_operand(B, OPF).v, a, np.ones(a.shape, np.bool_),
-                  *consts[:-3], *fields)  # fmt: skip
+        _tree_rne(A, B, prepare_operand(B, OPF).v, a, np.ones(a.shape, np.bool_), _NO_WORDS, 0,
+                  _NO_WFMT, *consts[:-3], *fields)  # fmt: skip
         out.append(a)
     assert np.array_equal(out[0].view(np.int64), out[1].view(np.int64))
+
+
+@pytest.mark.parametrize("kind", ["narrow", "mixed", "saturate"])
+@pytest.mark.parametrize("from_zero", [False, True])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_accumulators_as_words_equal_the_values(kind, from_zero, transposed):
+    """The kernel decoding and encoding the accumulator words itself (any strides: tc.wgr's
+    are a transposed view) gives the words of the float64 path's values; outputs it does not
+    store keep their words, or are zeros when it starts from zeros."""
+    rng = np.random.default_rng(len(kind) + 31 * from_zero + 7 * transposed)
+    A, B, acc = _case(kind, rng, 29, 24, 7)
+    active = rng.random(acc.shape) < 0.8
+    active[::5] = False  # fully gated rows
+    active[1, :8] = active[2, 16:] = False  # rows gated at their ends
+    start = np.zeros_like(acc) if from_zero else acc
+    want = acc_encode(_run(A, B, start, 24, True, active), ACCF).view(np.uint16)
+    garbage = rng.integers(0, 1 << 16, acc.shape).astype(np.uint16)
+    init = garbage if from_zero else acc_encode(acc, ACCF).view(np.uint16)
+    store = np.ascontiguousarray(init.T).T if transposed else init.copy()
+    assert store.flags.c_contiguous != transposed
+    tree_accumulate_words(A, B, store, from_zero=from_zero, operand_format=OPF,
+                          accumulator_format=ACCF, align_bits=24, active=active)  # fmt: skip
+    assert np.array_equal(store, want)
+    assert accumulator_words(OPF, ACCF, 24) and not accumulator_words(OPF, ACCF, 8)
+
+
+@pytest.mark.parametrize("from_zero", [False, True])
+def test_gate_groups_on_words_equal_the_values(from_zero):
+    """tc.wgr's gate groups with the accumulators as a transposed view of words: the words
+    of the float64 path's values (a group with no open pixel included)."""
+    rng = np.random.default_rng(41 + from_zero)
+    taps, cn, P, kn, g = 4, 8, 37, 48, 16
+    rows = _codes(rng, (P * cn,), 8, 22, 0.3)
+    starts = rng.integers(-1, P, (taps, P)) * cn
+    starts[starts < 0] = -1
+    dy = _codes(rng, (P, kn), 8, 22, 0.2)
+    gate = rng.random((P, kn // g)) < 0.6
+    gate[:, 1] = False  # a group with no open pixel
+    acc = decode(rng.integers(0, 1 << 15, (taps * cn, kn)).astype(np.uint16), ACCF)
+    acc = np.asarray(acc, np.float64)
+    activeT = rng.random(acc.shape) < 0.9
+    kw = dict(operand_format=OPF, accumulator_format=ACCF, align_bits=24)
+    vals = np.zeros_like(acc) if from_zero else acc.copy()
+    assert accumulate_gate_groups(rows, starts, cn, dy, gate, g, 8, vals, activeT, **kw)
+    init = rng.integers(0, 1 << 16, (kn, taps * cn)).astype(np.uint16)
+    if not from_zero:
+        init = np.ascontiguousarray(acc_encode(acc, ACCF).view(np.uint16).T)
+    words = init.T  # (taps cn, kn), strided as tc.wgr's
+    assert accumulate_gate_groups(rows, starts, cn, dy, gate, g, 8, words, activeT, **kw,
+                                  from_zero=from_zero)  # fmt: skip
+    assert np.array_equal(words, acc_encode(vals, ACCF).view(np.uint16))
+    assert not np.array_equal(vals, acc)
