@@ -27,21 +27,25 @@ MODELS = {"vgg7": "VGG-7", "resnet20": "ResNet-20"}
 
 
 def _timed_kernel() -> list[float]:
-    """Wrap the tensor core's tile kernel so the step's time in it is known: [wall, CPU]."""
+    """Wrap the tensor core's tile kernels (values, words, gate groups) so the step's time in
+    them is known: [wall, CPU]."""
     import simulator.functional.tensor_core as tc
 
     spent = [0.0, 0.0]
-    inner = tc.tree_accumulate
 
-    def timed(*args, **kwargs):
-        t, c = time.perf_counter(), time.process_time()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            spent[0] += time.perf_counter() - t
-            spent[1] += time.process_time() - c
+    def timing(inner):
+        def timed(*args, **kwargs):
+            t, c = time.perf_counter(), time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - t
+                spent[1] += time.process_time() - c
 
-    tc.tree_accumulate = timed
+        return timed
+
+    for name in ("tree_accumulate", "tree_accumulate_words", "accumulate_gate_groups"):
+        setattr(tc, name, timing(getattr(tc, name)))
     return spent
 
 
