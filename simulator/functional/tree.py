@@ -20,6 +20,9 @@ its bit pattern; any other step runs the integer rule (`_step_exact`). `_tree` (
 deterministic rounding, any align_bits) keeps the accumulator as an integer significand and
 exponent and runs the integer rule on every step, with a one-pass exact sum where the grid
 cannot be reached. B can be decoded once (`prepare_operand`) and reused across calls.
+`tree_accumulate_words` runs `_tree_rne` on the accumulator format's words where they lie
+(a tile that does not finish: its words stay in the buffer), decoding a row's words at its
+start and encoding them at its end, with no float64 copy in and out.
 """
 
 from __future__ import annotations
