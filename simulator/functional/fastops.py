@@ -144,8 +144,8 @@ def rne_codes(x: np.ndarray, fmt: str) -> np.ndarray:
 @njit(cache=True, inline="always")
 def _sr_normal(mode, x, rand, out, r, db, maxbits, minbits, lowscale, bias, man, sbit):
     """Codes of x (float32 or float64) into out; 0, or 1 (fall back: nothing usable) on a NaN
-    or a word outside r bits. mode: 3 sr, 4 sr_half, 5
-    sr_corrected (`_kernels.decide`); lowscale = 2**(q - emin), q = r + 1 for sr_half, else r."""
+    or a word outside r bits. mode: 3 sr, 4 sr_half, 5 sr_corrected (`_kernels.decide`);
+    lowscale = 2**(q - emin), q = r + 1 for sr_half, else r."""
     absm = np.int64(0x7FFFFFFFFFFFFFFF)
     keep = ~((np.int64(1) << db) - 1)
     dmask = (np.int64(1) << db) - 1
