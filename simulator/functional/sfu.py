@@ -40,7 +40,9 @@ class SFU:
 
     def _write(self, buf: str, addr: int, vals: np.ndarray) -> None:
         stream = "err" if buf == "err" else "act"
-        codes = self.srus.round(stream, np.asarray(vals, np.float64), (buf, addr))
+        # FP32 results as they are where the stream rounds by value (no float64 copy)
+        vals = vals if self.srus.rounds_values(stream) else np.asarray(vals, np.float64)
+        codes = self.srus.round(stream, vals, (buf, addr))
         self.m.view(buf, addr, codes.size)[:] = codes.reshape(-1)
 
     def rounded(self, kernel, args: tuple, buf: str, addr: int, n: int) -> bool:

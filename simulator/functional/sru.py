@@ -79,11 +79,11 @@ class SRUs:
         the pass that computes them), else None."""
         return _rne_args(self.fmt) if self.rounding(target) == "rne" else None
 
-    def takes_float64(self, target: str) -> bool:
-        """Whether stream `target` rounds float64 values as they are (an RNE stream, or a
-        stochastic one with a generator: `rne_codes` / `sr_codes` round the value whatever
-        its type, so float64 values exact in float32 give the float32 values' codes);
-        `tensor_bits` is given float32."""
+    def rounds_values(self, target: str) -> bool:
+        """Whether stream `target`'s codes depend on the values only, whatever their float
+        type (an RNE stream, or a stochastic one with a generator: `rne_codes` / `sr_codes`
+        round the value), so the callers need not convert them; `tensor_bits` is given the
+        type it always was."""
         st = self.streams.get(target)
         return st is None or st.rounding == "rne" or st.source is not None
 

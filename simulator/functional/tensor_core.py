@@ -323,7 +323,7 @@ class TensorCore:
             vals = vals.T if transposed else vals
             # FP16 accumulators are exact in float32: a stream whose one-pass kernel rounds
             # float64 values takes them as they are (the same codes), `tensor_bits` float32
-            direct = self._rne_direct and self.srus.takes_float64(stream)
+            direct = self._rne_direct and self.srus.rounds_values(stream)
             vals = vals if direct else vals.astype(np.float32)
             codes = self.srus.round(stream, vals, (space, addr))
             self.m.view(space, addr, codes.size)[:] = codes.reshape(-1)
