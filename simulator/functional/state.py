@@ -126,7 +126,7 @@ class Machine:
 
     def skipped(self, img: int) -> bool:
         """The image's gradient-skip flag (mask buffer byte `img`), where skipping is on."""
-        if not (self.forced_modes or self.modes).gskip:
+        if not self.mode.gskip:
             return False
         msk = self.buffers["msk"]
         if 0 <= img < msk.size:  # (asked before every BP/WU transfer: no view made)

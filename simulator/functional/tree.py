@@ -541,7 +541,8 @@ def _tree_rne(A, B, Bv, acc, active, words, wmode, wfmt, val, slotz, lsbz, pow2,
     fa = float(align)
     for p in prange(P):
         # the row's outputs from its first to its last active one, k0 <= k < k1: only they
-        # are computed (a gated output is never stored); none active: the row is skipped
+        # are computed in the dp = 8 loop (a gated output is never stored); none active:
+        # the row is skipped
         k0 = 0
         while k0 < K and not active[p, k0]:
             k0 += 1
@@ -856,9 +857,9 @@ def tree_accumulate_words(
     wfmt = _word_format(accumulator_format)
     if consts is None or words.dtype != np.uint16 or words.ndim != 2:
         raise ValueError("tree_accumulate_words: needs the RNE kernel and uint16 (P, K) words")
-    if words.shape != (np.shape(A)[0], np.shape(B.codes if isinstance(B, PreparedB) else B)[0]):
-        raise ValueError(f"words {words.shape} must be (P, K) of A's P and B's K")
     A, B, prepared, active = _checked(A, B, None, operand_format, active)
+    if words.shape != (A.shape[0], B.shape[0]):
+        raise ValueError(f"words {words.shape} must be (P, K) of A's P and B's K")
     pb = prepared if prepared is not None else prepare_operand(B, operand_format)
     _use_threads(_threads_for(A.size * B.shape[0]))
     _tree_rne(A, B, pb.v, _NO_VALUES, active, words, 2 if from_zero else 1, wfmt, *consts)
