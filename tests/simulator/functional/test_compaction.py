@@ -139,10 +139,10 @@ def _steps(a, b, chunks):
     return acc
 
 
-def test_weight_gradient_reduces_over_open_pixels_compacted():
-    """tc.wgr of a gated layer with gating on: a gate group's accumulators take the open
-    pixels in chunks of 8 (compacted), not the tile's pixels with zeros in place; the two
-    orders round differently on this tile, so the test tells them apart."""
+def _gated_wgr(ro: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One gated tc.wgr tile (dY at err 0, 256 bytes; its FP16 accumulators at err `ro`,
+    starting from zero, not finished): (the accumulators' words after it, the compacted
+    chunks' codes, the codes with the pixels in place)."""
     from simulator.config import load_config
     from simulator.functional.sru import SRUs
     from simulator.functional.state import Descriptor, Machine
@@ -163,14 +163,32 @@ def test_weight_gradient_reduces_over_open_pixels_compacted():
     m.view("err", 0, P * kn)[:] = dy.reshape(-1)
     m.view("act", 0, P * cn)[:] = x.reshape(-1)
     m.view("msk", 0, P)[:] = gate
-    m.regs[4], m.regs[6] = 0, 4096  # dY, accumulators (err); X at act 0, gates at msk 0
+    m.regs[4], m.regs[6] = 0, ro  # dY, accumulators (err); X at act 0, gates at msk 0
     a = {"desc": 0, "rk": 0, "kn": kn, "rc": 0, "cn": cn, "rp": 0, "pn": 4, "rimg": 0,
          "ra": 4, "rb": 0, "ro": 6, "rm": 0, "gm": 0, "acc": 0, "fin": 0}  # fmt: skip
     tc.wgr(a, d)
-    got = m.u16("err", 4096, kn * cn).reshape(kn, cn)
+    got = m.u16("err", ro, kn * cn).reshape(kn, cn)
     open_ = np.flatnonzero(gate)
     dyg = np.where(gate[:, None], dy, 0)
     compact = _steps(dyg.T, x.T, [open_[:8], open_[8:]])
     in_place = _steps(dyg.T, x.T, [np.arange(8), np.arange(8, 16)])
+    return got, compact, in_place
+
+
+def test_weight_gradient_reduces_over_open_pixels_compacted():
+    """tc.wgr of a gated layer with gating on: a gate group's accumulators take the open
+    pixels in chunks of 8 (compacted), not the tile's pixels with zeros in place; the two
+    orders round differently on this tile, so the test tells them apart."""
+    got, compact, in_place = _gated_wgr(4096)
     assert np.array_equal(got, compact)
     assert not np.array_equal(compact, in_place)
+
+
+@pytest.mark.parametrize("ro", [128, 0, 254])
+def test_gated_weight_gradient_with_accumulators_over_dy(ro):
+    """The accumulators' region overlapping dY (ahead, at and behind it): tc.wgr reads dY
+    before it writes, so the result is the non-overlapping tile's. The gate groups' single
+    call writes its words while it reads dY, so here it must take the float64 path (where
+    it took the words, starting from zero would clear dY first)."""
+    got, compact, _ = _gated_wgr(ro)
+    assert np.array_equal(got, compact)
