@@ -186,7 +186,8 @@ def test_weight_gradient_reduces_over_open_pixels_compacted():
 
 @pytest.mark.parametrize("ro", [128, 0, 254])
 def test_gated_weight_gradient_with_accumulators_over_dy(ro):
-    """The accumulators' region overlapping dY (ahead, at and behind it): tc.wgr reads dY
+    """The accumulators' region overlapping dY (from its start, from halfway, over its last
+    two bytes): tc.wgr reads dY
     before it writes, so the result is the non-overlapping tile's. The gate groups' single
     call writes its words while it reads dY, so here it must take the float64 path (where
     it took the words, starting from zero would clear dY first)."""
